@@ -1,0 +1,33 @@
+# Two commands do all set-up on a fresh machine:
+#   make test   create .venv, install with the dev extras, run the test suite
+#   make demo   create .venv, install, annotate the bundled sample clip with the default model
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU wheel of torch lies on this machine's disk; naming the version keeps pip from pulling a CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= dev,onnx,tensorrt-rtx
+SAMPLE ?= samples/colonoscopy_1080p_30f.mp4
+
+.PHONY: venv test lint demo clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+venv: $(BIN)/.installed
+
+test: venv
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check train engines realtime calibration benchmarks tests
+
+demo: venv
+	$(BIN)/polyp-live --input $(SAMPLE) --output demo_annotated.mp4 --stats demo_summary.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,52 @@
+"""What every console script shares: logging set-up and one-line error reporting.
+
+``run_cli(main)`` calls ``main()``; a :class:`~train.errors.PolypLiveError`, a missing file or a
+permission problem becomes one line ``polyp-xxx: error: ...`` on stderr and exit code 2
+(KeyboardInterrupt: 130). ``--debug`` anywhere on the command line (or ``POLYP_LIVE_DEBUG=1``)
+shows the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from train.errors import PolypLiveError
+
+logger = logging.getLogger("polyp_live")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def debug_requested(argv: list[str] | None = None) -> bool:
+    args = sys.argv[1:] if argv is None else argv
+    return "--debug" in args or os.environ.get("POLYP_LIVE_DEBUG") == "1"
+
+
+def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Run a command's ``main(argv)``; return its exit code, turning known errors into one line."""
+    name = prog or Path(sys.argv[0]).name
+    try:
+        return int(main(argv) or 0)
+    except PolypLiveError as exc:
+        if debug_requested(argv):
+            raise
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        if debug_requested(argv):
+            raise
+        print(f"{name}: error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,148 @@
+"""The model contract: everything a runtime must know to feed the model and read its output.
+
+It is defined once, here, and travels with every artifact: the checkpoint's JSON sidecar,
+the ONNX ``metadata_props`` and the TensorRT engine sidecar all store :meth:`ModelContract.to_dict`.
+Training, runtime and calibration all preprocess through :mod:`train.preprocess`, which reads
+nothing but this contract.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from train.errors import ContractError
+
+CONTRACT_SCHEMA = "polyp-live.model-contract/1"
+SIZE_MULTIPLE = 32
+MAX_INPUT_SIDE = 4096
+RESIZE_MODES = ("area", "linear")
+COLOR_ORDERS = ("RGB",)
+OUTPUTS = ("logits",)
+
+
+def check_input_size(height: int, width: int) -> tuple[int, int]:
+    """Return ``(height, width)`` if the model accepts it, else raise :class:`ContractError`."""
+    for name, side in (("height", height), ("width", width)):
+        if isinstance(side, bool) or not isinstance(side, int):
+            raise ContractError(f"input {name} must be an integer, got {side!r}")
+        if side < SIZE_MULTIPLE or side > MAX_INPUT_SIDE or side % SIZE_MULTIPLE:
+            lower = max(SIZE_MULTIPLE, side // SIZE_MULTIPLE * SIZE_MULTIPLE)
+            raise ContractError(
+                f"input {name} {side} is not a multiple of {SIZE_MULTIPLE} in "
+                f"[{SIZE_MULTIPLE}, {MAX_INPUT_SIDE}]; use e.g. {lower} or {lower + SIZE_MULTIPLE}"
+            )
+    return height, width
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """How frames go into the model and how its output is read.
+
+    Pixels are RGB ``uint8``; the model sees ``(pixel - mean) / std`` per channel, which with
+    the defaults maps ``[0, 255]`` to ``[-1, 1]`` as in the paper. The output is one channel of
+    logits at the input size; a pixel is polyp when ``sigmoid(logit) >= threshold``.
+    """
+
+    variant: str
+    input_size: tuple[int, int] = (352, 352)  # (height, width)
+    mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    std: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    color_order: str = "RGB"
+    resize: str = "area"
+    threshold: float = 0.5
+    output: str = "logits"
+    schema: str = field(default=CONTRACT_SCHEMA)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.variant, str) or not self.variant:
+            raise ContractError(f"contract variant must be a non-empty string, got {self.variant!r}")
+        check_input_size(*self.input_size)
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if len(values) != 3 or not all(_is_finite_number(v) for v in values):
+                raise ContractError(f"contract {name} must be 3 finite numbers, got {values!r}")
+        if any(v <= 0 for v in self.std):
+            raise ContractError(f"contract std must be positive, got {self.std!r}")
+        if not _is_finite_number(self.threshold) or not 0.0 < self.threshold < 1.0:
+            raise ContractError(f"contract threshold must be in (0, 1), got {self.threshold!r}")
+        _check_choice("color_order", self.color_order, COLOR_ORDERS)
+        _check_choice("resize", self.resize, RESIZE_MODES)
+        _check_choice("output", self.output, OUTPUTS)
+        if self.schema != CONTRACT_SCHEMA:
+            raise ContractError(
+                f"contract schema {self.schema!r} is not supported (expected {CONTRACT_SCHEMA!r}); "
+                "re-export the artifact with this version of polyp-live"
+            )
+
+    @property
+    def height(self) -> int:
+        return self.input_size[0]
+
+    @property
+    def width(self) -> int:
+        return self.input_size[1]
+
+    def with_size(self, height: int, width: int | None = None) -> ModelContract:
+        """The same contract at another input size (square when ``width`` is omitted)."""
+        return replace(self, input_size=check_input_size(height, height if width is None else width))
+
+    def with_threshold(self, threshold: float) -> ModelContract:
+        return replace(self, threshold=float(threshold))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["input_size"] = list(self.input_size)
+        data["mean"] = list(self.mean)
+        data["std"] = list(self.std)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ModelContract:
+        """Validate a decoded JSON object (types, ranges, known keys) and build a contract."""
+        if not isinstance(data, dict):
+            raise ContractError(f"model contract must be a JSON object, got {type(data).__name__}")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ContractError(f"model contract has unknown keys {unknown}; known keys: {sorted(known)}")
+        if "variant" not in data:
+            raise ContractError("model contract has no 'variant'")
+        kwargs = dict(data)
+        for key in ("input_size", "mean", "std"):
+            if key in kwargs:
+                value = kwargs[key]
+                if not isinstance(value, (list, tuple)):
+                    raise ContractError(f"model contract {key} must be a list, got {value!r}")
+                kwargs[key] = tuple(value)
+        if "input_size" in kwargs and len(kwargs["input_size"]) != 2:
+            raise ContractError(f"model contract input_size must be [height, width], got {data['input_size']!r}")
+        for key in ("variant", "color_order", "resize", "output", "schema"):
+            if key in kwargs and not isinstance(kwargs[key], str):
+                raise ContractError(f"model contract {key} must be a string, got {kwargs[key]!r}")
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:  # e.g. a number where a list belongs
+            raise ContractError(f"model contract is malformed: {exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelContract:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ContractError(f"model contract is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ContractError(f"contract {name} {value!r} is not one of {list(choices)}")

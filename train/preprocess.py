@@ -1,0 +1,112 @@
+"""The one preprocessing path: training, every runtime backend and calibration call these.
+
+Frames are RGB ``uint8`` arrays ``(H, W, 3)``. The model input is ``float32`` ``(3, h, w)`` at
+the contract's size, normalized as ``(pixel - mean) / std``. :func:`preprocess_torch` is the same
+transform for batches already on a torch device (the CUDA path uploads ``uint8`` and resizes and
+normalizes there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from train.contract import ModelContract
+
+if TYPE_CHECKING:
+    import torch
+
+_CV2_INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
+_TORCH_MODE = {"area": "area", "linear": "bilinear"}
+
+
+def _check_frame(frame: np.ndarray) -> None:
+    if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        got = getattr(frame, "shape", type(frame).__name__), getattr(frame, "dtype", None)
+        raise ValueError(f"expected an RGB uint8 frame of shape (H, W, 3), got {got}")
+
+
+def resize_frame(frame: np.ndarray, contract: ModelContract) -> np.ndarray:
+    """Resize an RGB ``uint8`` frame to the contract's input size (still ``uint8``, HWC)."""
+    _check_frame(frame)
+    height, width = contract.input_size
+    if frame.shape[:2] == (height, width):
+        return frame
+    return cv2.resize(frame, (width, height), interpolation=_CV2_INTERPOLATION[contract.resize])
+
+
+def _scale_offset(contract: ModelContract) -> tuple[np.ndarray, np.ndarray]:
+    std = np.asarray(contract.std, dtype=np.float32)
+    mean = np.asarray(contract.mean, dtype=np.float32)
+    return (1.0 / std).reshape(3, 1, 1), (-mean / std).reshape(3, 1, 1)
+
+
+def normalize(resized: np.ndarray, contract: ModelContract, out: np.ndarray | None = None) -> np.ndarray:
+    """``uint8`` HWC at the input size -> ``float32`` CHW, ``(pixel - mean) / std``."""
+    scale, offset = _scale_offset(contract)
+    chw = resized.transpose(2, 0, 1)
+    if out is None:
+        out = np.empty(chw.shape, dtype=np.float32)
+    np.multiply(chw, scale, out=out, casting="unsafe")
+    out += offset
+    return out
+
+
+def preprocess(frame: np.ndarray, contract: ModelContract) -> np.ndarray:
+    """One RGB ``uint8`` frame -> model input ``float32`` ``(3, h, w)``."""
+    return normalize(resize_frame(frame, contract), contract)
+
+
+def preprocess_batch(frames: Sequence[np.ndarray], contract: ModelContract) -> np.ndarray:
+    """RGB ``uint8`` frames (any sizes) -> ``float32`` ``(N, 3, h, w)``."""
+    height, width = contract.input_size
+    batch = np.empty((len(frames), 3, height, width), dtype=np.float32)
+    for i, frame in enumerate(frames):
+        normalize(resize_frame(frame, contract), contract, out=batch[i])
+    return batch
+
+
+def preprocess_torch(frames_nhwc: torch.Tensor, contract: ModelContract, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The same transform on a ``uint8`` ``(N, H, W, 3)`` tensor on any device -> ``(N, 3, h, w)``.
+
+    Resizing uses ``torch.nn.functional.interpolate`` (``area`` is adaptive average pooling,
+    ``linear`` is bilinear with half-pixel centres, as OpenCV); masks agree with the OpenCV path
+    within the parity thresholds of the engines' test suite.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if frames_nhwc.dtype != torch.uint8 or frames_nhwc.ndim != 4 or frames_nhwc.shape[-1] != 3:
+        raise ValueError(f"expected uint8 frames (N, H, W, 3), got {tuple(frames_nhwc.shape)} {frames_nhwc.dtype}")
+    dtype = dtype or torch.float32
+    x = frames_nhwc.permute(0, 3, 1, 2).float()
+    if tuple(x.shape[-2:]) != tuple(contract.input_size):
+        mode = _TORCH_MODE[contract.resize]
+        kwargs = {"align_corners": False} if mode == "bilinear" else {}
+        x = F.interpolate(x, size=tuple(contract.input_size), mode=mode, **kwargs)
+    mean = torch.tensor(contract.mean, device=x.device, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(contract.std, device=x.device, dtype=torch.float32).view(1, 3, 1, 1)
+    return ((x - mean) / std).to(dtype)
+
+
+def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a binary ``{0, 1}`` ``uint8`` mask with nearest-neighbour sampling."""
+    if mask.shape[:2] == (height, width):
+        return mask
+    return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def binarize_mask(mask: np.ndarray, level: int = 128) -> np.ndarray:
+    """Grey or RGB mask image (JPEG masks included) -> ``uint8`` ``{0, 1}``, foreground at >= level."""
+    if mask.ndim == 3:
+        mask = mask.max(axis=2)
+    return (mask >= level).astype(np.uint8)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function for ``float`` arrays (returns ``float32``)."""
+    x = np.asarray(logits, dtype=np.float32)
+    return (0.5 * (np.tanh(0.5 * x) + 1.0)).astype(np.float32, copy=False)
