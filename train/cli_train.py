@@ -1,0 +1,149 @@
+"""``polyp-train``: train a PEFNet on a Kvasir-SEG style folder (also ``python -m train.cli_train``).
+
+Example (the paper's recipe at 352x352, 60/20/20 split, 200 epochs)::
+
+    polyp-train --data ../shared/data/kvasir-seg --variant small --size 352 --out runs/small352
+
+``--write-split FILE`` only writes the seeded split and exits; the committed
+``train/splits/kvasir_seg_600_200.json`` is made with::
+
+    polyp-train --data ../shared/data/kvasir-seg --split 75/25/0 --seed 0 \\
+        --write-split train/splits/kvasir_seg_600_200.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import shlex
+import signal
+import sys
+from pathlib import Path
+
+from train.augment import NO_AUGMENT, AugmentConfig
+from train.cli_utils import run_cli, setup_logging
+from train.data import find_pairs, make_split, parse_ratios, save_split
+from train.errors import PolypLiveError
+from train.losses import LOSSES
+from train.trainer import TrainConfig, train
+from train.variants import VARIANTS
+
+logger = logging.getLogger("polyp_live.train")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="polyp-train", description="Train a PEFNet polyp segmentation model.")
+    p.add_argument("--data", type=Path, required=True, help="images/+masks/ folder (or sub-folders), or a CSV list")
+    p.add_argument("--out", type=Path, help="output folder (default: runs/VARIANT-SIZE, or the --resume folder)")
+    p.add_argument("--variant", default="small", choices=list(VARIANTS), help="model size (default small)")
+    p.add_argument("--size", type=int, default=352, help="input side, a multiple of 32 (default 352)")
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (cosine-annealed per step)")
+    p.add_argument("--min-lr-ratio", type=float, default=0.01, help="final lr as a fraction of --lr")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--loss", default="jaccard", choices=list(LOSSES))
+    p.add_argument("--loss-alpha", type=float, default=1.0, help="loss smoothing constant (paper Eq. 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default="60/20/20", help="train/val/test percentages (default 60/20/20)")
+    p.add_argument("--split-file", type=Path, help="reuse this split JSON instead of making one")
+    p.add_argument("--write-split", type=Path, metavar="FILE", help="only write the seeded split to FILE and exit")
+    p.add_argument("--recursive", action="store_true", help="DATA holds sub-folders with images/ + masks/")
+    p.add_argument("--val-every", type=int, default=1, help="validate every K epochs (and after the last)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"], help="auto: bf16 on CUDA")
+    p.add_argument("--clip-grad", type=float, default=1.0, help="max gradient norm (0: off)")
+    p.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights, e.g. 0.999 (0: off)")
+    p.add_argument("--drop-path", type=float, default=0.0, help="stochastic depth rate of the encoder")
+    p.add_argument("--multi-scale", default="", help="training scales, e.g. 0.75,1.0,1.25 (sides rounded to 32)")
+    p.add_argument("--backbone-weights", type=Path, help="ImageNet ConvNeXt weights (.safetensors, timm or official)")
+    p.add_argument("--resume", type=Path, help="continue from OUT/last (reads last.state.safetensors/.json)")
+    p.add_argument("--time-budget", type=float, metavar="MINUTES", help="shorten the run to end within this time")
+    p.add_argument("--no-augment", action="store_true", help="train without augmentation (debugging)")
+    p.add_argument("--cache-scale", type=float, default=1.25, help="cached image side / largest training side")
+    p.add_argument("--save-interval", type=float, default=60.0, help="seconds between checkpoint writes")
+    p.add_argument("--workers", type=int, help="decoding threads (default: CPU count, at most 16)")
+    p.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard (if installed)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs one line per epoch)")
+    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    if not text:
+        return ()
+    try:
+        scales = tuple(float(s) for s in text.split(","))
+    except ValueError:
+        raise PolypLiveError(f"--multi-scale {text!r} must be comma-separated numbers, e.g. 0.75,1.0,1.25") from None
+    if any(s <= 0 for s in scales):
+        raise PolypLiveError(f"--multi-scale {text!r}: scales must be positive")
+    return scales
+
+
+def config_from_args(args: argparse.Namespace, command: str) -> TrainConfig:
+    for name in ("epochs", "batch_size", "val_every"):
+        if getattr(args, name) < 1:
+            raise PolypLiveError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.time_budget is not None and args.time_budget <= 0:
+        raise PolypLiveError("--time-budget must be a positive number of minutes")
+    out = args.out or (args.resume.parent if args.resume else Path("runs") / f"{args.variant}-{args.size}")
+    split_file = args.split_file
+    if split_file is None and args.resume is not None and (args.resume.parent / "split.json").is_file():
+        split_file = args.resume.parent / "split.json"  # a resumed run keeps its split
+    return TrainConfig(
+        data=args.data, out=out, variant=args.variant, size=args.size, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, min_lr_ratio=args.min_lr_ratio, weight_decay=args.weight_decay,
+        loss=args.loss, loss_alpha=args.loss_alpha, seed=args.seed, split=parse_ratios(args.split),
+        split_file=split_file, recursive=args.recursive, val_every=args.val_every, device=args.device,
+        amp=args.amp, clip_grad=args.clip_grad, ema=args.ema, drop_path=args.drop_path,
+        multi_scale=_scales(args.multi_scale), backbone_weights=args.backbone_weights, resume=args.resume,
+        time_budget_min=args.time_budget, cache_scale=args.cache_scale,
+        augment=NO_AUGMENT if args.no_augment else AugmentConfig(), tensorboard=args.tensorboard,
+        progress=not args.no_progress, save_interval_s=args.save_interval, workers=args.workers, command=command,
+    )
+
+
+def write_split(data: Path, ratios: str, seed: int, path: Path, recursive: bool = False) -> Path:
+    """Write the seeded split of ``data`` to ``path`` (reproducible: same data, ratios and seed, same file)."""
+    pairs = find_pairs(data, recursive=recursive)
+    split = make_split(pairs, parse_ratios(ratios), seed, dataset=Path(data).resolve().name)
+    return save_split(split, path)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    command = shlex.join(["polyp-train", *(sys.argv[1:] if argv is None else argv)])
+    if args.write_split is not None:
+        path = write_split(args.data, args.split, args.seed, args.write_split, args.recursive)
+        print(f"wrote split {path}")  # noqa: T201
+        return 0
+    cfg = config_from_args(args, command)
+    previous = None
+    with contextlib.suppress(ValueError):  # ValueError: not the main thread (tests)
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `timeout` and job schedulers: save, then stop
+    try:
+        result = train(cfg)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    print(  # noqa: T201
+        f"best epoch {result.best_epoch}/{result.epochs_run}: val IoU {result.best_val_iou:.4f}, "
+        f"Dice {result.best_val_dice:.4f}; checkpoints in {result.out} (best, last), log.csv, metrics.json"
+    )
+    return 0
+
+
+def entry() -> None:
+    sys.exit(run_cli(main))
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,602 @@
+"""PEFNet training loop: GPU-resident data, on-device augmentation, AMP, EMA, time budget, resume.
+
+Data path (so a GPU is never input-bound): every training pair is decoded ONCE (threads) into a
+``uint8`` cache at ``size * max_scale * cache_scale`` square and kept on the training device;
+each step indexes a random batch there, augments it with :mod:`train.augment` and normalizes it
+with :func:`train.preprocess.preprocess_torch`. Validation images are resized to the contract
+size once through :mod:`train.preprocess` and scored in batches on the device (per-image
+IoU/Dice, :mod:`train.metrics`).
+
+Outputs in ``OUT/``: ``best`` and ``last`` checkpoints (:func:`train.checkpoint.save_checkpoint`;
+the EMA weights when ``--ema`` is on), ``last.state.safetensors`` + ``last.state.json`` (raw
+weights, optimizer, schedule, EMA, history: what ``--resume`` needs; no pickle), ``log.csv`` (one
+row per epoch), ``metrics.json`` (summary), ``split.json`` (unless a split file was given).
+Checkpoints are written when they change, at most every ``save_interval_s`` seconds, and always
+at the end or on interrupt.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from train.augment import AugmentConfig, augment_batch
+from train.checkpoint import load_checkpoint, save_checkpoint
+from train.contract import SIZE_MULTIPLE, ModelContract, check_input_size
+from train.data import find_pairs, load_cache, load_resized, load_split, make_split, save_split, select
+from train.ema import ModelEMA
+from train.errors import CheckpointError, DatasetError, PolypLiveError
+from train.losses import get_loss
+from train.metrics import MetricAccumulator
+from train.pefnet import count_parameters
+from train.preprocess import preprocess_torch
+from train.variants import create_model
+
+logger = logging.getLogger(__name__)
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_iou", "val_loss", "val_dice", "val_iou", "seconds", "images_per_s")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: Path
+    out: Path
+    variant: str = "small"
+    size: int = 352
+    epochs: int = 200
+    batch_size: int = 16
+    lr: float = 1e-4
+    min_lr_ratio: float = 0.01
+    weight_decay: float = 0.0
+    loss: str = "jaccard"
+    loss_alpha: float = 1.0
+    seed: int = 0
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    split_file: Path | None = None
+    recursive: bool = False
+    val_every: int = 1
+    device: str = "auto"
+    amp: str = "auto"
+    clip_grad: float = 1.0
+    ema: float = 0.0
+    drop_path: float = 0.0
+    multi_scale: tuple[float, ...] = ()
+    backbone_weights: Path | None = None
+    resume: Path | None = None
+    time_budget_min: float | None = None
+    cache_scale: float = 1.25
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    tensorboard: bool = False
+    progress: bool = True
+    save_interval_s: float = 60.0
+    workers: int | None = None
+    command: str = ""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out: Path
+    best_epoch: int
+    best_val_iou: float
+    best_val_dice: float
+    epochs_run: int
+    metrics: dict[str, Any]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PolypLiveError("--device cuda was asked for but no CUDA device is available")
+    return device
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """``auto`` = bf16 on CUDA, off on CPU; ``bf16`` / ``fp16`` / ``off`` as asked."""
+    if amp == "auto":
+        amp = "bf16" if device.type == "cuda" else "off"
+    if amp == "off":
+        return None
+    if amp not in AMP_DTYPES:
+        raise PolypLiveError(f"--amp {amp!r} is not one of bf16, fp16, off")
+    return AMP_DTYPES[amp]
+
+
+def train_sizes(size: int, scales: tuple[float, ...]) -> list[int]:
+    """Training input sides: ``size`` times each scale, rounded to a multiple of 32."""
+    sizes = {max(SIZE_MULTIPLE, round(size * s / SIZE_MULTIPLE) * SIZE_MULTIPLE) for s in scales} if scales else {size}
+    return sorted(sizes)
+
+
+class CosineSchedule:
+    """Per-step cosine annealing from ``base_lr`` to ``base_lr * min_ratio`` over ``total_steps``."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, min_ratio: float, total_steps: int) -> None:
+        self.optimizer, self.base_lr, self.min_ratio = optimizer, base_lr, min_ratio
+        self.total_steps, self.step_count = max(int(total_steps), 1), 0
+        self._apply()
+
+    def lr(self) -> float:
+        t = min(self.step_count / self.total_steps, 1.0)
+        low = self.base_lr * self.min_ratio
+        return low + (self.base_lr - low) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    def _apply(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr()
+
+    def step(self) -> None:
+        self.step_count += 1
+        self._apply()
+
+    def rebuild(self, total_steps: int) -> None:
+        self.total_steps = max(int(total_steps), 1)
+        self._apply()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"base_lr": self.base_lr, "min_ratio": self.min_ratio, "total_steps": self.total_steps,
+                "step_count": self.step_count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.total_steps, self.step_count = int(state["total_steps"]), int(state["step_count"])
+        self._apply()
+
+
+class _Snapshot:
+    """A state dict held in memory, saved later through :func:`save_checkpoint` (duck-typed module)."""
+
+    def __init__(self, state: dict[str, torch.Tensor]) -> None:
+        self._state = {k: v.detach().clone() for k, v in state.items()}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self._state
+
+
+@dataclass
+class _Data:
+    train_images: torch.Tensor
+    train_masks: torch.Tensor
+    val_images: torch.Tensor
+    val_masks: torch.Tensor
+    split_path: Path
+    split_sha256: str
+    fingerprint: str
+
+
+def _sha256_text(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def prepare_data(cfg: TrainConfig, contract: ModelContract, device: torch.device, cache_side: int) -> _Data:
+    """Find pairs, make or load the split, decode the train cache and the validation set onto ``device``."""
+    pairs = find_pairs(cfg.data, recursive=cfg.recursive)
+    if cfg.split_file is not None:
+        split_path = Path(cfg.split_file)
+        split = load_split(split_path)
+    else:
+        split = make_split(pairs, cfg.split, cfg.seed, dataset=Path(cfg.data).name)
+        split_path = save_split(split, Path(cfg.out) / "split.json")
+    train_pairs = select(pairs, split, "train", split_path=split_path)
+    val_pairs = select(pairs, split, "val", split_path=split_path)
+    if not train_pairs:
+        raise DatasetError(f"{split_path}: the split has no training images")
+    logger.info("data: %d train / %d val pairs from %s (split %s)", len(train_pairs), len(val_pairs), cfg.data,
+                split_path)
+    images, masks = load_cache(train_pairs, cache_side, contract, workers=cfg.workers, desc="decode train",
+                                progress=cfg.progress)
+    h, w = contract.input_size
+    if val_pairs:
+        val_images, val_masks = load_resized(val_pairs, contract, workers=cfg.workers, progress=cfg.progress)
+    else:
+        val_images, val_masks = np.zeros((0, h, w, 3), np.uint8), np.zeros((0, h, w), np.uint8)
+    return _Data(
+        train_images=torch.from_numpy(images).to(device),
+        train_masks=torch.from_numpy(masks).to(device),
+        val_images=torch.from_numpy(val_images).to(device),
+        val_masks=torch.from_numpy(val_masks).to(device),
+        split_path=split_path,
+        split_sha256=_sha256_text(split_path),
+        fingerprint=split.fingerprint,
+    )
+
+
+def _state_paths(last: Path) -> tuple[Path, Path]:
+    base = Path(last).with_suffix("") if Path(last).suffix in (".safetensors", ".json") else Path(last)
+    return base.with_name(base.name + ".state.safetensors"), base.with_name(base.name + ".state.json")
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Trainer:
+    """One training run; :meth:`run` trains, validates, logs, checkpoints and returns a :class:`TrainResult`."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.t0 = time.monotonic()
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        self.device = resolve_device(cfg.device)
+        self.amp = resolve_amp(cfg.amp, self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.contract = ModelContract(cfg.variant, check_input_size(cfg.size, cfg.size))
+        self.sizes = train_sizes(cfg.size, cfg.multi_scale)
+        cache_side = round(max(self.sizes) * cfg.cache_scale)
+        self.data = prepare_data(cfg, self.contract, self.device, cache_side)
+        self.model = create_model(cfg.variant, drop_path_rate=cfg.drop_path, backbone_weights=cfg.backbone_weights)
+        self.model.to(self.device)
+        if self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.n_train = int(self.data.train_images.shape[0])
+        self.batch = min(cfg.batch_size, self.n_train)
+        self.steps_per_epoch = max(1, self.n_train // self.batch)
+        self.total_epochs = int(cfg.epochs)
+        total_steps = self.total_epochs * self.steps_per_epoch
+        self.schedule = CosineSchedule(self.optimizer, cfg.lr, cfg.min_lr_ratio, total_steps)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp is torch.float16)
+        self.ema = ModelEMA(self.model, cfg.ema) if cfg.ema > 0 else None
+        self.loss_fn = get_loss(cfg.loss, cfg.loss_alpha)
+        self.gen = torch.Generator(device=self.device)
+        self.epoch = 0
+        self.best = {"epoch": 0, "val_iou": -1.0, "val_dice": float("nan")}
+        self.history: list[dict[str, Any]] = []
+        self.budget_log: list[str] = []
+        self.elapsed_before = 0.0
+        self._best_snapshot: _Snapshot | None = None
+        self._dirty = {"best": False}
+        self._last_flush = time.monotonic()
+        self._save_seconds = 0.0
+        self.writer = self._tensorboard() if cfg.tensorboard else None
+        if cfg.resume is not None:
+            self._load_state(Path(cfg.resume))
+
+    # ----------------------------------------------------------------- steps
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def _autocast(self) -> Any:
+        return torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None)
+
+    def train_step(self, idx: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images, target = augment_batch(self.data.train_images[idx], self.data.train_masks[idx], (size, size),
+                                       self.cfg.augment, self.gen)
+        x = preprocess_torch(images, self.contract.with_size(size))
+        with self._autocast():
+            logits = self.model(x)
+        loss = self.loss_fn(logits, target)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.clip_grad > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.schedule.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        with torch.no_grad():
+            pred = logits.detach().float() >= 0.0
+            inter = (pred & (target > 0.5)).flatten(1).sum(1).float()
+            union = (pred | (target > 0.5)).flatten(1).sum(1).float()
+            iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).mean()
+        return loss.detach(), iou
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        self.gen.manual_seed(self.cfg.seed * 100003 + epoch)
+        rng = random.Random(self.cfg.seed * 100003 + epoch)
+        order = torch.randperm(self.n_train, generator=torch.Generator().manual_seed(self.cfg.seed + epoch))
+        order = order.to(self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        iou_sum = torch.zeros((), device=self.device)
+        bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {epoch}/{self.total_epochs}", unit="step",
+                   leave=False, disable=not self.cfg.progress, mininterval=1.0)
+        _sync(self.device)
+        start = time.monotonic()
+        for step in bar:
+            idx = order[step * self.batch : (step + 1) * self.batch]
+            loss, iou = self.train_step(idx, rng.choice(self.sizes))
+            loss_sum += loss
+            iou_sum += iou
+            if self.cfg.progress and (step % 20 == 19 or step == self.steps_per_epoch - 1):
+                bar.set_postfix(loss=f"{loss_sum.item() / (step + 1):.4f}", iou=f"{iou_sum.item() / (step + 1):.3f}")
+        _sync(self.device)
+        seconds = time.monotonic() - start
+        n = self.steps_per_epoch
+        return {"train_loss": loss_sum.item() / n, "train_iou": iou_sum.item() / n,
+                "train_seconds": seconds, "images_per_s": n * self.batch / max(seconds, 1e-9)}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        model = self.eval_model
+        model.eval()
+        acc = MetricAccumulator()
+        loss_sum, n = torch.zeros((), device=self.device), int(self.data.val_images.shape[0])
+        batch = max(self.cfg.batch_size * 2, 1)
+        for start in range(0, n, batch):
+            x = preprocess_torch(self.data.val_images[start : start + batch], self.contract)
+            target = self.data.val_masks[start : start + batch].unsqueeze(1).float()
+            with self._autocast():
+                logits = model(x).float()
+            loss_sum += self.loss_fn(logits, target) * x.shape[0]
+            acc.add_logits(logits, target, self.contract.threshold)
+        means = acc.means()
+        return {"val_loss": loss_sum.item() / max(n, 1), "val_dice": means["dice"], "val_iou": means["iou"],
+                "val_precision": means["precision"], "val_recall": means["recall"]}
+
+    # ----------------------------------------------------------------- the run
+
+    def run(self) -> TrainResult:
+        logger.info("training PEFNet-%s (%.1fM params) at %s on %s, amp %s, %d steps/epoch x %d, batch %d",
+                    self.cfg.variant, count_parameters(self.model) / 1e6, self.sizes, _device_name(self.device),
+                    self.amp, self.steps_per_epoch, self.total_epochs, self.batch)
+        epoch_seconds: list[float] = []
+        try:
+            while self.epoch < self.total_epochs:
+                started = time.monotonic()
+                epoch = self.epoch + 1
+                row: dict[str, Any] = {"epoch": epoch, "lr": self.schedule.lr(), **self.train_epoch(epoch)}
+                self.epoch = epoch
+                if self.data.val_images.shape[0] and (epoch % self.cfg.val_every == 0 or epoch == self.total_epochs):
+                    row.update(self.validate())
+                    self._maybe_best(row)
+                elif not self.data.val_images.shape[0]:
+                    self._maybe_best({**row, "val_iou": row["train_iou"], "val_dice": float("nan")})
+                self._flush(final=False)
+                row["seconds"] = time.monotonic() - started
+                self._log_epoch(row)
+                epoch_seconds.append(row["seconds"])
+                self._apply_time_budget(epoch_seconds)
+        except KeyboardInterrupt:
+            logger.warning("interrupted after epoch %d: saving a resumable checkpoint to %s", self.epoch,
+                           self.out / "last")
+            self._flush(final=True)
+            self._write_metrics(interrupted=True)
+            raise
+        self._flush(final=True)
+        metrics = self._write_metrics(interrupted=False)
+        if self.writer is not None:
+            self.writer.close()
+        return TrainResult(self.out, int(self.best["epoch"]), float(self.best["val_iou"]),
+                           float(self.best["val_dice"]), self.epoch, metrics)
+
+    def _maybe_best(self, row: dict[str, Any]) -> None:
+        if row["val_iou"] > self.best["val_iou"]:
+            self.best = {"epoch": row["epoch"], "val_iou": row["val_iou"], "val_dice": row["val_dice"]}
+            self._best_snapshot = _Snapshot(self.eval_model.state_dict())
+            self._dirty["best"] = True
+
+    def _apply_time_budget(self, epoch_seconds: list[float]) -> None:
+        """Lower (or restore, up to ``--epochs``) the epoch count so the run ends within ``--time-budget``."""
+        if self.cfg.time_budget_min is None or self.epoch >= self.total_epochs:
+            return
+        recent = epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds
+        per_epoch = sum(recent[-10:]) / len(recent[-10:])
+        reserve = 2.0 * self._save_seconds + 2.0
+        left = self.cfg.time_budget_min * 60.0 - (time.monotonic() - self.t0) - reserve
+        fit = self.epoch + max(0, int(left // max(per_epoch, 1e-6)))
+        new_total = max(self.epoch, min(int(self.cfg.epochs), fit))
+        if new_total != self.total_epochs:
+            message = (f"time budget {self.cfg.time_budget_min:g} min: {per_epoch:.1f} s/epoch, "
+                       f"{max(left, 0):.0f} s left -> {new_total} epochs instead of {self.total_epochs} "
+                       f"(cosine schedule rebuilt)")
+            logger.info(message)
+            self.budget_log.append(f"after epoch {self.epoch}: {message}")
+            self.total_epochs = new_total
+            self.schedule.rebuild(new_total * self.steps_per_epoch)
+
+    # ----------------------------------------------------------------- outputs
+
+    def _training_info(self) -> dict[str, Any]:
+        speeds = [r["images_per_s"] for r in self.history]
+        return {
+            "command": self.cfg.command,
+            "epochs_run": self.epoch,
+            "epochs_planned": int(self.cfg.epochs),
+            "best_epoch": self.best["epoch"],
+            "val_dice": self.best["val_dice"],
+            "val_iou": self.best["val_iou"],
+            "images_per_s": sum(speeds) / len(speeds) if speeds else None,
+            "device": _device_name(self.device),
+            "amp": str(self.amp).replace("torch.", "") if self.amp else "off",
+            "split_file": self.data.split_path.name,
+            "split_sha256": self.data.split_sha256,
+            "dataset_fingerprint": self.data.fingerprint,
+            "loss": f"{self.cfg.loss} (alpha {self.cfg.loss_alpha:g})",
+            "augmentations": self.cfg.augment.describe(),
+            "optimizer": f"Adam lr {self.cfg.lr:g} wd {self.cfg.weight_decay:g}, cosine to {self.cfg.min_lr_ratio:g}x",
+            "batch_size": self.batch,
+            "train_sizes": self.sizes,
+            "ema": self.cfg.ema or None,
+            "drop_path": self.cfg.drop_path,
+            "seed": self.cfg.seed,
+            "backbone_weights": Path(self.cfg.backbone_weights).name if self.cfg.backbone_weights else None,
+        }
+
+    def _flush(self, final: bool) -> None:
+        """Write ``best`` (if it changed) and ``last`` + resume state, at most every ``save_interval_s``."""
+        if not final and time.monotonic() - self._last_flush < self.cfg.save_interval_s:
+            return
+        started = time.monotonic()
+        info = self._training_info()
+        if self._dirty["best"] and self._best_snapshot is not None:
+            save_checkpoint(self.out / "best", self._best_snapshot, self.contract, training=info)  # type: ignore[arg-type]
+            self._dirty["best"] = False
+        save_checkpoint(self.out / "last", self.eval_model, self.contract, training=info)
+        self._save_state(self.out / "last")
+        self._last_flush = time.monotonic()
+        self._save_seconds = max(self._save_seconds, self._last_flush - started)
+
+    def _log_epoch(self, row: dict[str, Any]) -> None:
+        self.history.append(row)
+        path = self.out / "log.csv"
+        new = not path.exists()
+        with open(path, "a", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            if new:
+                writer.writerow(LOG_COLUMNS)
+            writer.writerow([_fmt(row.get(c)) for c in LOG_COLUMNS])
+        val = ""
+        if "val_iou" in row:
+            val = f", val loss {row['val_loss']:.4f} dice {row['val_dice']:.4f} iou {row['val_iou']:.4f}"
+        logger.info("epoch %d/%d: lr %.2e, loss %.4f, train iou %.3f%s, %.1f s, %.0f img/s", row["epoch"],
+                    self.total_epochs, row["lr"], row["train_loss"], row["train_iou"], val, row["seconds"],
+                    row["images_per_s"])
+        if self.writer is not None:
+            for key in ("lr", "train_loss", "train_iou", "val_loss", "val_dice", "val_iou", "images_per_s"):
+                if key in row:
+                    self.writer.add_scalar(key, row[key], row["epoch"])
+
+    def _write_metrics(self, interrupted: bool) -> dict[str, Any]:
+        metrics = {
+            "variant": self.cfg.variant,
+            "input_size": list(self.contract.input_size),
+            "best_epoch": self.best["epoch"],
+            "best_val_dice": self.best["val_dice"],
+            "best_val_iou": self.best["val_iou"],
+            "epochs_run": self.epoch,
+            "epochs_planned": int(self.cfg.epochs),
+            "epochs_final_total": self.total_epochs,
+            "time_budget_min": self.cfg.time_budget_min,
+            "time_budget_log": self.budget_log,
+            "images_per_s": [round(r["images_per_s"], 2) for r in self.history],
+            "epochs": self.history,
+            "device": _device_name(self.device),
+            "command": self.cfg.command,
+            "elapsed_s": round(self.elapsed_before + time.monotonic() - self.t0, 2),
+            "interrupted": interrupted,
+            "train_images": self.n_train,
+            "val_images": int(self.data.val_images.shape[0]),
+            "parameters": count_parameters(self.model),
+            "training": self._training_info(),
+        }
+        from train.checkpoint import _jsonable
+
+        (self.out / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2) + "\n", encoding="utf-8")
+        return metrics
+
+    # ----------------------------------------------------------------- resume
+
+    def _save_state(self, last: Path) -> None:
+        tensors_path, json_path = _state_paths(last)
+        tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        opt = self.optimizer.state_dict()
+        for index, state in opt["state"].items():
+            for key, value in state.items():
+                tensors[f"optim.{index}.{key}"] = torch.as_tensor(value)
+        if self.ema is not None:
+            tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+        save_file(tensors, str(tensors_path.with_name(tensors_path.name + ".tmp")))
+        tensors_path.with_name(tensors_path.name + ".tmp").replace(tensors_path)
+        state = {
+            "format": "polyp-live.train-state/1",
+            "epoch": self.epoch,
+            "total_epochs": self.total_epochs,
+            "schedule": self.schedule.state_dict(),
+            "param_groups": opt["param_groups"],
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "best": self.best,
+            "history": self.history,
+            "budget_log": self.budget_log,
+            "elapsed_s": self.elapsed_before + time.monotonic() - self.t0,
+            "config": {"variant": self.cfg.variant, "size": self.cfg.size, "batch_size": self.batch,
+                       "ema": self.cfg.ema, "loss": self.cfg.loss},
+        }
+        from train.checkpoint import _jsonable
+
+        json_path.write_text(json.dumps(_jsonable(state), indent=1) + "\n", encoding="utf-8")
+
+    def _load_state(self, last: Path) -> None:
+        tensors_path, json_path = _state_paths(last)
+        for path in (tensors_path, json_path):
+            if not path.is_file():
+                raise CheckpointError(f"cannot resume: {path} not found (written beside OUT/last by polyp-train)")
+        state = json.loads(json_path.read_text(encoding="utf-8"))
+        saved = state.get("config", {})
+        if saved.get("variant") != self.cfg.variant or saved.get("size") != self.cfg.size:
+            raise CheckpointError(f"cannot resume {last}: it trains PEFNet-{saved.get('variant')} at "
+                                  f"{saved.get('size')}, this run asks for {self.cfg.variant} at {self.cfg.size}")
+        load_checkpoint(last)  # validates the checkpoint files (hash, shapes) before trusting the state
+        tensors = load_file(str(tensors_path), device=str(self.device))
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        optim_state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, index, name = key.split(".", 2)
+                optim_state.setdefault(int(index), {})[name] = value.cpu() if name == "step" else value
+        self.optimizer.load_state_dict({"state": optim_state, "param_groups": state["param_groups"]})
+        if self.ema is not None:
+            ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+            self.ema.load_state_dict(ema or self.model.state_dict())
+        if state.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch = int(state["epoch"])
+        self.total_epochs = max(int(self.cfg.epochs), self.epoch)
+        self.schedule.load_state_dict(state["schedule"])
+        self.schedule.rebuild(self.total_epochs * self.steps_per_epoch)
+        self.best = state["best"]
+        if self.best.get("val_iou") is None:
+            self.best["val_iou"] = -1.0
+        self.history = state.get("history", [])
+        self.budget_log = state.get("budget_log", [])
+        self.elapsed_before = float(state.get("elapsed_s", 0.0))
+        logger.info("resumed from %s at epoch %d of %d (best val IoU %.4f at epoch %s)", last, self.epoch,
+                    self.total_epochs, self.best["val_iou"], self.best["epoch"])
+
+    def _tensorboard(self) -> Any:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            logger.warning("--tensorboard: the tensorboard package is not installed; continuing without it")
+            return None
+        return SummaryWriter(str(self.out / "tensorboard"))
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Train one model as configured (see :class:`Trainer`)."""
+    return Trainer(cfg).run()
+
+
+def config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
