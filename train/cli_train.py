@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-scale", type=float, default=1.25, help="cached image side / largest training side")
     p.add_argument("--save-interval", type=float, default=60.0, help="seconds between checkpoint writes")
     p.add_argument("--workers", type=int, help="decoding threads (default: CPU count, at most 16)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA; costs compile time)")
     p.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard (if installed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs one line per epoch)")
     p.add_argument("--verbose", action="store_true")
@@ -102,7 +103,8 @@ def config_from_args(args: argparse.Namespace, command: str) -> TrainConfig:
         multi_scale=_scales(args.multi_scale), backbone_weights=args.backbone_weights, resume=args.resume,
         time_budget_min=args.time_budget, cache_scale=args.cache_scale,
         augment=NO_AUGMENT if args.no_augment else AugmentConfig(), tensorboard=args.tensorboard,
-        progress=not args.no_progress, save_interval_s=args.save_interval, workers=args.workers, command=command,
+        progress=not args.no_progress, save_interval_s=args.save_interval, workers=args.workers, compile=args.compile,
+        command=command,
     )
 
 

@@ -84,6 +84,7 @@ class TrainConfig:
     progress: bool = True
     save_interval_s: float = 60.0
     workers: int | None = None
+    compile: bool = False
     command: str = ""
 
 
@@ -256,7 +257,9 @@ class Trainer:
         self.model.to(self.device)
         if self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+        self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.n_train = int(self.data.train_images.shape[0])
         self.batch = min(cfg.batch_size, self.n_train)
         self.steps_per_epoch = max(1, self.n_train // self.batch)
@@ -294,7 +297,7 @@ class Trainer:
                                        self.cfg.augment, self.gen)
         x = preprocess_torch(images, self.contract.with_size(size))
         with self._autocast():
-            logits = self.model(x)
+            logits = self.forward(x)
         loss = self.loss_fn(logits, target)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -379,6 +382,7 @@ class Trainer:
                 self._log_epoch(row)
                 epoch_seconds.append(row["seconds"])
                 self._apply_time_budget(epoch_seconds)
+            self._final_validation()
         except KeyboardInterrupt:
             logger.warning("interrupted after epoch %d: saving a resumable checkpoint to %s", self.epoch,
                            self.out / "last")
@@ -391,6 +395,15 @@ class Trainer:
             self.writer.close()
         return TrainResult(self.out, int(self.best["epoch"]), float(self.best["val_iou"]),
                            float(self.best["val_dice"]), self.epoch, metrics)
+
+    def _final_validation(self) -> None:
+        """Validate the last epoch if the time budget ended the run on an epoch without validation."""
+        if self.history and self.data.val_images.shape[0] and "val_iou" not in self.history[-1]:
+            scores = self.validate()
+            self.history[-1].update(scores)
+            self._maybe_best(self.history[-1])
+            logger.info("final validation after epoch %d: dice %.4f iou %.4f", self.epoch, scores["val_dice"],
+                        scores["val_iou"])
 
     def _maybe_best(self, row: dict[str, Any]) -> None:
         if row["val_iou"] > self.best["val_iou"]:
