@@ -59,6 +59,11 @@ class Engine(ABC):
         return self.info.contract
 
     @classmethod
+    def unavailable_reason(cls, device: str = "auto") -> str | None:
+        """Why this backend cannot run on ``device`` here (missing runtime, no GPU), or None if it can."""
+        return None
+
+    @classmethod
     @abstractmethod
     def load(cls, path: Path, *, device: str = "auto", **options: Any) -> Engine:
         """Open ``path`` (a file this backend reads) on ``device``."""
@@ -66,6 +71,17 @@ class Engine(ABC):
     @abstractmethod
     def infer(self, batch: Any) -> np.ndarray:
         """``(N, 3, h, w)`` input (NumPy ``float32`` or this backend's prepared form) -> logits ``(N, 1, h, w)``."""
+
+    def check_input_shape(self, shape: Sequence[int]) -> None:
+        """One-line :class:`~engines.errors.EngineError` unless ``shape`` is ``(N, 3, h, w)`` with N in 1..max_batch."""
+        from engines.errors import EngineError
+
+        expected = (3, *self.contract.input_size)
+        if len(shape) != 4 or tuple(shape[1:]) != expected:
+            want = "(N, {}, {}, {})".format(*expected)
+            raise EngineError(f"engine input must be {want}, got {tuple(shape)}")
+        if not 1 <= shape[0] <= self.info.max_batch:
+            raise EngineError(f"a batch of {shape[0]} frames is outside this engine's 1..{self.info.max_batch}")
 
     def prepare(self, frames: Sequence[np.ndarray]) -> Any:
         """RGB ``uint8`` frames -> this backend's input. CPU default: :func:`train.preprocess.preprocess_batch`."""

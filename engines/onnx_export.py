@@ -77,7 +77,9 @@ class BatchProfile:
         values = [data[k] for k in ("min", "opt", "max")]
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
             raise EngineError(f"batch profile values must be integers, got {data!r}")
-        return make_batch_profile(values[2], tuple(values)) if values[0] != values[2] else make_batch_profile(values[0])
+        if not 1 <= values[0] <= values[1] <= values[2]:
+            raise EngineError(f"batch profile needs 1 <= min <= opt <= max, got {data!r}")
+        return cls(*values)
 
 
 def make_batch_profile(batch: int = 1, dynamic_batch: tuple[int, ...] | None = None) -> BatchProfile:

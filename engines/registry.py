@@ -1,0 +1,159 @@
+"""One table from file suffixes to backends, one table of backends, and :func:`open_engine`.
+
+``open_engine("default")`` resolves bundled names through :mod:`train.zoo`, picks the fastest
+backend this machine has, and logs what it picked and why:
+
+* ``.safetensors`` on a CUDA machine -> PyTorch FP16 on the GPU;
+* ``.safetensors`` on a CPU machine -> exported once to ONNX (cache keyed by the weights' SHA-256 and
+  input size, see :mod:`engines.cache`) and run by ONNX Runtime; PyTorch FP32 on the CPU when
+  onnxruntime is missing (the reason is logged);
+* ``.onnx`` -> ONNX Runtime (CUDA provider when onnxruntime-gpu is installed);
+* ``.engine`` / ``.plan`` -> TensorRT.
+
+Backend modules are imported only when used, so a machine without TensorRT never imports it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engines.base import Engine
+from engines.devices import cuda_available
+from engines.errors import BackendUnavailableError, EngineError
+
+logger = logging.getLogger(__name__)
+
+SUFFIX_BACKENDS: dict[str, str] = {
+    ".safetensors": "torch",
+    ".onnx": "onnxruntime",
+    ".engine": "tensorrt",
+    ".plan": "tensorrt",
+}
+BACKENDS: dict[str, str] = {
+    "torch": "engines.torch_backend:TorchEngine",
+    "onnxruntime": "engines.onnxruntime_backend:OnnxRuntimeEngine",
+    "tensorrt": "engines.tensorrt_backend:TensorRTEngine",
+}
+OPTIONS = ("precision", "threads", "batch", "compile", "cuda_graphs", "providers", "warmup")
+
+
+@dataclass(frozen=True)
+class EnginePlan:
+    """What :func:`open_engine` will open, with which backend, and why."""
+
+    backend: str
+    path: Path  # the file given (a checkpoint, even when it runs through an ONNX export)
+    via_onnx_cache: bool
+    reason: str
+
+
+def backend_class(name: str) -> type[Engine]:
+    """The Engine subclass registered as ``name`` (imported now)."""
+    if name not in BACKENDS:
+        raise EngineError(f"unknown backend {name!r}; backends: {', '.join(BACKENDS)}")
+    module_name, _, class_name = BACKENDS[name].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def available_backends(device: str = "auto") -> dict[str, str | None]:
+    """Every backend name -> None when it can run here, else the reason it cannot."""
+    return {name: backend_class(name).unavailable_reason(device) for name in BACKENDS}
+
+
+def resolve_engine_path(path: str | Path) -> Path:
+    """A bundled model name (``"default"``) or a file path -> an existing file with a known suffix."""
+    from train.zoo import BUNDLED, resolve_bundled
+
+    if str(path) in BUNDLED:
+        return resolve_bundled(str(path))
+    resolved = Path(path)
+    if resolved.suffix.lower() not in SUFFIX_BACKENDS:
+        raise EngineError(
+            f"{resolved}: unknown model file type {resolved.suffix or '(no suffix)'!r}; "
+            f"expected one of {', '.join(SUFFIX_BACKENDS)} or a bundled model name"
+        )
+    if not resolved.is_file():
+        raise EngineError(f"model file not found: {resolved}")
+    return resolved
+
+
+def _auto_choices(natural: str, device: str) -> list[tuple[str, bool, Callable[[], str | None], str]]:
+    """Preference list for ``backend="auto"``: (backend, through the ONNX cache, blocker, reason)."""
+    if natural != "torch":
+        return [(natural, False, lambda: None, f"{natural} runs {natural} files natively")]
+    wants_cuda = device.startswith("cuda") or (device == "auto" and cuda_available())
+
+    def no_cuda() -> str | None:
+        return None if wants_cuda else "no CUDA GPU"
+
+    def ort_missing() -> str | None:
+        return backend_class("onnxruntime").unavailable_reason("cpu")
+
+    return [
+        ("torch", False, no_cuda, "a checkpoint on a CUDA machine: PyTorch FP16 on the GPU"),
+        ("onnxruntime", True, ort_missing, "a checkpoint on a CPU machine: ONNX Runtime (cached ONNX export)"),
+        ("torch", False, lambda: None, "PyTorch FP32 on the CPU"),
+    ]
+
+
+def plan_engine(path: Path, backend: str = "auto", device: str = "auto") -> EnginePlan:
+    """Decide the backend for ``path`` (already resolved) without loading anything."""
+    natural = SUFFIX_BACKENDS[path.suffix.lower()]
+    if backend == "auto":
+        skipped = []
+        for name, via_cache, blocker, reason in _auto_choices(natural, device):
+            why_not = blocker()
+            if why_not is None:
+                if skipped:
+                    reason = f"{reason} ({'; '.join(skipped)})"
+                return EnginePlan(name, path, via_cache, reason)
+            skipped.append(f"not {name}: {why_not}")
+    if backend not in BACKENDS:
+        raise EngineError(f"unknown backend {backend!r}; backends: auto, {', '.join(BACKENDS)}")
+    if backend == natural:
+        return EnginePlan(backend, path, False, f"backend {backend} requested")
+    if (natural, backend) == ("torch", "onnxruntime"):
+        return EnginePlan(backend, path, True, "backend onnxruntime requested for a checkpoint (cached ONNX export)")
+    raise EngineError(f"{path}: the {backend} backend cannot open {path.suffix} files; {_conversion_hint(backend)}")
+
+
+def _conversion_hint(backend: str) -> str:
+    hints = {
+        "tensorrt": "build an engine first: polyp-export --checkpoint CHECKPOINT --format engine --out model.engine",
+        "torch": "the torch backend opens .safetensors checkpoints",
+        "onnxruntime": "export one first: polyp-export --checkpoint CHECKPOINT --format onnx --out model.onnx",
+    }
+    return hints[backend]
+
+
+def open_engine(path: str | Path = "default", backend: str = "auto", device: str = "auto", **options: Any) -> Engine:
+    """Open a model file (or bundled name) with the fastest available backend, warmed up.
+
+    Options (all optional): ``precision`` (fp32 | fp16 | int8), ``threads`` (CPU threads),
+    ``batch`` (max batch), ``compile`` (torch.compile mode), ``cuda_graphs`` (bool),
+    ``providers`` (ONNX Runtime providers).
+    """
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise EngineError(f"unknown engine options {unknown}; valid options: {', '.join(OPTIONS)}")
+    options = {k: v for k, v in options.items() if v is not None}
+    resolved = resolve_engine_path(path)
+    plan = plan_engine(resolved, backend, device)
+    cls = backend_class(plan.backend)
+    reason = cls.unavailable_reason(device)
+    if reason:
+        raise BackendUnavailableError(f"backend {plan.backend} is not available: {reason}")
+    source = resolved
+    if plan.via_onnx_cache:
+        from engines.cache import cached_onnx
+
+        source = cached_onnx(resolved, precision=options.get("precision") or "fp32")
+    logger.info("engine %s: %s backend, because %s", resolved, plan.backend, plan.reason)
+    engine = cls.load(source, device=device, **options)
+    logger.info("engine ready: %s", engine.describe())
+    return engine
