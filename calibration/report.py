@@ -1,0 +1,215 @@
+"""The accuracy report: FP32 vs INT8 masks, Dice / IoU, pixel agreement and CPU latency.
+
+Every model row is run through ONNX Runtime on the CPU with the same thread count. Masks are
+compared at the model's input size (ground-truth masks are resized with nearest-neighbour sampling);
+a pixel is polyp when ``sigmoid(logit) >= contract.threshold`` (i.e. ``logit >= logit(threshold)``).
+Dice and IoU are per-image means; an image where both masks are empty scores 1.
+
+With ground truth (``--eval-data``, or the held-out part of a ``--data`` split) the gate compares
+INT8 Dice with FP32 Dice against the truth. Without it the FP32 masks are the reference: FP32 scores 1
+by definition and the "Dice drop" is ``1 - Dice(INT8, FP32)``, a stricter measure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from train.contract import ModelContract
+
+logger = logging.getLogger(__name__)
+
+INPUT_NAME = "input"
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One model's scores on the evaluation frames."""
+
+    name: str  # "fp32", "int8-cpu", "int8-tensorrt"
+    path: str
+    latency_ms: float
+    dice_vs_fp32: float
+    iou_vs_fp32: float
+    agreement: float  # fraction of pixels on the same side of the threshold as FP32
+    dice_gt: float | None = None
+    iou_gt: float | None = None
+    is_output: bool = False
+
+
+@dataclass(frozen=True)
+class GateResult:
+    max_dice_drop: float
+    dice_drop: float
+    basis: str  # "ground truth" | "FP32 masks"
+    passed: bool
+    worst_layers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    """Everything ``polyp-calibrate`` reports, JSON-serialisable through :meth:`to_dict`."""
+
+    model: dict[str, Any]
+    calibration: dict[str, Any]
+    quantization: dict[str, Any]
+    evaluation: dict[str, Any]
+    rows: tuple[ModelRow, ...]
+    gate: GateResult
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def dice_iou(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """Dice and IoU of two boolean masks (both empty: 1, 1)."""
+    pred, truth = pred.astype(bool), truth.astype(bool)
+    inter = float(np.logical_and(pred, truth).sum())
+    total = float(pred.sum() + truth.sum())
+    union = total - inter
+    if total == 0:
+        return 1.0, 1.0
+    return 2.0 * inter / total, inter / union
+
+
+def mean_scores(preds: Sequence[np.ndarray], truths: Sequence[np.ndarray]) -> tuple[float, float]:
+    scores = [dice_iou(p, t) for p, t in zip(preds, truths, strict=True)]
+    return float(np.mean([s[0] for s in scores])), float(np.mean([s[1] for s in scores]))
+
+
+def logit_threshold(contract: ModelContract) -> float:
+    t = contract.threshold
+    return math.log(t / (1.0 - t))
+
+
+def cpu_session(path: str | Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_logits(session: Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Batch-1 inference of each ``(1, 3, h, w)`` input -> logits ``(h, w)``."""
+    return [np.asarray(session.run(None, {INPUT_NAME: x})[0], dtype=np.float32)[0, 0] for x in inputs]
+
+
+def median_latency_ms(session: Any, sample: np.ndarray, runs: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        session.run(None, {INPUT_NAME: sample})
+    times = []
+    for _ in range(max(1, runs)):
+        start = time.perf_counter()
+        session.run(None, {INPUT_NAME: sample})
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000.0)
+
+
+def default_threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def score_models(
+    models: Sequence[tuple[str, Path, bool]],
+    inputs: Sequence[np.ndarray],
+    truths: Sequence[np.ndarray] | None,
+    contract: ModelContract,
+    *,
+    threads: int,
+    latency_runs: int,
+) -> list[ModelRow]:
+    """Score ``(name, path, is_output)`` models; the first one is the FP32 reference."""
+    cut = logit_threshold(contract)
+    rows: list[ModelRow] = []
+    reference: list[np.ndarray] = []
+    for index, (name, path, is_output) in enumerate(models):
+        session = cpu_session(path, threads)
+        masks = [logits >= cut for logits in run_logits(session, inputs)]
+        if index == 0:
+            reference = masks
+        latency = median_latency_ms(session, inputs[0], latency_runs)
+        del session
+        dice_ref, iou_ref = mean_scores(masks, reference)
+        agreement = float(np.mean([(m == r).mean() for m, r in zip(masks, reference, strict=True)]))
+        dice_gt = iou_gt = None
+        if truths is not None:
+            dice_gt, iou_gt = mean_scores(masks, truths)
+        rows.append(ModelRow(name, str(path), latency, dice_ref, iou_ref, agreement, dice_gt, iou_gt, is_output))
+        logger.info("%s: %.2f ms, agreement with FP32 %.4f", name, latency, agreement)
+    return rows
+
+
+def gate(rows: Sequence[ModelRow], max_drop: float) -> GateResult:
+    """Compare the output INT8 row with FP32 (first row)."""
+    fp32 = rows[0]
+    out = next(r for r in rows if r.is_output)
+    if fp32.dice_gt is not None and out.dice_gt is not None:
+        drop, basis = fp32.dice_gt - out.dice_gt, "ground truth"
+    else:
+        drop, basis = 1.0 - out.dice_vs_fp32, "FP32 masks"
+    return GateResult(max_drop, float(drop), basis, bool(drop <= max_drop))
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def to_markdown(report: CalibrationReport) -> str:
+    """The report as a Markdown document (also what ``polyp-calibrate`` prints)."""
+    cal, quant, ev = report.calibration, report.quantization, report.evaluation
+    fp32_ms = report.rows[0].latency_ms
+    lines = [
+        f"# INT8 calibration report: PEFNet-{report.model['variant']} {report.model['input_size']}",
+        "",
+        f"- calibration: {cal['method']} on {cal['samples']} frames from {cal['source']} ({cal['note']}); "
+        f"ranges {cal['ranges_from']}",
+        f"- output: `{quant['out']}` for target **{quant['target']}** ({quant['target_description']})",
+        f"- quantized nodes: {', '.join(f'{k} {v}' for k, v in quant['quantized_ops'].items()) or 'none'}; "
+        f"{quant['qdq_nodes']} Q/DQ nodes",
+        f"- kept in float: {', '.join(quant['excluded_nodes']) or 'nothing'}",
+        f"- evaluation: {ev['images']} frames, {ev['data']}; reference {ev['reference']}; "
+        f"latency: ONNX Runtime CPU, batch 1, {ev['threads']} threads, median of {ev['latency_runs']} runs",
+        "",
+        "| model | Dice (GT) | IoU (GT) | Dice vs FP32 | IoU vs FP32 | pixel agreement | latency ms | speed-up |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report.rows:
+        name = f"**{row.name}** (output)" if row.is_output else row.name
+        speed = fp32_ms / row.latency_ms if row.latency_ms > 0 else float("nan")
+        lines.append(
+            f"| {name} | {_fmt(row.dice_gt)} | {_fmt(row.iou_gt)} | {_fmt(row.dice_vs_fp32)} | "
+            f"{_fmt(row.iou_vs_fp32)} | {100 * row.agreement:.2f}% | {row.latency_ms:.1f} | {speed:.2f}x |"
+        )
+    g = report.gate
+    verdict = "PASSED" if g.passed else "FAILED"
+    lines += ["", f"Accuracy gate {verdict}: Dice drop {g.dice_drop:.4f} vs allowed {g.max_dice_drop:.4f} ({g.basis})."]
+    if g.worst_layers:
+        lines.append(f"Layers adding the most INT8 error: {'; '.join(g.worst_layers)}.")
+    lines += [f"- {note}" for note in report.notes]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: CalibrationReport, json_path: Path | None, md_path: Path | None) -> None:
+    if json_path is not None:
+        _write(Path(json_path), json.dumps(report.to_dict(), indent=1) + "\n")
+    if md_path is not None:
+        _write(Path(md_path), to_markdown(report))
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    logger.info("wrote %s", path)
