@@ -25,7 +25,7 @@ from engines.base import Engine, EngineInfo
 from engines.devices import cuda_available, device_index, gpu_info, gpu_prepare, resolve_device
 from engines.errors import BackendUnavailableError, EngineError
 from engines.sidecar import EngineSidecar, check_loadable, read_sidecar
-from engines.trt_flavours import FLAVOURS, import_flavour, installed_flavours
+from engines.trt_flavours import FLAVOURS, import_flavour, installed_flavours, make_logger
 from train.checkpoint import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ def _deserialize(module: Any, path: Path, sidecar: EngineSidecar, device: str) -
 
     torch_device = torch.device(device)
     torch.cuda.set_device(torch_device)
-    trt_logger = module.Logger(module.Logger.WARNING)
+    trt_logger = make_logger(module)
     runtime = module.Runtime(trt_logger)
     engine = runtime.deserialize_cuda_engine(path.read_bytes())
     if engine is None:

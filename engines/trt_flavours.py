@@ -99,3 +99,27 @@ def compute_capability_enum(module: ModuleType, target: str) -> object:
         valid = ", ".join(m.lower() for m in members if m.startswith("SM"))
         raise BackendUnavailableError(f"{module.__name__} cannot target {target}; supported: {valid}")
     return members[key]
+
+
+_SEVERITY_LEVELS = {
+    "INTERNAL_ERROR": logging.CRITICAL,
+    "ERROR": logging.ERROR,
+    "WARNING": logging.WARNING,
+    "INFO": logging.DEBUG,  # TensorRT's INFO is chatty; keep it at DEBUG
+    "VERBOSE": logging.DEBUG,
+}
+
+
+def make_logger(module: ModuleType, min_severity: str = "WARNING") -> object:
+    """A ``module.ILogger`` that sends TensorRT's messages to :mod:`logging` (logger ``engines.tensorrt``)."""
+    trt_log = logging.getLogger("engines.tensorrt")
+
+    class LogBridge(module.ILogger):  # type: ignore[name-defined, misc]
+        def __init__(self) -> None:
+            module.ILogger.__init__(self)
+            self.min_severity = module.ILogger.Severity.__members__[min_severity]
+
+        def log(self, severity: object, msg: str) -> None:
+            trt_log.log(_SEVERITY_LEVELS.get(getattr(severity, "name", ""), logging.WARNING), "%s", msg)
+
+    return LogBridge()
