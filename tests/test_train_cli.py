@@ -77,3 +77,84 @@ def test_missing_data_folder_is_one_line_exit_2(tmp_path: Path, capsys: pytest.C
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and "nope" in err[0] and err[0].startswith("polyp-train: error:")
+
+
+def test_eval_scores_the_trained_checkpoint(trained_run: tuple[Path, Path], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from train.cli_eval import main as eval_main
+
+    data, out = trained_run
+    capsys.readouterr()
+    report = tmp_path / "eval.json"
+    args = ["--checkpoint", str(out / "last"), "--data", str(data), "--split-file", str(out / "split.json"),
+            "--split", "val", "--resolution", "input", "--json", str(report), "--no-progress", "--batch-size", "3"]
+    assert eval_main(args) == 0
+    table = capsys.readouterr().out
+    assert "| Model | IoU | Dice | Precision | Recall | Images |" in table and "PEFNet-atto 64x64" in table
+    result = json.loads(report.read_text())
+    assert result["images"] == 2 and result["split"] == "val" and len(result["per_image"]) == 2
+    # the same images, preprocessing and threshold as the trainer's validation of the last epoch
+    last_val_iou = float(_log(out)[-1]["val_iou"])
+    assert result["iou"] == pytest.approx(last_val_iou, abs=2e-3)
+    assert eval_main(["--checkpoint", str(out / "best"), "--data", str(data), "--no-progress",
+                      "--json", str(report)]) == 0
+    full = json.loads(report.read_text())
+    assert full["images"] == 8 and full["resolution"] == "original"
+    assert all(0.0 <= full[k] <= 1.0 for k in ("iou", "dice", "precision", "recall"))
+
+
+def test_eval_errors_are_one_line(trained_run: tuple[Path, Path], tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from train.cli_eval import main as eval_main
+
+    data, out = trained_run
+    code = run_cli(eval_main, ["--checkpoint", str(out / "last"), "--data", str(data), "--split-file",
+                               str(out / "split.json"), "--split", "test"], prog="polyp-eval")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "test split is empty" in err[0]
+    code = run_cli(eval_main, ["--checkpoint", str(tmp_path / "none"), "--data", str(data)], prog="polyp-eval")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "not found" in err[0]
+
+
+def test_time_budget_shortens_the_run(tmp_path: Path) -> None:
+    data = small_dataset(tmp_path / "data", n=8)
+    out = tmp_path / "budget"
+    assert train_main(_args(data, out, 200, "--time-budget", "0.05")) == 0  # 3 seconds
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_run"] < 200 and metrics["epochs_final_total"] == metrics["epochs_run"]
+    assert metrics["time_budget_log"] and "instead of 200" in metrics["time_budget_log"][0]
+    assert metrics["elapsed_s"] < 60
+
+
+def test_interrupt_saves_a_resumable_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from train import trainer
+
+    data = small_dataset(tmp_path / "data", n=8)
+    out = tmp_path / "interrupted"
+    original = trainer.Trainer.train_epoch
+
+    def interrupt_second(self: trainer.Trainer, epoch: int) -> dict[str, float]:
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(trainer.Trainer, "train_epoch", interrupt_second)
+    assert run_cli(train_main, _args(data, out, 3), prog="polyp-train") == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert json.loads((out / "metrics.json").read_text())["interrupted"] is True
+    assert (out / "last.state.safetensors").is_file()
+    assert json.loads((out / "last.state.json").read_text())["epoch"] == 1
+    monkeypatch.setattr(trainer.Trainer, "train_epoch", original)
+    assert train_main(_args(data, out, 3, "--resume", str(out / "last"))) == 0
+    assert [int(r["epoch"]) for r in _log(out)] == [1, 2, 3]
+
+
+def test_bad_arguments_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = small_dataset(tmp_path / "data", n=8)
+    for extra, message in ((["--multi-scale", "a,b"], "--multi-scale"), (["--split", "0/1/1"], "split"),
+                           (["--size", "100"], "multiple of 32")):
+        code = run_cli(train_main, _args(data, tmp_path / "o", 1, *extra), prog="polyp-train")
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and message in err[0], err

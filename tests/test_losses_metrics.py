@@ -1,0 +1,111 @@
+"""Losses and metrics against hand-computed values, empty masks included; the weight EMA."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from train.ema import ModelEMA
+from train.errors import PolypLiveError
+from train.losses import bce_dice_loss, dice_loss, get_loss, jaccard_loss
+from train.metrics import MetricAccumulator, per_image_scores
+
+# one 2x2 image: target [[1, 1], [0, 0]]
+TARGET = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
+ZERO_LOGITS = torch.zeros(1, 1, 2, 2)  # p = 0.5 everywhere
+
+
+def test_jaccard_loss_hand_computed() -> None:
+    # inter = 2 * 0.5 = 1; union = 2 + 2 - 1 = 3; alpha 1 -> 1 - 2/4
+    assert float(jaccard_loss(ZERO_LOGITS, TARGET, alpha=1.0)) == pytest.approx(0.5)
+    # alpha 0 -> 1 - 1/3
+    assert float(jaccard_loss(ZERO_LOGITS, TARGET, alpha=0.0)) == pytest.approx(2 / 3)
+
+
+def test_jaccard_loss_empty_masks() -> None:
+    empty = torch.zeros(1, 1, 2, 2)
+    # empty target, p = 0.5: inter 0, union 2 -> 1 - 1/3
+    assert float(jaccard_loss(ZERO_LOGITS, empty, alpha=1.0)) == pytest.approx(2 / 3)
+    # empty target and (almost) empty prediction: the smoothing makes it ~0
+    assert float(jaccard_loss(torch.full((1, 1, 2, 2), -30.0), empty, alpha=1.0)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_jaccard_loss_is_per_image_then_mean() -> None:
+    logits = torch.cat([ZERO_LOGITS, torch.full((1, 1, 2, 2), 30.0)])  # second: p = 1 everywhere
+    target = torch.cat([TARGET, TARGET])
+    # image 2: inter 2, union 4 -> 1 - 3/5 = 0.4; mean with 0.5
+    assert float(jaccard_loss(logits, target)) == pytest.approx((0.5 + 0.4) / 2)
+
+
+def test_dice_and_bce_dice_hand_computed() -> None:
+    # dice: 1 - (2*1 + 1) / (2 + 2 + 1) = 0.4; BCE of p = 0.5 is ln 2 for every pixel
+    assert float(dice_loss(ZERO_LOGITS, TARGET)) == pytest.approx(0.4)
+    assert float(bce_dice_loss(ZERO_LOGITS, TARGET)) == pytest.approx(math.log(2) + 0.4)
+    assert float(get_loss("bce-dice", alpha=1.0)(ZERO_LOGITS, TARGET)) == pytest.approx(math.log(2) + 0.4)
+    with pytest.raises(PolypLiveError, match="jaccard, bce-dice"):
+        get_loss("focal")
+
+
+def test_losses_have_gradients_and_check_shapes() -> None:
+    logits = torch.zeros(2, 1, 4, 4, requires_grad=True)
+    jaccard_loss(logits, torch.ones(2, 1, 4, 4)).backward()
+    assert logits.grad is not None and bool((logits.grad < 0).all())  # raise every logit toward the target
+    with pytest.raises(ValueError, match="differ in shape"):
+        jaccard_loss(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 5))
+
+
+def _scores(pred: list[int], target: list[int]) -> dict[str, float]:
+    s = per_image_scores(torch.tensor([pred]), torch.tensor([target]))
+    return {k: float(v[0]) for k, v in s.items()}
+
+
+def test_metrics_hand_computed() -> None:
+    # tp 1, fp 1, fn 1, tn 1
+    s = _scores([1, 1, 0, 0], [1, 0, 1, 0])
+    assert s == pytest.approx({"iou": 1 / 3, "dice": 0.5, "precision": 0.5, "recall": 0.5})
+    # tp 2, fp 1, fn 0
+    s = _scores([1, 1, 1, 0], [1, 1, 0, 0])
+    assert s == pytest.approx({"iou": 2 / 3, "dice": 0.8, "precision": 2 / 3, "recall": 1.0})
+
+
+def test_metrics_empty_masks() -> None:
+    assert _scores([0, 0, 0, 0], [0, 0, 0, 0]) == {"iou": 1.0, "dice": 1.0, "precision": 1.0, "recall": 1.0}
+    assert _scores([0, 0, 0, 0], [1, 0, 0, 0]) == {"iou": 0.0, "dice": 0.0, "precision": 1.0, "recall": 0.0}
+    assert _scores([0, 1, 0, 0], [0, 0, 0, 0]) == {"iou": 0.0, "dice": 0.0, "precision": 0.0, "recall": 1.0}
+
+
+def test_accumulator_averages_per_image() -> None:
+    acc = MetricAccumulator()
+    acc.add(torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]]), torch.tensor([[1, 0, 1, 0], [0, 0, 0, 0]]))
+    acc.add(torch.tensor([[1, 1, 1, 0]]), torch.tensor([[1, 1, 0, 0]]))
+    means = acc.means()
+    assert acc.count == 3
+    assert means["iou"] == pytest.approx((1 / 3 + 1.0 + 2 / 3) / 3)
+    assert means["dice"] == pytest.approx((0.5 + 1.0 + 0.8) / 3)
+
+
+def test_accumulator_thresholds_logits_at_the_contract_threshold() -> None:
+    logits = torch.tensor([[[[0.5, -0.5], [2.0, -2.0]]]])  # sigmoid: 0.62, 0.38, 0.88, 0.12
+    target = torch.tensor([[[[1.0, 1.0], [1.0, 0.0]]]])
+    at_half, at_030 = MetricAccumulator(), MetricAccumulator()
+    at_half.add_logits(logits, target, 0.5)
+    at_030.add_logits(logits, target, 0.3)
+    assert at_half.means()["iou"] == pytest.approx(2 / 3)
+    assert at_030.means()["iou"] == pytest.approx(1.0)
+
+
+def test_ema_moves_toward_the_model() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    torch.nn.init.zeros_(model[0].weight)
+    ema = ModelEMA(model, decay=0.75)
+    with torch.no_grad():
+        model[0].weight.fill_(4.0)
+    model[1].num_batches_tracked.fill_(7)
+    ema.update(model)
+    assert torch.allclose(ema.module[0].weight, torch.full((2, 2), 1.0))  # 0.75 * 0 + 0.25 * 4
+    ema.update(model)
+    assert torch.allclose(ema.module[0].weight, torch.full((2, 2), 1.75))  # 0.75 * 1 + 0.25 * 4
+    assert int(ema.module[1].num_batches_tracked) == 7
+    assert not any(p.requires_grad for p in ema.module.parameters())
