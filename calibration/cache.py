@@ -1,7 +1,7 @@
 """The calibration cache: computed ranges, keyed by the model and the calibration data.
 
-A JSON file holding ``format``, ``model_sha256`` (SHA-256 of the checkpoint weights' hash and the
-input size: the same weights exported at another size have other activation ranges),
+A JSON file holding ``format``, ``model_sha256`` (SHA-256 of the checkpoint weights' hash, the input
+size -- the same weights at another size have other activation ranges -- and the ONNX Runtime version),
 ``data_fingerprint`` (SHA-256 of the calibration frames' names and resized pixels, see
 :meth:`calibration.frames.FrameSet.fingerprint`), ``method``, ``samples`` and ``ranges``
 (tensor name -> ``[min, max]``, the calibrator's histogram-derived range for entropy / percentile).
@@ -47,9 +47,10 @@ class CacheKey:
     model: str = ""  # human-readable description, not compared
 
 
-def model_key(weights_sha256: str, input_size: tuple[int, int]) -> str:
-    """SHA-256 identifying a checkpoint exported at one input size."""
-    return hashlib.sha256(f"{weights_sha256}:{input_size[0]}x{input_size[1]}".encode()).hexdigest()
+def model_key(weights_sha256: str, input_size: tuple[int, int], tool: str = "") -> str:
+    """SHA-256 identifying a checkpoint exported at one input size (and prepared by one ``tool`` version,
+    since ORT's graph optimisation decides the tensor names the ranges are keyed by)."""
+    return hashlib.sha256(f"{weights_sha256}:{input_size[0]}x{input_size[1]}:{tool}".encode()).hexdigest()
 
 
 def save_cache(path: str | Path, key: CacheKey, ranges: TensorRanges) -> Path:

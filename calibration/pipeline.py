@@ -195,10 +195,10 @@ def _export_and_prepare(checkpoint: Path, contract: ModelContract, work: Path) -
 
 
 def _ranges(
-    config: CalibrationConfig, prepared: Path, calib: FrameSet, contract: ModelContract, key: CacheKey
+    config: CalibrationConfig, prepared: Path, calib: FrameSet, contract: ModelContract, key: CacheKey,
+    cached: TensorRanges | None,
 ) -> tuple[TensorRanges, Path, bool, float]:
     cache_path = config.cache or default_cache_path(config.out)
-    cached = load_cache(cache_path, key, explicit=config.cache is not None)
     if cached is not None:
         return cached, cache_path, True, 0.0
     start = time.perf_counter()
@@ -216,14 +216,19 @@ def calibrate(config: CalibrationConfig) -> CalibrationOutcome:
     checkpoint, contract, weights_sha = _load_contract(config)
     calib, evaluation, notes = _split_frames(config, contract)
     h, w = contract.input_size
-    key = CacheKey(model_key(weights_sha, contract.input_size), calib.fingerprint(), config.method, len(calib),
+    import onnxruntime
+
+    key = CacheKey(model_key(weights_sha, contract.input_size, f"onnxruntime {onnxruntime.__version__}"),
+                   calib.fingerprint(), config.method, len(calib),
                    model=f"PEFNet-{contract.variant} {h}x{w} from {checkpoint.name}")
+    # checked before the export, so that a cache of another model is refused at once
+    cached = load_cache(config.cache or default_cache_path(config.out), key, explicit=config.cache is not None)
     with tempfile.TemporaryDirectory(prefix="polyp-calibrate-") as tmp:
         work = Path(tmp)
         fp32, prepared, _ = _export_and_prepare(checkpoint, contract, work)
         keep = select_keep_float(onnx.load(str(prepared), load_external_data=False), config.keep_float)
         exclude = tuple(dict.fromkeys(name for names in keep.values() for name in names))
-        ranges, cache_path, hit, seconds = _ranges(config, prepared, calib, contract, key)
+        ranges, cache_path, hit, seconds = _ranges(config, prepared, calib, contract, key, cached)
         metadata = dict(onnx_metadata(fp32))
         metadata[META_CALIBRATION] = json.dumps(
             {"method": ranges.method, "samples": ranges.samples, "source": calib.source,

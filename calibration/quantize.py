@@ -108,13 +108,17 @@ def default_target() -> str:
 
 
 def _drop_ort_chatter(record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.WARNING or "onnxruntime" not in record.pathname
+    """Keep ORT's errors; its INFO lines and per-tensor warnings (e.g. per-channel axis fallbacks on
+    LayerNorm scales) go to this module's debug log."""
+    if record.levelno >= logging.ERROR or "onnxruntime" not in record.pathname:
+        return True
+    logger.debug("onnxruntime: %s", record.getMessage())
+    return False
 
 
 @contextlib.contextmanager
 def quiet_stdout() -> Iterator[None]:
-    """ORT's quantization tools print progress and log INFO lines on the root logger: keep them out of the
-    user's stdout (debug log instead) and drop the INFO lines."""
+    """ORT's quantization tools print progress and log on the root logger: send both to the debug log."""
     buffer = io.StringIO()
     root = logging.getLogger()
     root.addFilter(_drop_ort_chatter)
@@ -286,15 +290,21 @@ def _set_metadata(model: object, metadata: Mapping[str, str]) -> None:
 
 
 def summarize_quantization(model: object, exclude: Sequence[str] = ()) -> tuple[dict[str, int], int]:
-    """``({op type: nodes with a dequantized input}, number of Q/DQ nodes)`` of a Q/DQ model."""
+    """``({op type: quantized nodes}, number of Q/DQ nodes)`` of a Q/DQ model.
+
+    A node counts as quantized when it reads a dequantized tensor and was not excluded. An excluded
+    node computes in float with float weights, but may still read an activation that was rounded by
+    the Q/DQ pair its producer's other consumers need (that is how QDQ graphs work).
+    """
     nodes = model.graph.node  # type: ignore[attr-defined]
     dequantized = {o for n in nodes if n.op_type == "DequantizeLinear" for o in n.output}
+    skip = set(exclude)
     counts: Counter[str] = Counter()
     qdq = 0
     for node in nodes:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             qdq += 1
-        elif any(i in dequantized for i in node.input):
+        elif node.name not in skip and any(i in dequantized for i in node.input):
             counts[node.op_type] += 1
     return dict(sorted(counts.items())), qdq
 
