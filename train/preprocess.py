@@ -8,6 +8,7 @@ normalizes there).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -87,9 +88,22 @@ def preprocess_torch(frames_nhwc: torch.Tensor, contract: ModelContract, dtype: 
         mode = _TORCH_MODE[contract.resize]
         kwargs = {"align_corners": False} if mode == "bilinear" else {}
         x = F.interpolate(x, size=tuple(contract.input_size), mode=mode, **kwargs)
-    mean = torch.tensor(contract.mean, device=x.device, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(contract.std, device=x.device, dtype=torch.float32).view(1, 3, 1, 1)
+    mean, std = _mean_std(contract.mean, contract.std, x.device)
     return ((x - mean) / std).to(dtype)
+
+
+@functools.lru_cache(maxsize=32)
+def _mean_std(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(1, 3, 1, 1)`` mean and std on ``device``, made once: a fresh host-to-GPU copy per call would
+    synchronize the CPU with the GPU on every batch (a blocking copy waits for the stream)."""
+    import torch
+
+    def make(values: tuple[float, ...]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.float32).view(1, 3, 1, 1).to(device)
+
+    return make(mean), make(std)
 
 
 def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
