@@ -35,7 +35,7 @@ from train.preprocess import binarize_mask, resize_frame, resize_mask
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
-DUPLICATE_DIFF = 2.0  # grey levels (0-255), mean absolute difference of 32x32 thumbnails
+DUPLICATE_DIFF = 1.0  # grey levels (0-255), mean absolute difference of 32x32 thumbnails; real motion is >= 1.5
 _THUMB = 32
 
 

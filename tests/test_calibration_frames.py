@@ -1,0 +1,187 @@
+"""Calibration frame sources, --keep-float selection, the cache policy and the report metrics (no calibration pass)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from calibration.cache import CacheKey, load_cache, model_key, save_cache
+from calibration.errors import CalibrationError
+from calibration.frames import (
+    DUPLICATE_DIFF,
+    frames_from_images,
+    frames_from_split,
+    frames_from_video,
+    masked_frames,
+)
+from calibration.layers import parse_keep_float, select_keep_float
+from calibration.quantize import TensorRanges
+from calibration.report import dice_iou
+from train.contract import ModelContract
+from train.preprocess import preprocess, preprocess_batch
+
+CONTRACT = ModelContract("atto", (64, 64))
+
+
+def _thumb(pixels: np.ndarray) -> np.ndarray:
+    grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+    return cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def test_image_sample_is_seeded_resized_and_preprocesses_like_the_runtime(kvasir_dir: Path) -> None:
+    a = frames_from_images(kvasir_dir, 6, CONTRACT, seed=3)
+    b = frames_from_images(kvasir_dir, 6, CONTRACT, seed=3)
+    c = frames_from_images(kvasir_dir, 6, CONTRACT, seed=4)
+    assert [f.name for f in a.frames] == [f.name for f in b.frames] != [f.name for f in c.frames]
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+    assert all(f.pixels.shape == (64, 64, 3) and f.pixels.dtype == np.uint8 for f in a.frames)
+    original = cv2.cvtColor(cv2.imread(str(kvasir_dir / "images" / a.frames[0].name)), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(preprocess_batch(a.pixels()[:1], CONTRACT)[0], preprocess(original, CONTRACT))
+
+
+def test_video_frames_spread_over_the_clip(cvc_dir: Path) -> None:
+    clip = cvc_dir / "seq01" / "seq01.mp4"
+    frames = frames_from_video(clip, 8, CONTRACT)
+    indices = [int(f.name.split("=")[1]) for f in frames.frames]
+    total = len(list((cvc_dir / "seq01" / "images").iterdir()))
+    assert len(indices) == 8 and indices == sorted(indices)
+    step = total // 8
+    assert indices == list(range(0, 8 * step, step))  # every k-th frame, k from the frame count
+    assert indices[-1] >= total // 2  # not just the start of the clip
+
+
+def test_video_near_duplicates_are_skipped() -> None:
+    """The bundled clip holds 10 distinct frames (two of them identical) played three times."""
+    from tests.conftest import SAMPLE_CLIP
+
+    if not SAMPLE_CLIP.is_file():
+        pytest.skip(f"sample clip missing: {SAMPLE_CLIP}")
+    frames = frames_from_video(SAMPLE_CLIP, 30, CONTRACT)
+    assert 8 <= len(frames) <= 10, frames.note
+    assert "near-duplicates skipped" in frames.note
+    thumbs = [_thumb(f.pixels) for f in frames.frames]
+    for i in range(len(thumbs)):
+        for j in range(i):
+            assert np.abs(thumbs[i] - thumbs[j]).mean() >= DUPLICATE_DIFF * 0.5  # thumbnails at 64x64 differ a bit
+
+
+def test_split_source_uses_the_train_split_and_masks(kvasir_dir: Path) -> None:
+    from train.data import find_pairs, make_split
+
+    split = make_split(find_pairs(kvasir_dir), (0.6, 0.2, 0.2), 0)
+    train = frames_from_split(kvasir_dir, "train", None, 5, CONTRACT)
+    val = frames_from_split(kvasir_dir, "val", None, 5, CONTRACT, with_masks=True)
+    assert {f.name for f in train.frames} <= set(split.train)
+    assert {f.name for f in val.frames} <= set(split.val)
+    assert all(f.mask is None for f in train.frames)
+    assert all(f.mask is not None and f.mask.shape == (64, 64) and set(np.unique(f.mask)) <= {0, 1} for f in val.frames)
+
+
+def test_masked_frames_pair_images_and_masks(kvasir_dir: Path, tmp_path: Path) -> None:
+    frames = masked_frames(kvasir_dir, 4, CONTRACT)
+    assert len(frames) == 4 and all(f.mask is not None and f.mask.any() for f in frames.frames)
+    with pytest.raises(CalibrationError, match="must hold images/ and masks/"):
+        masked_frames(tmp_path, 4, CONTRACT)
+
+
+def test_unreadable_image_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(CalibrationError, match=r"cannot read image .*broken\.jpg"):
+        frames_from_images(tmp_path, 4, CONTRACT)
+
+
+def test_missing_video_and_folder(tmp_path: Path) -> None:
+    with pytest.raises(CalibrationError, match="video not found"):
+        frames_from_video(tmp_path / "nope.mp4", 4, CONTRACT)
+    with pytest.raises(CalibrationError, match="image folder not found"):
+        frames_from_images(tmp_path / "nope", 4, CONTRACT)
+
+
+# ----------------------------------------------------------------------------- --keep-float
+
+
+@pytest.fixture(scope="module")
+def exported(atto_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+    import onnx
+
+    from calibration.quantize import prepare_model
+    from engines.onnx_export import export_onnx
+
+    work = tmp_path_factory.mktemp("keepfloat")
+    fp32 = export_onnx(atto_checkpoint, work / "fp32.onnx", verify=False).path
+    return onnx.load(str(prepare_model(fp32, work / "prepared.onnx")))
+
+
+def test_keep_float_groups_found_by_structure(exported) -> None:
+    nodes = list(exported.graph.node)
+    chosen = select_keep_float(exported, parse_keep_float("first-conv,head,layernorm,ConvTranspose"))
+    convs = [n for n in nodes if n.op_type == "Conv"]
+    assert chosen["first-conv"] == (convs[0].name,) and convs[0].input[0] == exported.graph.input[0].name
+    assert chosen["head"][0] == convs[-1].name
+    by_name = {n.name: n for n in nodes}
+    assert exported.graph.output[0].name in by_name[chosen["head"][-1]].output  # up to the logits
+    assert {by_name[n].op_type for n in chosen["layernorm"]} == {"LayerNormalization"}
+    assert len(chosen["ConvTranspose"]) == 4
+    assert parse_keep_float("none") == () and parse_keep_float("") == ()
+
+
+def test_keep_float_unknown_name_is_refused(exported) -> None:
+    with pytest.raises(CalibrationError, match="matches no node"):
+        select_keep_float(exported, ["no-such-layer"])
+
+
+# ----------------------------------------------------------------------------- cache policy
+
+
+def _key(**changes: object) -> CacheKey:
+    base = {"model_sha256": model_key("a" * 64, (64, 64)), "data_fingerprint": "d" * 64, "method": "entropy",
+            "samples": 16, "model": "PEFNet-atto 64x64"}
+    base.update(changes)
+    return CacheKey(**base)  # type: ignore[arg-type]
+
+
+def test_cache_round_trip_and_policy(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "c.json"
+    ranges = TensorRanges("entropy", 16, {"x": (-1.5, 2.25), "y": (0.0, 6.0)})
+    save_cache(path, _key(), ranges)
+    assert load_cache(path, _key(), explicit=True) == ranges
+    assert load_cache(path, _key(data_fingerprint="e" * 64), explicit=True) is None  # stale data: recompute
+    assert load_cache(path, _key(method="minmax"), explicit=True) is None
+    other = _key(model_sha256=model_key("b" * 64, (64, 64)))
+    with pytest.raises(CalibrationError, match="another model"):
+        load_cache(path, other, explicit=True)
+    with caplog.at_level(logging.WARNING):
+        assert load_cache(path, other, explicit=False) is None
+    assert "another model" in caplog.text
+    assert model_key("a" * 64, (64, 64)) != model_key("a" * 64, (96, 96))
+
+
+def test_malformed_cache_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text("{not json")
+    with pytest.raises(CalibrationError, match="not valid JSON"):
+        load_cache(path, _key(), explicit=True)
+    save_cache(path, _key(), TensorRanges("entropy", 16, {"x": (0.0, 1.0)}))
+    data = json.loads(path.read_text())
+    data["ranges"]["x"] = [0.0]
+    path.write_text(json.dumps(data))
+    with pytest.raises(CalibrationError, match="malformed"):
+        load_cache(path, _key(), explicit=True)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def test_dice_and_iou_by_hand() -> None:
+    a = np.zeros((4, 4), bool)
+    b = np.zeros((4, 4), bool)
+    assert dice_iou(a, b) == (1.0, 1.0)
+    a[0, :2] = True  # 2 pixels
+    b[0, 1:4] = True  # 3 pixels, 1 shared
+    dice, iou = dice_iou(a, b)
+    assert dice == pytest.approx(2 * 1 / 5) and iou == pytest.approx(1 / 4)
