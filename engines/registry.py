@@ -145,15 +145,16 @@ def open_engine(path: str | Path = "default", backend: str = "auto", device: str
     resolved = resolve_engine_path(path)
     plan = plan_engine(resolved, backend, device)
     cls = backend_class(plan.backend)
-    reason = cls.unavailable_reason(device)
-    if reason:
-        raise BackendUnavailableError(f"backend {plan.backend} is not available: {reason}")
     source = resolved
     if plan.via_onnx_cache:
         from engines.cache import cached_onnx
 
+        reason = cls.unavailable_reason(device)
+        if reason:
+            raise BackendUnavailableError(f"backend {plan.backend} is not available: {reason}")
+
         source = cached_onnx(resolved, precision=options.get("precision") or "fp32")
     logger.info("engine %s: %s backend, because %s", resolved, plan.backend, plan.reason)
-    engine = cls.load(source, device=device, **options)
+    engine = cls.load(source, device=device, **options)  # each backend raises BackendUnavailableError itself
     logger.info("engine ready: %s", engine.describe())
     return engine

@@ -205,18 +205,20 @@ def _progress_monitor(module: ModuleType, show: bool) -> Any:
             module.IProgressMonitor.__init__(self)
             self._lock = threading.Lock()
             self._bar: Any = None
+            self._top = ""
 
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
             with self._lock:
                 if parent_phase is None and self._bar is None:
+                    self._top = phase_name
                     self._bar = tqdm(total=num_steps, desc=f"TensorRT: {phase_name}", disable=not show, leave=False)
-                logger.debug("TensorRT phase %s (%d steps) started", phase_name, num_steps)
+            logger.debug("TensorRT phase %s (%d steps) started", phase_name, num_steps)
 
         def step_complete(self, phase_name: str, step: int) -> bool:
             with self._lock:
-                if self._bar is not None and phase_name == self._bar.desc.removeprefix("TensorRT: "):
+                if self._bar is not None and phase_name == self._top:
                     self._bar.update(1)
-            return True
+            return True  # never cancel the build
 
         def phase_finish(self, phase_name: str) -> None:
             logger.debug("TensorRT phase %s finished", phase_name)

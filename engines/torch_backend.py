@@ -76,6 +76,9 @@ class TorchEngine(Engine):
     def load(cls, path: Path, *, device: str = "auto", **options: Any) -> TorchEngine:
         """Options: ``precision`` (fp32 | fp16; default fp16 on CUDA, fp32 on CPU), ``batch`` (max batch),
         ``compile`` (False | True | a torch.compile mode), ``cuda_graphs`` (bool), ``threads`` (CPU)."""
+        reason = cls.unavailable_reason(device)
+        if reason:
+            raise BackendUnavailableError(reason)
         import torch
 
         from train.checkpoint import load_checkpoint

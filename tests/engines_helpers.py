@@ -1,0 +1,64 @@
+"""Shared artifacts of the engines' tests, made once per session (exports are the slow part)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_MADE: dict[tuple[str, ...], Path] = {}
+DYNAMIC_BATCH = (1, 2, 4)
+
+
+def _workdir(factory: pytest.TempPathFactory) -> Path:
+    path = factory.getbasetemp() / "engines-artifacts"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def balanced_checkpoint(factory: pytest.TempPathFactory) -> Path:
+    """PEFNet-atto at 64x64 with random weights, its head bias moved so half the pixels of the parity
+    frames are polyp: many pixels lie near the threshold, which makes mask agreement a strict test."""
+    key = ("balanced",)
+    if key not in _MADE:
+        import torch
+
+        from engines.parity import prepared_parity_batch, torch_reference_logits
+        from train.checkpoint import save_checkpoint
+        from train.contract import ModelContract
+        from train.variants import create_model
+
+        torch.manual_seed(1)
+        model = create_model("atto").eval()
+        contract = ModelContract("atto", (64, 64))
+        batch, _ = prepared_parity_batch(contract, 4)
+        median = float(np.median(torch_reference_logits(model, batch)))
+        with torch.no_grad():
+            model.head.bias -= median
+        _MADE[key] = save_checkpoint(_workdir(factory) / "balanced64", model, contract)
+    return _MADE[key]
+
+
+def exported(factory: pytest.TempPathFactory, checkpoint: Path, precision: str = "fp32", **kwargs: object) -> Path:
+    """``checkpoint`` exported to ONNX once (no parity here: the parity tests measure it on the engines)."""
+    from engines.onnx_export import export_onnx
+
+    key = (str(checkpoint), precision, repr(sorted(kwargs.items())))
+    if key not in _MADE:
+        name = f"{checkpoint.stem}-{precision}-{len(_MADE)}.onnx"
+        _MADE[key] = export_onnx(checkpoint, _workdir(factory) / name, precision=precision, verify=False, **kwargs).path
+    return _MADE[key]
+
+
+def built_engine(factory: pytest.TempPathFactory, checkpoint: Path, **kwargs: object) -> Path:
+    """An FP16 TensorRT(-RTX) engine of ``checkpoint`` (64 MiB workspace), built once."""
+    from engines.tensorrt_build import build_engine
+
+    key = ("engine", str(checkpoint), repr(sorted(kwargs.items())))
+    if key not in _MADE:
+        onnx_path = exported(factory, checkpoint, "fp16", dynamic_batch=DYNAMIC_BATCH)
+        out = _workdir(factory) / f"{checkpoint.stem}-{len(_MADE)}.engine"
+        build_engine(onnx_path, out, workspace_mb=64, source=str(checkpoint), progress=False, **kwargs)
+        _MADE[key] = out
+    return _MADE[key]
