@@ -8,6 +8,7 @@ gives one error line and exit 2.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from pathlib import Path
 
@@ -120,8 +121,9 @@ def test_eval_errors_are_one_line(trained_run: tuple[Path, Path], tmp_path: Path
 def test_time_budget_shortens_the_run(tmp_path: Path) -> None:
     data = small_dataset(tmp_path / "data", n=8)
     out = tmp_path / "budget"
-    assert train_main(_args(data, out, 200, "--time-budget", "0.05")) == 0  # 3 seconds
+    assert train_main(_args(data, out, 200, "--time-budget", "0.05", "--save-dtype", "float16")) == 0  # 3 seconds
     metrics = json.loads((out / "metrics.json").read_text())
+    assert read_checkpoint(out / "best").weights_dtype == "float16"
     assert metrics["epochs_run"] < 200 and metrics["epochs_final_total"] == metrics["epochs_run"]
     assert metrics["time_budget_log"] and "instead of 200" in metrics["time_budget_log"][0]
     assert metrics["elapsed_s"] < 60
@@ -158,3 +160,38 @@ def test_bad_arguments_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
         code = run_cli(train_main, _args(data, tmp_path / "o", 1, *extra), prog="polyp-train")
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_schedule_warmup_then_cosine_and_rebuild() -> None:
+    import torch
+
+    from train.train_state import CosineSchedule
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = CosineSchedule(opt, base_lr=1.0, min_ratio=0.1, total_steps=12, warmup_steps=3)
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(12):
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])  # warm-up, then the cosine starts at the base lr
+    assert lrs[3 + 9 // 2] < 1.0 and lrs[-1] == pytest.approx(0.1)  # cosine reaches base * min_ratio at the end
+    assert all(a >= b for a, b in itertools.pairwise(lrs[3:]))
+    sched.rebuild(24)  # a longer run: the same step is now earlier in the cosine
+    assert opt.param_groups[0]["lr"] > 0.1
+    again = CosineSchedule(opt, 1.0, 0.1, 1)
+    again.load_state_dict(sched.state_dict())
+    assert again.lr() == pytest.approx(sched.lr())
+
+
+def test_resume_without_state_files_is_an_error(trained_run: tuple[Path, Path], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    data, out = trained_run
+    code = run_cli(train_main, _args(data, tmp_path / "o", 2, "--resume", str(tmp_path / "nowhere" / "last")),
+                   prog="polyp-train")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "cannot resume" in err[0]
+    args = ["--data", str(data), "--variant", "femto", "--size", "64", "--resume", str(out / "last"),
+            "--out", str(tmp_path / "o2"), "--no-progress"]
+    code = run_cli(train_main, args, prog="polyp-train")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "PEFNet-atto" in err[-1]

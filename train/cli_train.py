@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (cosine-annealed per step)")
     p.add_argument("--min-lr-ratio", type=float, default=0.01, help="final lr as a fraction of --lr")
+    p.add_argument("--warmup-epochs", type=float, default=0.0, help="linear lr warm-up before the cosine (epochs)")
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--loss", default="jaccard", choices=list(LOSSES))
     p.add_argument("--loss-alpha", type=float, default=1.0, help="loss smoothing constant (paper Eq. 2)")
@@ -64,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-scale", type=float, default=1.25, help="cached image side / largest training side")
     p.add_argument("--save-interval", type=float, default=60.0, help="seconds between checkpoint writes")
     p.add_argument("--workers", type=int, help="decoding threads (default: CPU count, at most 16)")
+    p.add_argument("--save-dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                   help="dtype of the best/last checkpoints (resume state stays float32)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA; costs compile time)")
     p.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard (if installed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs one line per epoch)")
@@ -96,14 +99,16 @@ def config_from_args(args: argparse.Namespace, command: str) -> TrainConfig:
         split_file = args.resume.parent / "split.json"  # a resumed run keeps its split
     return TrainConfig(
         data=args.data, out=out, variant=args.variant, size=args.size, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, min_lr_ratio=args.min_lr_ratio, weight_decay=args.weight_decay,
+        batch_size=args.batch_size, lr=args.lr, min_lr_ratio=args.min_lr_ratio,
+        warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
         loss=args.loss, loss_alpha=args.loss_alpha, seed=args.seed, split=parse_ratios(args.split),
         split_file=split_file, recursive=args.recursive, val_every=args.val_every, device=args.device,
         amp=args.amp, clip_grad=args.clip_grad, ema=args.ema, drop_path=args.drop_path,
         multi_scale=_scales(args.multi_scale), backbone_weights=args.backbone_weights, resume=args.resume,
         time_budget_min=args.time_budget, cache_scale=args.cache_scale,
         augment=NO_AUGMENT if args.no_augment else AugmentConfig(), tensorboard=args.tensorboard,
-        progress=not args.no_progress, save_interval_s=args.save_interval, workers=args.workers, compile=args.compile,
+        progress=not args.no_progress, save_interval_s=args.save_interval, workers=args.workers,
+        compile=args.compile, save_dtype=args.save_dtype,
         command=command,
     )
 

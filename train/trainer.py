@@ -21,7 +21,6 @@ import csv
 import hashlib
 import json
 import logging
-import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from train.augment import AugmentConfig, augment_batch
@@ -43,6 +41,7 @@ from train.losses import get_loss
 from train.metrics import MetricAccumulator
 from train.pefnet import count_parameters
 from train.preprocess import preprocess_torch
+from train.train_state import CosineSchedule, read_state, read_state_meta, write_state
 from train.variants import create_model
 
 logger = logging.getLogger(__name__)
@@ -61,6 +60,7 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 1e-4
     min_lr_ratio: float = 0.01
+    warmup_epochs: float = 0.0
     weight_decay: float = 0.0
     loss: str = "jaccard"
     loss_alpha: float = 1.0
@@ -85,6 +85,7 @@ class TrainConfig:
     save_interval_s: float = 60.0
     workers: int | None = None
     compile: bool = False
+    save_dtype: str = "float32"
     command: str = ""
 
 
@@ -122,40 +123,6 @@ def train_sizes(size: int, scales: tuple[float, ...]) -> list[int]:
     """Training input sides: ``size`` times each scale, rounded to a multiple of 32."""
     sizes = {max(SIZE_MULTIPLE, round(size * s / SIZE_MULTIPLE) * SIZE_MULTIPLE) for s in scales} if scales else {size}
     return sorted(sizes)
-
-
-class CosineSchedule:
-    """Per-step cosine annealing from ``base_lr`` to ``base_lr * min_ratio`` over ``total_steps``."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, min_ratio: float, total_steps: int) -> None:
-        self.optimizer, self.base_lr, self.min_ratio = optimizer, base_lr, min_ratio
-        self.total_steps, self.step_count = max(int(total_steps), 1), 0
-        self._apply()
-
-    def lr(self) -> float:
-        t = min(self.step_count / self.total_steps, 1.0)
-        low = self.base_lr * self.min_ratio
-        return low + (self.base_lr - low) * 0.5 * (1.0 + math.cos(math.pi * t))
-
-    def _apply(self) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr()
-
-    def step(self) -> None:
-        self.step_count += 1
-        self._apply()
-
-    def rebuild(self, total_steps: int) -> None:
-        self.total_steps = max(int(total_steps), 1)
-        self._apply()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"base_lr": self.base_lr, "min_ratio": self.min_ratio, "total_steps": self.total_steps,
-                "step_count": self.step_count}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.total_steps, self.step_count = int(state["total_steps"]), int(state["step_count"])
-        self._apply()
 
 
 class _Snapshot:
@@ -216,11 +183,6 @@ def prepare_data(cfg: TrainConfig, contract: ModelContract, device: torch.device
     )
 
 
-def _state_paths(last: Path) -> tuple[Path, Path]:
-    base = Path(last).with_suffix("") if Path(last).suffix in (".safetensors", ".json") else Path(last)
-    return base.with_name(base.name + ".state.safetensors"), base.with_name(base.name + ".state.json")
-
-
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -265,7 +227,8 @@ class Trainer:
         self.steps_per_epoch = max(1, self.n_train // self.batch)
         self.total_epochs = int(cfg.epochs)
         total_steps = self.total_epochs * self.steps_per_epoch
-        self.schedule = CosineSchedule(self.optimizer, cfg.lr, cfg.min_lr_ratio, total_steps)
+        self.schedule = CosineSchedule(self.optimizer, cfg.lr, cfg.min_lr_ratio, total_steps,
+                                       warmup_steps=round(cfg.warmup_epochs * self.steps_per_epoch))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp is torch.float16)
         self.ema = ModelEMA(self.model, cfg.ema) if cfg.ema > 0 else None
         self.loss_fn = get_loss(cfg.loss, cfg.loss_alpha)
@@ -451,7 +414,8 @@ class Trainer:
             "dataset_fingerprint": self.data.fingerprint,
             "loss": f"{self.cfg.loss} (alpha {self.cfg.loss_alpha:g})",
             "augmentations": self.cfg.augment.describe(),
-            "optimizer": f"Adam lr {self.cfg.lr:g} wd {self.cfg.weight_decay:g}, cosine to {self.cfg.min_lr_ratio:g}x",
+            "optimizer": f"Adam lr {self.cfg.lr:g} wd {self.cfg.weight_decay:g}, warm-up {self.cfg.warmup_epochs:g} "
+                         f"epochs, cosine to {self.cfg.min_lr_ratio:g}x",
             "batch_size": self.batch,
             "train_sizes": self.sizes,
             "ema": self.cfg.ema or None,
@@ -467,9 +431,10 @@ class Trainer:
         started = time.monotonic()
         info = self._training_info()
         if self._dirty["best"] and self._best_snapshot is not None:
-            save_checkpoint(self.out / "best", self._best_snapshot, self.contract, training=info)  # type: ignore[arg-type]
+            save_checkpoint(self.out / "best", self._best_snapshot, self.contract, training=info,  # type: ignore[arg-type]
+                            dtype=self.cfg.save_dtype)
             self._dirty["best"] = False
-        save_checkpoint(self.out / "last", self.eval_model, self.contract, training=info)
+        save_checkpoint(self.out / "last", self.eval_model, self.contract, training=info, dtype=self.cfg.save_dtype)
         self._save_state(self.out / "last")
         self._last_flush = time.monotonic()
         self._save_seconds = self._last_flush - started
@@ -525,23 +490,13 @@ class Trainer:
     # ----------------------------------------------------------------- resume
 
     def _save_state(self, last: Path) -> None:
-        tensors_path, json_path = _state_paths(last)
-        tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        opt = self.optimizer.state_dict()
-        for index, state in opt["state"].items():
-            for key, value in state.items():
-                tensors[f"optim.{index}.{key}"] = torch.as_tensor(value)
+        groups = {"model": self.model.state_dict()}
         if self.ema is not None:
-            tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-        save_file(tensors, str(tensors_path.with_name(tensors_path.name + ".tmp")))
-        tensors_path.with_name(tensors_path.name + ".tmp").replace(tensors_path)
-        state = {
-            "format": "polyp-live.train-state/1",
+            groups["ema"] = self.ema.state_dict()
+        meta = {
             "epoch": self.epoch,
             "total_epochs": self.total_epochs,
             "schedule": self.schedule.state_dict(),
-            "param_groups": opt["param_groups"],
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "best": self.best,
             "history": self.history,
@@ -550,44 +505,31 @@ class Trainer:
             "config": {"variant": self.cfg.variant, "size": self.cfg.size, "batch_size": self.batch,
                        "ema": self.cfg.ema, "loss": self.cfg.loss},
         }
-        from train.checkpoint import _jsonable
-
-        json_path.write_text(json.dumps(_jsonable(state), indent=1) + "\n", encoding="utf-8")
+        write_state(last, groups, self.optimizer, meta)
 
     def _load_state(self, last: Path) -> None:
-        tensors_path, json_path = _state_paths(last)
-        for path in (tensors_path, json_path):
-            if not path.is_file():
-                raise CheckpointError(f"cannot resume: {path} not found (written beside OUT/last by polyp-train)")
-        state = json.loads(json_path.read_text(encoding="utf-8"))
-        saved = state.get("config", {})
+        meta = read_state_meta(last)
+        saved = meta.get("config", {})
         if saved.get("variant") != self.cfg.variant or saved.get("size") != self.cfg.size:
             raise CheckpointError(f"cannot resume {last}: it trains PEFNet-{saved.get('variant')} at "
                                   f"{saved.get('size')}, this run asks for {self.cfg.variant} at {self.cfg.size}")
         load_checkpoint(last)  # validates the checkpoint files (hash, shapes) before trusting the state
-        tensors = load_file(str(tensors_path), device=str(self.device))
-        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        optim_state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in tensors.items():
-            if key.startswith("optim."):
-                _, index, name = key.split(".", 2)
-                optim_state.setdefault(int(index), {})[name] = value.cpu() if name == "step" else value
-        self.optimizer.load_state_dict({"state": optim_state, "param_groups": state["param_groups"]})
+        groups = read_state(last, self.optimizer, self.device)
+        self.model.load_state_dict(groups["model"])
         if self.ema is not None:
-            ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
-            self.ema.load_state_dict(ema or self.model.state_dict())
-        if state.get("scaler") and self.scaler.is_enabled():
-            self.scaler.load_state_dict(state["scaler"])
-        self.epoch = int(state["epoch"])
+            self.ema.load_state_dict(groups.get("ema") or self.model.state_dict())
+        if meta.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(meta["scaler"])
+        self.epoch = int(meta["epoch"])
         self.total_epochs = max(int(self.cfg.epochs), self.epoch)
-        self.schedule.load_state_dict(state["schedule"])
+        self.schedule.load_state_dict(meta["schedule"])
         self.schedule.rebuild(self.total_epochs * self.steps_per_epoch)
-        self.best = state["best"]
+        self.best = meta["best"]
         if self.best.get("val_iou") is None:
             self.best["val_iou"] = -1.0
-        self.history = state.get("history", [])
-        self.budget_log = state.get("budget_log", [])
-        self.elapsed_before = float(state.get("elapsed_s", 0.0))
+        self.history = meta.get("history", [])
+        self.budget_log = meta.get("budget_log", [])
+        self.elapsed_before = float(meta.get("elapsed_s", 0.0))
         logger.info("resumed from %s at epoch %d of %d (best val IoU %.4f at epoch %s)", last, self.epoch,
                     self.total_epochs, self.best["val_iou"], self.best["epoch"])
 
