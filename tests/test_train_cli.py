@@ -57,6 +57,7 @@ def test_short_run_reduces_loss_and_writes_outputs(trained_run: tuple[Path, Path
     assert info.contract.variant == "atto" and info.contract.input_size == (64, 64)
     assert info.training["best_epoch"] == metrics["best_epoch"]
     assert info.training["split_sha256"] and "jaccard" in info.training["loss"]
+    assert info.license and "research use only" in info.license
     model, _, _ = load_checkpoint(out / "last")
     assert not model.training
 

@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="decoding threads (default: CPU count, at most 16)")
     p.add_argument("--save-dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                    help="dtype of the best/last checkpoints (resume state stays float32)")
+    p.add_argument("--license", help="licence text stored in the checkpoints (default: the data set's terms)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA; costs compile time)")
     p.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard (if installed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs one line per epoch)")
@@ -108,7 +109,7 @@ def config_from_args(args: argparse.Namespace, command: str) -> TrainConfig:
         time_budget_min=args.time_budget, cache_scale=args.cache_scale,
         augment=NO_AUGMENT if args.no_augment else AugmentConfig(), tensorboard=args.tensorboard,
         progress=not args.no_progress, save_interval_s=args.save_interval, workers=args.workers,
-        compile=args.compile, save_dtype=args.save_dtype,
+        compile=args.compile, save_dtype=args.save_dtype, license=args.license,
         command=command,
     )
 

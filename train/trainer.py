@@ -86,6 +86,7 @@ class TrainConfig:
     workers: int | None = None
     compile: bool = False
     save_dtype: str = "float32"
+    license: str | None = None
     command: str = ""
 
 
@@ -245,6 +246,10 @@ class Trainer:
         copies = 5 + (1 if self.ema is not None else 0)  # best, last, state: weights + 2 moments (+ EMA)
         self._save_seconds = 1.0 + copies * 4 * count_parameters(self.model) / 300e6
         self.writer = self._tensorboard() if cfg.tensorboard else None
+        self.license = cfg.license or (
+            f"weights trained on {Path(cfg.data).resolve().name}: they inherit its terms "
+            "(Kvasir-SEG and CVC-ClinicDB: research use only, no commercial use without the authors' permission)"
+        )
         if cfg.resume is not None:
             self._load_state(Path(cfg.resume))
 
@@ -432,9 +437,10 @@ class Trainer:
         info = self._training_info()
         if self._dirty["best"] and self._best_snapshot is not None:
             save_checkpoint(self.out / "best", self._best_snapshot, self.contract, training=info,  # type: ignore[arg-type]
-                            dtype=self.cfg.save_dtype)
+                            dtype=self.cfg.save_dtype, license=self.license)
             self._dirty["best"] = False
-        save_checkpoint(self.out / "last", self.eval_model, self.contract, training=info, dtype=self.cfg.save_dtype)
+        save_checkpoint(self.out / "last", self.eval_model, self.contract, training=info, dtype=self.cfg.save_dtype,
+                        license=self.license)
         self._save_state(self.out / "last")
         self._last_flush = time.monotonic()
         self._save_seconds = self._last_flush - started
