@@ -1,0 +1,105 @@
+"""Draw masks, contours, boxes and a status line on frames, cheaply at 1080p.
+
+Work is confined to the bounding box of the regions (blend with ``cv2.addWeighted`` on that crop, copy
+back where the mask is set), so a small polyp costs little on a large frame. The fill and the
+contour band stay inside the mask: pixels outside the mask change only where boxes or the HUD are drawn.
+Verified in ``tests/test_realtime_stages.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from realtime.types import Region
+
+_HUD_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def regions_bbox(regions: Sequence[Region]) -> tuple[int, int, int, int] | None:
+    if not regions:
+        return None
+    x0, y0 = min(r.x0 for r in regions), min(r.y0 for r in regions)
+    return x0, y0, max(r.x1 for r in regions), max(r.y1 for r in regions)
+
+
+def _line_width(height: int, width: int) -> int:
+    return max(1, round(min(height, width) / 360))
+
+
+def blend_mask(
+    image: np.ndarray,
+    mask: np.ndarray,
+    regions: Sequence[Region],
+    color: tuple[int, int, int],
+    opacity: float,
+    contour: bool = True,
+) -> None:
+    """In place: translucent fill of ``mask`` and an opaque contour band just inside its edge."""
+    box = regions_bbox(regions)
+    if box is None:
+        return
+    x0, y0, x1, y1 = box
+    roi = image[y0:y1, x0:x1]
+    inside = mask[y0:y1, x0:x1].astype(bool)
+    if opacity > 0.0:
+        tint = np.empty_like(roi)
+        tint[:] = color
+        blended = cv2.addWeighted(roi, 1.0 - opacity, tint, opacity, 0.0)
+        np.copyto(roi, blended, where=inside[..., None])
+    if contour:
+        size = 2 * _line_width(*image.shape[:2]) + 1
+        kernel = np.ones((size, size), dtype=np.uint8)
+        padded = cv2.copyMakeBorder(inside.view(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+        eroded = cv2.erode(padded, kernel)[1:-1, 1:-1].astype(bool)
+        roi[inside & ~eroded] = color
+
+
+def draw_boxes(image: np.ndarray, regions: Sequence[Region], color: tuple[int, int, int]) -> None:
+    thickness = _line_width(*image.shape[:2])
+    for region in regions:
+        cv2.rectangle(image, (region.x0, region.y0), (region.x1 - 1, region.y1 - 1), color, thickness)
+        label = f"{region.mean_prob:.2f}"
+        cv2.putText(image, label, (region.x0, max(12, region.y0 - 4)), _HUD_FONT, 0.4 * thickness, color, thickness)
+
+
+def draw_hud(image: np.ndarray, lines: Sequence[str]) -> None:
+    """Text lines on a dark band at the top-left corner (in place)."""
+    if not lines:
+        return
+    scale = max(0.4, image.shape[0] / 1080.0 * 0.8)
+    thickness = max(1, round(scale * 2))
+    sizes = [cv2.getTextSize(line, _HUD_FONT, scale, thickness)[0] for line in lines]
+    line_h = max(h for _, h in sizes) + int(8 * scale) + 2
+    width = max(w for w, _ in sizes) + 12
+    height = line_h * len(lines) + 6
+    band = image[0 : min(height, image.shape[0]), 0 : min(width, image.shape[1])]
+    band //= 3
+    for i, line in enumerate(lines):
+        cv2.putText(image, line, (6, (i + 1) * line_h), _HUD_FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+
+
+def draw_overlay(
+    rgb: np.ndarray,
+    mask: np.ndarray | None,
+    regions: Sequence[Region],
+    *,
+    color: tuple[int, int, int] = (40, 230, 90),
+    opacity: float = 0.4,
+    show_overlay: bool = True,
+    contour: bool = True,
+    boxes: bool = False,
+    hud: Sequence[str] = (),
+) -> np.ndarray:
+    """A copy of ``rgb`` with the mask drawn on it (the input frame is never modified)."""
+    out = rgb.copy()
+    if show_overlay and mask is not None and regions:
+        if mask.shape != out.shape[:2]:
+            raise ValueError(f"mask {mask.shape} does not match the frame {out.shape[:2]}")
+        blend_mask(out, mask, regions, color, opacity, contour)
+        if boxes:
+            draw_boxes(out, regions, color)
+    draw_hud(out, hud)
+    return out

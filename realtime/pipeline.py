@@ -1,0 +1,468 @@
+"""The threaded pipeline: capture -> preprocess -> inference -> postprocess -> overlay -> output (sinks).
+
+Library use (no Qt needed)::
+
+    with Pipeline(source, engine, PipelineConfig(), sinks=[JsonlSink("out.jsonl")]) as run:
+        for result in run:          # Result objects, in order (file mode)
+            ...
+    summary = run.summary()
+
+    summary = run_to_completion(source, engine, PipelineConfig(), sinks)   # the same, returning RunSummary
+
+Each stage runs in its own thread; stages are joined by bounded queues (see :mod:`realtime.queues`):
+
+FILE mode (no frame lost, written in order; a full queue blocks its producer = back-pressure)
+
+=============  ============================  ===================  ==========
+queue          between                       capacity             policy
+=============  ============================  ===================  ==========
+frames         capture -> preprocess         2 x batch            block
+batches        preprocess -> inference       2 batches            block
+inferences     inference -> postprocess      2 x batch            block
+predictions    postprocess -> overlay        4                    block
+results        overlay -> output             4                    block
+delivered      output -> ``for result in``   8                    block
+=============  ============================  ===================  ==========
+
+LIVE mode (latest frame wins: stale items are dropped and counted, latency stays bounded)
+
+=============  ============================  ===================  ==========
+queue          between                       capacity             policy
+=============  ============================  ===================  ==========
+frames         capture -> preprocess         1                    drop-oldest
+display        capture -> overlay            1                    drop-oldest
+batches        preprocess -> inference       1                    drop-oldest
+inferences     inference -> postprocess      1                    drop-oldest
+predictions    postprocess -> overlay        1 (``--sync`` only)  drop-oldest
+results        overlay -> output             1                    drop-oldest
+delivered      output -> ``for result in``   1                    drop-oldest
+=============  ============================  ===================  ==========
+
+In LIVE mode the display never waits for the model: capture also feeds the ``display`` queue, and the
+overlay stage draws each frame at once with the newest prediction available (a one-slot holder the
+postprocess stage updates). With ``sync=True`` only frames whose own mask is ready are shown.
+Live mode infers one frame at a time; file mode batches up to the engine's ``preferred_batch``.
+
+Shutdown: :meth:`Pipeline.stop` (end of input, window closed, SIGINT/SIGTERM) stops capture; the other
+stages drain their queues, the output stage closes the sinks (so the MP4 is finalised with every frame
+processed), and every thread is joined with a timeout. A stage that fails records the error, cancels
+its input queue (its producers stop) and closes its output (downstream drains what was done).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from engines.base import Engine
+from realtime.errors import PipelineError
+from realtime.postprocess import TemporalSmoother
+from realtime.queues import EMPTY, END, BlockingQueue, LatestQueue, LatestValue
+from realtime.settings import RenderSettings, SettingsBox
+from realtime.sources import Source
+from realtime.stages import hud_lines, inference_stage, overlay_stage, postprocess_stage, preprocess_stage
+from realtime.stats import DEFAULT_EPISODE_GAP_FRAMES, RunStats
+from realtime.types import Frame, Prediction, Result, RunSummary
+
+logger = logging.getLogger(__name__)
+
+THREAD_PREFIX = "polyp-live-"
+MODEL_STAGES = ("preprocess", "inference", "postprocess")
+FRAME_STAGES = ("capture", "overlay", "output")
+
+
+class Sink(Protocol):
+    """Receives every result in the output thread; ``close`` is called once, from the same thread."""
+
+    def write(self, result: Result) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """How a run behaves. ``live=None``: from the source (capture devices and streams are live)."""
+
+    live: bool | None = None
+    sync: bool = False  # live: show only frames whose own mask is ready
+    batch: int | None = None  # file mode; None: the engine's preferred batch (at most its max batch)
+    max_frames: int | None = None
+    settings: RenderSettings = RenderSettings()  # noqa: RUF009 - frozen, shared safely
+    episode_gap_frames: int = DEFAULT_EPISODE_GAP_FRAMES
+    join_timeout_s: float = 10.0
+    deliver: bool = True  # False when nobody iterates the run (viewer, callbacks only)
+
+
+class Pipeline:
+    """One run over one source. Owns its threads; does not own (close) the engine."""
+
+    def __init__(
+        self,
+        source: Source,
+        engine: Engine,
+        config: PipelineConfig | None = None,
+        sinks: Sequence[Sink] = (),
+        settings: SettingsBox | None = None,
+    ) -> None:
+        self.source = source
+        self.engine = engine
+        self.config = config or PipelineConfig()
+        self.sinks = list(sinks)
+        self.settings = settings or SettingsBox(self.config.settings)
+        self._stop = threading.Event()
+        self._resume = threading.Event()
+        self._resume.set()
+        self._threads: list[threading.Thread] = []
+        self._error: tuple[str, BaseException] | None = None
+        self._error_lock = threading.Lock()
+        self._started = False
+        self._closed = False
+        self._stopped_by_user = False
+        self._end_reason = "end of input"
+        self.frames_in = 0
+        self._t_start = 0.0
+        self._t_end: float | None = None
+        self._smoother = TemporalSmoother()
+        self._newest = LatestValue()  # newest Prediction, for live display
+        self.finished = threading.Event()  # set when the output stage has closed the sinks
+        self.live = False
+        self.batch = 1
+        self.stats = RunStats()
+        self.queues: dict[str, Any] = {}
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self) -> Pipeline:
+        if self._started:
+            return self
+        if self.source._info is None:
+            self.source.open()
+        info = self.source.info
+        self.live = info.live if self.config.live is None else self.config.live
+        self.stats = RunStats(live=self.live)
+        self.batch = 1 if self.live else self._file_batch()
+        self._make_queues()
+        sync = self.config.sync or not self.live
+        targets: list[tuple[str, Callable[[], None]]] = [
+            ("capture", self._capture_loop),
+            ("preprocess", self._preprocess_loop),
+            ("inference", self._inference_loop),
+            ("postprocess", self._postprocess_loop),
+            ("overlay", self._overlay_sync_loop if sync else self._overlay_live_loop),
+            ("output", self._output_loop),
+        ]
+        self._t_start = time.monotonic()
+        for name, target in targets:
+            thread = threading.Thread(target=target, name=THREAD_PREFIX + name, daemon=True)
+            self._threads.append(thread)
+        self._started = True
+        for thread in self._threads:
+            thread.start()
+        logger.debug("pipeline started: %s mode, batch %d, source %s", self.mode, self.batch, info.description)
+        return self
+
+    @property
+    def mode(self) -> str:
+        if not self.live:
+            return "file"
+        return "live-sync" if self.config.sync else "live"
+
+    def _file_batch(self) -> int:
+        info = self.engine.info
+        wanted = self.config.batch if self.config.batch is not None else info.preferred_batch
+        return max(1, min(int(wanted), max(1, info.max_batch)))
+
+    def _make_queues(self) -> None:
+        b = self.batch
+        if self.live:
+            names = ("frames", "display", "batches", "inferences", "predictions", "results", "delivered")
+            self.queues = {name: LatestQueue(name, 1) for name in names}
+        else:
+            caps = {"frames": 2 * b, "batches": 2, "inferences": 2 * b, "predictions": 4, "results": 4, "delivered": 8}
+            self.queues = {name: BlockingQueue(name, cap) for name, cap in caps.items()}
+
+    def stop(self) -> None:
+        """Ask the run to end: capture stops now, everything already captured is still processed and written."""
+        self._stopped_by_user = True
+        self._stop.set()
+        self._resume.set()
+
+    def pause(self, paused: bool = True) -> None:
+        """Hold capture (file inputs); live sources keep running but nothing new is read."""
+        if paused:
+            self._resume.clear()
+        else:
+            self._resume.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._resume.is_set()
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error[1] if self._error else None
+
+    def _fail(self, stage: str, exc: BaseException) -> None:
+        with self._error_lock:
+            if self._error is None:
+                self._error = (stage, exc)
+                logger.debug("stage %s failed", stage, exc_info=exc)
+        self._stop.set()
+        self._resume.set()
+
+    def close(self) -> None:
+        """Stop, let the stages drain, join every thread (with a timeout) and close the source."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self._started:
+            self.source.close()
+            return
+        self._stop.set()
+        self._resume.set()
+        self.queues["delivered"].cancel()  # nobody reads any more
+        deadline = time.monotonic() + self.config.join_timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                logger.warning("pipeline thread %s did not stop within %.0f s", thread.name, self.config.join_timeout_s)
+        self.source.close()
+
+    def __enter__(self) -> Pipeline:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- results
+    def __iter__(self) -> Iterator[Result]:
+        """Results in output order until the run ends; raises :class:`PipelineError` if a stage failed."""
+        if not self.config.deliver:
+            raise PipelineError("this pipeline was configured with deliver=False; results go to its sinks only")
+        self.start()
+        delivered = self.queues["delivered"]
+        while True:
+            item = delivered.get(timeout=0.2)
+            if item is EMPTY:
+                continue
+            if item is END:
+                break
+            yield item
+        self.raise_if_failed()
+
+    def raise_if_failed(self) -> None:
+        if self._error is None:
+            return
+        stage, exc = self._error
+        self.close()
+        raise PipelineError(f"{stage} failed: {exc}", self.summary()) from exc
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the output stage has finished (sinks closed); ``False`` on timeout."""
+        return self.finished.wait(timeout)
+
+    # ----------------------------------------------------------------- stage threads
+    def _guard(self, stage: str, body: Callable[[], None], inbox: Any, outboxes: Sequence[Any]) -> None:
+        """Run a stage body; on failure record it and cancel the input; always close the outputs."""
+        try:
+            body()
+        except BaseException as exc:
+            self._fail(stage, exc)
+            if inbox is not None:
+                inbox.cancel()
+        finally:
+            for queue in outboxes:
+                queue.close()
+
+    def _capture_loop(self) -> None:
+        outboxes = [self.queues["frames"]]
+        if self.live and not self.config.sync:
+            outboxes.append(self.queues["display"])
+        if hasattr(self.source, "stop"):
+            self.source.stop = self._stop  # a reconnecting source gives up waiting when the run stops
+        every = [self.queues[name] for name in ("frames", "display") if name in self.queues]
+        self._guard("capture", lambda: self._capture(outboxes), None, every)
+
+    def _capture(self, outboxes: Sequence[Any]) -> None:
+        limit = self.config.max_frames
+        while not self._stop.is_set():
+            if not self._resume.is_set():
+                self._resume.wait(0.1)
+                continue
+            if limit is not None and self.frames_in >= limit:
+                self._end_reason = "max frames"
+                return
+            frame = self.source.read()
+            if frame is None:
+                return
+            self.frames_in += 1
+            for queue in outboxes:
+                if not queue.put(frame):
+                    return
+
+    def _preprocess_loop(self) -> None:
+        inbox, outbox = self.queues["frames"], self.queues["batches"]
+
+        def body() -> None:
+            while True:
+                first = inbox.get()
+                if first is END:
+                    return
+                group: list[Frame] = [first]
+                while len(group) < self.batch:
+                    item = inbox.get()
+                    if item is END:
+                        break
+                    group.append(item)
+                if not outbox.put(preprocess_stage(self.engine, group)):
+                    inbox.cancel()
+                    return
+
+        self._guard("preprocess", body, inbox, [outbox])
+
+    def _inference_loop(self) -> None:
+        inbox, outbox = self.queues["batches"], self.queues["inferences"]
+
+        def body() -> None:
+            while (batch := inbox.get()) is not END:
+                for item in inference_stage(self.engine, batch):
+                    if not outbox.put(item):
+                        inbox.cancel()
+                        return
+
+        self._guard("inference", body, inbox, [outbox])
+
+    def _postprocess_loop(self) -> None:
+        inbox, outbox = self.queues["inferences"], self.queues["predictions"]
+        to_board = self.live and not self.config.sync
+        threshold = self.engine.contract.threshold
+
+        def body() -> None:
+            while (item := inbox.get()) is not END:
+                prediction = postprocess_stage(item, self.settings.get(), threshold, self._smoother)
+                if to_board:
+                    self._newest.set(prediction)
+                    self.stats.add_times(prediction.times, MODEL_STAGES)
+                elif not outbox.put(prediction):
+                    inbox.cancel()
+                    return
+
+        self._guard("postprocess", body, inbox, [outbox])
+
+    def _hud(self, prediction: Prediction | None) -> list[str]:
+        info = self.engine.info
+        polyp = prediction is not None and prediction.polyp_present
+        return hud_lines(self.stats.recent_fps(), self.stats.last_latency_s * 1000.0,
+                         f"{info.backend} {info.precision}", polyp)
+
+    def _overlay_sync_loop(self) -> None:
+        inbox, outbox = self.queues["predictions"], self.queues["results"]
+
+        def body() -> None:
+            while (prediction := inbox.get()) is not END:
+                result = overlay_stage(prediction.frame, prediction, self.settings.get(), self._hud(prediction))
+                if not outbox.put(result):
+                    inbox.cancel()
+                    return
+
+        self._guard("overlay", body, inbox, [outbox])
+
+    def _overlay_live_loop(self) -> None:
+        inbox, outbox = self.queues["display"], self.queues["results"]
+
+        def body() -> None:
+            while (frame := inbox.get()) is not END:
+                prediction = self._newest.get()
+                result = overlay_stage(frame, prediction, self.settings.get(), self._hud(prediction))
+                if not outbox.put(result):
+                    inbox.cancel()
+                    return
+
+        self._guard("overlay", body, inbox, [outbox])
+
+    def _output_loop(self) -> None:
+        inbox, delivered = self.queues["results"], self.queues["delivered"]
+        stages = FRAME_STAGES if self.live and not self.config.sync else MODEL_STAGES + FRAME_STAGES
+
+        def body() -> None:
+            while (result := inbox.get()) is not END:
+                start = time.perf_counter()
+                for sink in self.sinks:
+                    sink.write(result)
+                result = Result(result.frame, result.prediction, result.annotated,
+                                result.times.with_stage("output", time.perf_counter() - start))
+                self.stats.add(result, time.monotonic(), stages)
+                if self.config.deliver:
+                    delivered.put(result)  # False only after close(): the reader is gone
+
+        try:
+            self._guard("output", body, inbox, [delivered])
+        finally:
+            self._close_sinks()
+            self._t_end = time.monotonic()
+            self.finished.set()
+
+    def _close_sinks(self) -> None:
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:
+                self._fail("output", exc)
+
+    # ----------------------------------------------------------------- summary
+    def drops(self) -> tuple[tuple[str, int], ...]:
+        """Items dropped per latest-wins queue and per sink that keeps only the newest result (display)."""
+        counts = [(name, q.dropped) for name, q in self.queues.items() if name != "delivered" or self.config.deliver]
+        counts += [(getattr(s, "name", type(s).__name__), int(getattr(s, "dropped", 0))) for s in self.sinks]
+        return tuple((name, n) for name, n in counts if n)
+
+    def summary(self) -> RunSummary:
+        """What happened so far (complete once the run has finished)."""
+        info = self.engine.info
+        end = self._t_end if self._t_end is not None else time.monotonic()
+        wall = max(1e-9, end - self._t_start) if self._started else 0.0
+        frames_out = self.stats.frames_out
+        if self._error is not None:
+            stopped, error = "error", f"{self._error[0]} failed: {self._error[1]}"
+        else:
+            stopped, error = ("stopped" if self._stopped_by_user else self._end_reason), None
+        src = self.source._info
+        return RunSummary(
+            source=src.description if src else "?", mode=self.mode, engine=info.describe(), backend=info.backend,
+            precision=info.precision, device=info.device, frames_in=self.frames_in, frames_out=frames_out,
+            frames_dropped=max(0, self.frames_in - frames_out), drops=self.drops(),
+            decode_errors=int(self.source.decode_errors), wall_s=round(wall, 3),
+            throughput_fps=round(frames_out / wall, 2) if wall else 0.0, latency=self.stats.latency(),
+            frames_with_polyp=self.stats.frames_with_polyp,
+            episodes=self.stats.episodes(self.config.episode_gap_frames),
+            episode_gap_frames=self.config.episode_gap_frames, stopped=stopped, error=error,
+            expected_frames=src.frame_count if src else None,
+            outputs=tuple(str(getattr(s, "path", "")) for s in self.sinks if getattr(s, "path", None)),
+        )
+
+
+def run_to_completion(
+    source: Source,
+    engine: Engine,
+    config: PipelineConfig | None = None,
+    sinks: Sequence[Sink] = (),
+    *,
+    settings: SettingsBox | None = None,
+    on_result: Callable[[Result], None] | None = None,
+) -> RunSummary:
+    """Run ``source`` through ``engine`` into ``sinks`` until the end; raises :class:`PipelineError`
+    (with ``.summary``) if a stage failed. ``on_result`` is called in the caller's thread per result."""
+    pipeline = Pipeline(source, engine, config, sinks, settings)
+    with pipeline:
+        for result in pipeline:
+            if on_result is not None:
+                on_result(result)
+    return pipeline.summary()
+
+
+def pipeline_threads() -> list[threading.Thread]:
+    """Live threads that belong to some pipeline (empty after every run has closed)."""
+    return [t for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX)]

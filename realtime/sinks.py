@@ -1,0 +1,260 @@
+"""Where results go: H.264 MP4 (PyAV), JSON Lines, mask PNGs, and a newest-only slot for displays.
+
+Sinks are called from the pipeline's output thread only (``write`` per result, ``close`` once at the
+end, even after an error or Ctrl+C), so they need no locks of their own except where another thread
+(the viewer) talks to them: :class:`LatestResultSlot` and :class:`ToggleRecorder`.
+Verified in ``tests/test_realtime_file.py`` (frame count, rate, size and duration probed with PyAV).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from realtime.errors import OutputError
+from realtime.types import Result, SourceInfo
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PRESET = "veryfast"
+DEFAULT_CRF = 23
+
+
+def check_output_path(path: str | Path, inputs: tuple[str, ...] = (), *, folder: bool = False) -> Path:
+    """Fail early, with one line, if ``path`` cannot be written or is one of the ``inputs``."""
+    path = Path(path)
+    for item in inputs:
+        if "://" not in item and Path(item).exists() and path.exists() and path.resolve() == Path(item).resolve():
+            raise OutputError(f"refusing to overwrite the input {item}; choose another output path")
+    if folder:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create output folder {path}: {exc.strerror}") from None
+        if not os.access(path, os.W_OK):
+            raise OutputError(f"cannot write into {path}: permission denied")
+        return path
+    if path.is_dir():
+        raise OutputError(f"output {path} is a folder; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {path}: folder {parent} does not exist")
+    if (path.exists() and not os.access(path, os.W_OK)) or not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write {path}: permission denied")
+    return path
+
+
+class VideoWriterSink:
+    """Annotated frames -> H.264 (libx264, yuv420p) MP4 with ``+faststart``, playable in browsers.
+
+    Frame rate and time base are the source's; each frame's pts is its source timestamp (relative to the
+    first written frame), so variable frame rates and durations are kept. Odd sizes are cropped to even.
+    """
+
+    name = "video"
+
+    def __init__(self, path: str | Path, info: SourceInfo, *, preset: str = DEFAULT_PRESET, crf: int = DEFAULT_CRF,
+                 raw: bool = False) -> None:
+        import av
+
+        self.path = Path(path)
+        self.raw = raw  # True: write the unannotated frames (recording without overlay)
+        self.width, self.height = info.width - info.width % 2, info.height - info.height % 2
+        self.time_base = info.time_base if info.time_base else Fraction(1, 1000)
+        rate = info.rate or Fraction(info.fps).limit_denominator(1001)
+        self.frames = 0
+        self._first_ts: float | None = None
+        self._last_pts = -1
+        try:
+            self._container: Any = av.open(str(self.path), "w", options={"movflags": "+faststart"})
+        except (av.error.FFmpegError, OSError) as exc:
+            raise OutputError(f"cannot write {self.path}: {exc}") from None
+        stream = self._container.add_stream("libx264", rate=rate, options={"preset": preset, "crf": str(crf)})
+        stream.width, stream.height = self.width, self.height
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = self.time_base
+        self._stream = stream
+
+    def write(self, result: Result) -> None:
+        import av
+
+        image = result.frame.rgb if self.raw else result.annotated
+        if image.shape[:2] != (self.height, self.width):
+            if image.shape[0] >= self.height and image.shape[1] >= self.width:
+                image = image[: self.height, : self.width]
+            else:
+                image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        if self._first_ts is None:
+            self._first_ts = result.frame.source_ts
+        pts = round((result.frame.source_ts - self._first_ts) / self.time_base)
+        pts = max(pts, self._last_pts + 1)  # strictly increasing even for repeated timestamps
+        self._last_pts = pts
+        frame.pts, frame.time_base = pts, self.time_base
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._container is None:
+            return
+        try:
+            for packet in self._stream.encode(None):
+                self._container.mux(packet)
+        finally:
+            self._container.close()
+            self._container = None
+        logger.debug("wrote %d frames to %s", self.frames, self.path)
+
+
+def result_record(result: Result) -> dict[str, Any]:
+    """One JSON Lines record: index, time, polyp present, regions, per-stage timings (ms)."""
+    return {
+        "index": result.index,
+        "time": round(result.frame.source_ts, 6),
+        "polyp": result.polyp_present,
+        "regions": [region.to_dict() for region in result.regions],
+        "mask_index": result.mask_index,
+        "timings_ms": {k: v for k, v in result.times.as_ms().items() if k != "output"},  # output: still running
+    }
+
+
+class JsonlSink:
+    """One JSON object per line and frame; each line goes out in one ``write`` call, unbuffered,
+    so a crash or kill never leaves a partial last line (short of the disk filling up)."""
+
+    name = "jsonl"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
+        self.records = 0
+
+    def write(self, result: Result) -> None:
+        if self._fd is None:
+            return
+        line = (json.dumps(result_record(result), separators=(",", ":")) + "\n").encode()
+        os.write(self._fd, line)
+        self.records += 1
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class MaskPngSink:
+    """The binary mask of each shown frame as ``DIR/frame_000123.png`` (0 / 255, frame size)."""
+
+    name = "masks"
+
+    def __init__(self, folder: str | Path) -> None:
+        self.path = check_output_path(folder, folder=True)
+        self.written = 0
+
+    def write(self, result: Result) -> None:
+        mask = result.mask
+        if mask is None or mask.shape != result.frame.rgb.shape[:2]:
+            mask = np.zeros(result.frame.rgb.shape[:2], dtype=np.uint8)
+        target = self.path / f"frame_{result.index:06d}.png"
+        if not cv2.imwrite(str(target), mask * np.uint8(255)):
+            raise OutputError(f"cannot write {target}")
+        self.written += 1
+
+    def close(self) -> None:
+        pass
+
+
+class LatestResultSlot:
+    """Keeps only the newest result for a consumer in another thread (a display).
+
+    ``write`` never waits; a result replaced before the consumer took it is counted in ``dropped``.
+    ``on_new`` (if given) is called from the writer's thread whenever the slot goes from empty to full,
+    e.g. to emit a Qt signal.
+    """
+
+    name = "display"
+
+    def __init__(self, on_new: Any = None) -> None:
+        self._lock = threading.Lock()
+        self._result: Result | None = None
+        self.on_new = on_new
+        self.dropped = 0
+        self.delivered = 0
+        self.closed = threading.Event()
+
+    def write(self, result: Result) -> None:
+        with self._lock:
+            was_empty = self._result is None
+            if not was_empty:
+                self.dropped += 1
+            self._result = result
+        if was_empty and self.on_new is not None:
+            self.on_new()
+
+    def take(self) -> Result | None:
+        with self._lock:
+            result, self._result = self._result, None
+            if result is not None:
+                self.delivered += 1
+            return result
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+class ToggleRecorder:
+    """A recorder the viewer switches on and off while the pipeline runs (writer opened in the output thread)."""
+
+    name = "recorder"
+
+    def __init__(self, info: SourceInfo, preset: str = DEFAULT_PRESET) -> None:
+        self.info = info
+        self.preset = preset
+        self._lock = threading.Lock()
+        self._wanted: Path | None = None
+        self._writer: VideoWriterSink | None = None
+        self.finished: list[Path] = []
+
+    def start(self, path: str | Path) -> None:
+        with self._lock:
+            self._wanted = Path(path)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._wanted = None
+
+    @property
+    def recording(self) -> bool:
+        with self._lock:
+            return self._wanted is not None
+
+    def write(self, result: Result) -> None:
+        with self._lock:
+            wanted = self._wanted
+        if self._writer is not None and (wanted is None or wanted != self._writer.path):
+            self._finish()
+        if wanted is not None and self._writer is None:
+            self._writer = VideoWriterSink(wanted, self.info, preset=self.preset)
+        if self._writer is not None:
+            self._writer.write(result)
+
+    def _finish(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self.finished.append(self._writer.path)
+            self._writer = None
+
+    def close(self) -> None:
+        self._finish()

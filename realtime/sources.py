@@ -1,0 +1,470 @@
+"""Where frames come from: capture devices (OpenCV V4L2), files and URLs (PyAV), image folders, a simulated camera.
+
+Every source yields :class:`~realtime.types.Frame` objects with an index, the stream timestamp and the
+local capture time, and never makes up a frame: a read that fails is either skipped and counted
+(``decode_errors``, files) or raised (:class:`~realtime.errors.SourceDisconnected` for live sources, which
+:class:`ReconnectingSource` turns into a reconnect with back-off). ``read()`` returns ``None`` at the end.
+Verified in ``tests/test_realtime_sources.py`` (real CVC-ClinicDB clips, corrupt/truncated files, the
+simulated camera); the V4L2 path needs a camera and is checked here only for its error messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from realtime.errors import SourceDisconnected, SourceError
+from realtime.types import Frame, SourceInfo
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+LIVE_URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "udp", "srt", "tcp")
+URL_SCHEMES = (*LIVE_URL_SCHEMES, "http", "https")
+MAX_CONSECUTIVE_DECODE_ERRORS = 100
+
+
+class Source(ABC):
+    """Open, read frames until ``None``, close. Usable as a context manager."""
+
+    def __init__(self) -> None:
+        self.decode_errors = 0
+        self._info: SourceInfo | None = None
+
+    @property
+    def info(self) -> SourceInfo:
+        if self._info is None:
+            raise SourceError(f"{type(self).__name__} is not open")
+        return self._info
+
+    @abstractmethod
+    def open(self) -> SourceInfo:
+        """Open the input (raises :class:`SourceError` with a one-line reason)."""
+
+    @abstractmethod
+    def read(self) -> Frame | None:
+        """Next frame, or ``None`` at the end of the input."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the input; safe to call twice."""
+
+    def __enter__(self) -> Source:
+        if self._info is None:
+            self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def is_url(text: str) -> bool:
+    return "://" in text and text.split("://", 1)[0].lower() in URL_SCHEMES
+
+
+class VideoFileSource(Source):
+    """A video file or stream URL decoded with PyAV (timestamps from the stream, VFR kept as is).
+
+    Packets that fail to decode are skipped and counted; more than ``MAX_CONSECUTIVE_DECODE_ERRORS``
+    in a row end the input with an error.
+    """
+
+    def __init__(self, path: str | Path, *, live: bool | None = None, open_timeout_s: float = 10.0) -> None:
+        super().__init__()
+        self.path = str(path)
+        self.url = is_url(self.path)
+        self.live = self.url and self.path.split("://", 1)[0].lower() in LIVE_URL_SCHEMES if live is None else live
+        self.open_timeout_s = open_timeout_s
+        self._container: Any = None
+        self._stream: Any = None
+        self._frames: Iterator[Any] | None = None
+        self._index = 0
+
+    def open(self) -> SourceInfo:
+        import av
+
+        if not self.url:
+            path = Path(self.path)
+            if not path.exists():
+                raise SourceError(f"input not found: {path}")
+            if path.is_dir():
+                raise SourceError(f"input {path} is a folder; use ImageFolderSource for image sequences")
+        try:
+            self._container = av.open(self.path, timeout=(self.open_timeout_s, self.open_timeout_s))
+        except (av.error.FFmpegError, OSError) as exc:
+            raise SourceError(
+                f"cannot open {self.path} as a video (not a video, truncated or unreachable): {exc}"
+            ) from None
+        if not self._container.streams.video:
+            self.close()
+            raise SourceError(f"{self.path} holds no video stream")
+        stream = self._container.streams.video[0]
+        if not self.live:
+            stream.thread_type = "AUTO"
+        self._stream = stream
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 30.0
+        count = int(stream.frames) if stream.frames else None
+        if count is None and stream.duration and rate:
+            count = round(float(stream.duration * stream.time_base) * fps)
+        width, height = int(stream.codec_context.width), int(stream.codec_context.height)
+        if width <= 0 or height <= 0:
+            self.close()
+            raise SourceError(f"{self.path}: video stream has no picture size (corrupt header?)")
+        self._info = SourceInfo(
+            description=self.path, width=width, height=height, fps=fps, live=self.live, frame_count=count,
+            time_base=Fraction(stream.time_base) if stream.time_base else Fraction(1, 1000),
+            rate=Fraction(rate) if rate else None,
+        )
+        self._frames = self._decode()
+        return self._info
+
+    def _decode(self) -> Iterator[Any]:
+        import av
+
+        consecutive = 0
+        for packet in self._container.demux(self._stream):
+            try:
+                frames = packet.decode()
+            except (av.error.InvalidDataError, av.error.ValueError, av.error.UndefinedError) as exc:
+                self.decode_errors += 1
+                consecutive += 1
+                logger.debug("skipping undecodable packet at pts %s: %s", packet.pts, exc)
+                if consecutive > MAX_CONSECUTIVE_DECODE_ERRORS:
+                    raise SourceError(f"{self.path}: {consecutive} packets in a row failed to decode") from None
+                continue
+            consecutive = 0
+            yield from frames
+
+    def read(self) -> Frame | None:
+        if self._frames is None:
+            raise SourceError("VideoFileSource.read() before open()")
+        start = time.monotonic()
+        try:
+            av_frame = next(self._frames)
+        except StopIteration:
+            return None
+        except OSError as exc:  # network error mid-stream
+            if self.live:
+                raise SourceDisconnected(f"{self.path}: stream interrupted: {exc}") from None
+            raise SourceError(f"{self.path}: read failed after {self._index} frames: {exc}") from None
+        rgb = av_frame.to_ndarray(format="rgb24")
+        now = time.monotonic()
+        if av_frame.pts is not None and av_frame.time_base is not None:
+            ts = float(av_frame.pts * av_frame.time_base)
+        else:
+            ts = self._index / self.info.fps
+        frame = Frame(index=self._index, rgb=rgb, source_ts=ts, capture_time=now, capture_s=now - start)
+        self._index += 1
+        return frame
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+        self._frames = None
+
+
+class ImageFolderSource(Source):
+    """Sorted image files in a folder, played as frames at ``fps`` (unreadable files skipped and counted)."""
+
+    def __init__(self, folder: str | Path, fps: float = 25.0) -> None:
+        super().__init__()
+        self.folder = Path(folder)
+        self.fps = float(fps)
+        self._files: list[Path] = []
+        self._position = 0
+        self._index = 0
+        self._size: tuple[int, int] | None = None
+
+    def open(self) -> SourceInfo:
+        if not self.folder.is_dir():
+            raise SourceError(f"image folder not found: {self.folder}")
+        if self.fps <= 0:
+            raise SourceError(f"--fps must be positive for an image folder, got {self.fps}")
+        self._files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self._files:
+            raise SourceError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {self.folder}")
+        first = None
+        for path in self._files:
+            first = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if first is not None:
+                break
+        if first is None:
+            raise SourceError(f"none of the {len(self._files)} images in {self.folder} can be read")
+        self._size = (first.shape[1], first.shape[0])
+        self._info = SourceInfo(
+            description=str(self.folder), width=first.shape[1], height=first.shape[0], fps=self.fps, live=False,
+            frame_count=len(self._files), time_base=Fraction(1, 1000), rate=Fraction(self.fps).limit_denominator(1001),
+        )
+        return self._info
+
+    def read(self) -> Frame | None:
+        while self._position < len(self._files):
+            start = time.monotonic()
+            path = self._files[self._position]
+            self._position += 1
+            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if bgr is None:
+                self.decode_errors += 1
+                logger.warning("skipping unreadable image %s", path)
+                continue
+            if (bgr.shape[1], bgr.shape[0]) != self._size:
+                logger.debug("resizing %s to the first image's size %s", path.name, self._size)
+                bgr = cv2.resize(bgr, self._size, interpolation=cv2.INTER_AREA)
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            now = time.monotonic()
+            frame = Frame(self._index, rgb, self._index / self.fps, now, now - start)
+            self._index += 1
+            return frame
+        return None
+
+
+class CaptureDeviceSource(Source):
+    """A V4L2 capture device through OpenCV (MJPG when offered, 1-frame driver buffer).
+
+    The pipeline's capture thread is the reader thread: it reads continuously and keeps only the
+    newest frame (a latest-wins queue), so frames never pile up in the driver or in the pipeline.
+    A failed read raises :class:`SourceDisconnected`; wrap in :class:`ReconnectingSource` to reconnect.
+    """
+
+    def __init__(self, device: str | int, resolution: tuple[int, int] | None = None, fps: float | None = None) -> None:
+        super().__init__()
+        self.device = device
+        self.resolution = resolution
+        self.fps = fps
+        self._cap: Any = None
+        self._index = 0
+        self._t0: float | None = None
+
+    def _check_node(self) -> None:
+        if isinstance(self.device, int):
+            return
+        node = Path(self.device)
+        if not node.exists():
+            raise SourceError(f"capture device {node} not found (connected? list them with: ls /dev/video*)")
+        if not os.access(node, os.R_OK | os.W_OK):
+            raise SourceError(f"no permission to open {node}; add your user to the 'video' group and log in again")
+
+    def open(self) -> SourceInfo:
+        self._check_node()
+        cap = cv2.VideoCapture(self.device, cv2.CAP_V4L2)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"cannot open capture device {self.device} (in use by another program, or not a camera)")
+        cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
+        if self.resolution:
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.resolution[0])
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.resolution[1])
+        if self.fps:
+            cap.set(cv2.CAP_PROP_FPS, self.fps)
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        ok, probe = cap.read()
+        if not ok or probe is None:
+            cap.release()
+            raise SourceError(f"capture device {self.device} opened but gives no frames (busy or unsupported format)")
+        self._cap = cap
+        fps = cap.get(cv2.CAP_PROP_FPS) or self.fps or 30.0
+        self._info = SourceInfo(
+            description=str(self.device), width=probe.shape[1], height=probe.shape[0], fps=float(fps), live=True,
+            time_base=Fraction(1, 1000), rate=Fraction(float(fps)).limit_denominator(1001),
+        )
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+        return self._info
+
+    def read(self) -> Frame | None:
+        if self._cap is None:
+            raise SourceDisconnected(f"capture device {self.device} is closed")
+        start = time.monotonic()
+        ok, bgr = self._cap.read()
+        if not ok or bgr is None:
+            raise SourceDisconnected(f"capture device {self.device} stopped delivering frames")
+        now = time.monotonic()
+        frame = Frame(self._index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), now - (self._t0 or now), now, now - start)
+        self._index += 1
+        return frame
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class SimulatedCamera(Source):
+    """A camera simulated in real time: frames at ``fps`` with a bright disc on a dark-red background.
+
+    Like a real camera it does not wait for its reader: ``read()`` returns the newest tick, so a slow
+    reader skips frame indices. ``outages`` are ``(start_s, duration_s)`` windows after the first
+    ``open()`` during which reads raise :class:`SourceDisconnected` and ``open()`` fails, as an unplugged
+    device does. ``frames`` limits the number of ticks (``None`` = endless). The disc's position for
+    each index is :meth:`disc_at`, so tests can check where masks land.
+    """
+
+    def __init__(
+        self,
+        fps: float = 30.0,
+        width: int = 320,
+        height: int = 240,
+        *,
+        frames: int | None = None,
+        outages: tuple[tuple[float, float], ...] = (),
+        realtime: bool = True,
+    ) -> None:
+        super().__init__()
+        self.fps = float(fps)
+        self.width, self.height = width, height
+        self.frames = frames
+        self.outages = outages
+        self.realtime = realtime
+        self._t0: float | None = None
+        self._last_tick = -1
+        self._open = False
+        self.opens = 0
+        background = np.empty((height, width, 3), dtype=np.uint8)
+        background[:] = (90, 30, 25)
+        self._background = background
+
+    def _in_outage(self) -> bool:
+        if self._t0 is None:
+            return False
+        elapsed = time.monotonic() - self._t0
+        return any(start <= elapsed < start + length for start, length in self.outages)
+
+    def open(self) -> SourceInfo:
+        if self._in_outage():
+            raise SourceError("simulated camera is unplugged")
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+        self._open = True
+        self.opens += 1
+        self._info = SourceInfo(
+            description=f"simulated camera {self.width}x{self.height}@{self.fps:g}", width=self.width,
+            height=self.height, fps=self.fps, live=self.realtime, frame_count=self.frames,
+            time_base=Fraction(1, 1000), rate=Fraction(self.fps).limit_denominator(1001),
+        )
+        return self._info
+
+    def disc_at(self, index: int) -> tuple[int, int, int]:
+        """``(cx, cy, radius)`` of the disc in frame ``index``: it circles the frame centre."""
+        angle = index * 2.0 * np.pi / 90.0
+        radius = max(4, min(self.width, self.height) // 8)
+        cx = int(self.width / 2 + self.width / 4 * np.cos(angle))
+        cy = int(self.height / 2 + self.height / 4 * np.sin(angle))
+        return cx, cy, radius
+
+    def render(self, index: int) -> np.ndarray:
+        rgb = self._background.copy()
+        cx, cy, radius = self.disc_at(index)
+        cv2.circle(rgb, (cx, cy), radius, (250, 240, 220), thickness=-1)
+        return rgb
+
+    def read(self) -> Frame | None:
+        if not self._open or self._t0 is None:
+            raise SourceDisconnected("simulated camera is closed")
+        start = time.monotonic()
+        if self.realtime:
+            tick = self._last_tick + 1
+            due = self._t0 + tick / self.fps
+            if due > start:
+                time.sleep(due - start)
+            tick = max(tick, int((time.monotonic() - self._t0) * self.fps))
+        else:
+            tick = self._last_tick + 1
+        if self._in_outage():
+            self._open = False
+            raise SourceDisconnected("simulated camera stopped delivering frames")
+        if self.frames is not None and tick >= self.frames:
+            return None
+        self._last_tick = tick
+        now = time.monotonic()
+        return Frame(tick, self.render(tick), tick / self.fps, now, now - start)
+
+    def close(self) -> None:
+        self._open = False
+
+
+class ReconnectingSource(Source):
+    """Wraps a live source: on :class:`SourceDisconnected` reopen with exponential back-off.
+
+    Gives up with a :class:`SourceError` after ``max_wait_s`` seconds without a frame.
+    """
+
+    def __init__(
+        self, source: Source, *, max_wait_s: float = 10.0, first_delay_s: float = 0.05, max_delay_s: float = 1.0,
+        stop: Any = None,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.max_wait_s = max_wait_s
+        self.first_delay_s = first_delay_s
+        self.max_delay_s = max_delay_s
+        self.stop = stop  # threading.Event: give up waiting at once when set
+        self.reconnects = 0
+
+    @property
+    def decode_errors(self) -> int:  # type: ignore[override]
+        return self.source.decode_errors
+
+    @decode_errors.setter
+    def decode_errors(self, value: int) -> None:
+        pass
+
+    def open(self) -> SourceInfo:
+        self._info = self.source.open()
+        return self._info
+
+    def read(self) -> Frame | None:
+        while True:
+            try:
+                return self.source.read()
+            except SourceDisconnected as exc:
+                logger.warning("%s; reconnecting for up to %.0f s", exc, self.max_wait_s)
+            self._reconnect()
+
+    def _reconnect(self) -> None:
+        self.source.close()
+        deadline = time.monotonic() + self.max_wait_s
+        delay = self.first_delay_s
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.stop is not None and self.stop.is_set():
+                raise SourceDisconnected(f"{self.info.description}: stopped while reconnecting")
+            try:
+                self.source.open()
+                self.reconnects += 1
+                logger.info("%s reconnected", self.info.description)
+                return
+            except SourceError as exc:
+                last = exc
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2.0, self.max_delay_s)
+        raise SourceError(
+            f"{self.info.description} disappeared and did not come back within {self.max_wait_s:g} s ({last})"
+        )
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def open_source(
+    spec: str, *, fps: float | None = None, resolution: tuple[int, int] | None = None, device: bool = False
+) -> Source:
+    """A source for a CLI argument: a capture device, a URL, an image folder or a video file (not yet opened)."""
+    if device:
+        node: str | int = int(spec) if spec.isdigit() else spec
+        return ReconnectingSource(CaptureDeviceSource(node, resolution, fps))
+    if is_url(spec):
+        source = VideoFileSource(spec)
+        return ReconnectingSource(source) if source.live else source
+    if Path(spec).is_dir():
+        return ImageFolderSource(spec, fps or 25.0)
+    return VideoFileSource(spec)

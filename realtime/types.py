@@ -1,0 +1,214 @@
+"""Typed, frozen records that flow one way through the realtime pipeline.
+
+``Frame`` (from a source) -> ``Inference`` (logits from the engine) -> ``Prediction`` (mask, regions)
+-> ``Result`` (annotated image, ready for the sinks). Stage timings ride along in ``StageTimes``;
+the end of a run is described by ``RunSummary``. Arrays inside the records are treated as read-only by
+every stage (the overlay draws on a copy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+STAGES = ("capture", "preprocess", "inference", "postprocess", "overlay", "output")
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What a source knows before the first frame: size, rate, length (``None`` = unknown / live)."""
+
+    description: str
+    width: int
+    height: int
+    fps: float
+    live: bool
+    frame_count: int | None = None
+    time_base: Fraction = Fraction(1, 1000)  # of the source's timestamps; the MP4 writer reuses it
+    rate: Fraction | None = None  # exact nominal frame rate where the container states one
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded picture: RGB ``uint8`` ``(H, W, 3)``, stream timestamp and local capture time."""
+
+    index: int  # 0-based position in the source (counts frames read, dropped ones included)
+    rgb: np.ndarray
+    source_ts: float  # seconds, from the stream (pts * time_base) or the capture clock for live sources
+    capture_time: float  # time.monotonic() when the frame left the source
+    capture_s: float = 0.0  # how long reading/decoding it took
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    """Seconds spent in each stage for one frame (0.0 = not run for this frame)."""
+
+    capture: float = 0.0
+    preprocess: float = 0.0
+    inference: float = 0.0
+    postprocess: float = 0.0
+    overlay: float = 0.0
+    output: float = 0.0
+
+    def with_stage(self, stage: str, seconds: float) -> StageTimes:
+        return replace(self, **{stage: float(seconds)})
+
+    def as_ms(self) -> dict[str, float]:
+        return {name: round(value * 1000.0, 3) for name, value in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Frames prepared for the engine together (``data`` is whatever ``Engine.prepare`` returned)."""
+
+    frames: tuple[Frame, ...]
+    data: Any
+    preprocess_s: float
+
+
+@dataclass(frozen=True)
+class Inference:
+    """The engine's logits for one frame, at the model's input size ``(h, w)``."""
+
+    frame: Frame
+    logits: np.ndarray  # float32 (h, w)
+    times: StageTimes
+    batch_size: int = 1
+
+
+@dataclass(frozen=True)
+class Region:
+    """One connected polyp region in frame pixels; the box is half-open ``[x0, x1) x [y0, y1)``."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    area_fraction: float  # region pixels / frame pixels
+    mean_prob: float  # mean polyp probability inside the region
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": [self.x0, self.y0, self.x1, self.y1],
+            "area_fraction": round(self.area_fraction, 6),
+            "mean_prob": round(self.mean_prob, 4),
+        }
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Postprocessed model output for ``frame``: binary mask at the frame's size and its regions."""
+
+    frame: Frame
+    mask: np.ndarray  # uint8 {0, 1}, (H, W) like the frame
+    regions: tuple[Region, ...]
+    times: StageTimes
+    prob: np.ndarray | None = None  # float32 probabilities at the model's input size (after smoothing)
+
+    @property
+    def polyp_present(self) -> bool:
+        return bool(self.regions)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What the sinks receive: the shown frame, the prediction drawn on it and the annotated image.
+
+    In file mode and live ``--sync`` mode ``prediction.frame is frame``. In live mode the frame is shown
+    at once with the newest prediction available, which may come from an earlier frame
+    (``mask_age_frames`` > 0), or none yet (``prediction is None``).
+    """
+
+    frame: Frame
+    prediction: Prediction | None
+    annotated: np.ndarray  # RGB uint8 (H, W, 3)
+    times: StageTimes
+
+    @property
+    def index(self) -> int:
+        return self.frame.index
+
+    @property
+    def polyp_present(self) -> bool:
+        return self.prediction is not None and self.prediction.polyp_present
+
+    @property
+    def regions(self) -> tuple[Region, ...]:
+        return self.prediction.regions if self.prediction is not None else ()
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        return self.prediction.mask if self.prediction is not None else None
+
+    @property
+    def mask_index(self) -> int | None:
+        return self.prediction.frame.index if self.prediction is not None else None
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Percentiles of one stage's per-frame latency, in milliseconds."""
+
+    stage: str
+    count: int
+    mean_ms: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One continuous appearance of a polyp (short gaps merged; see :mod:`realtime.stats`)."""
+
+    start_index: int
+    end_index: int  # inclusive
+    start_time: float  # source seconds
+    end_time: float  # source seconds of the last frame with a polyp
+    frames_with_polyp: int
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """Everything ``polyp-live`` prints at the end of a run (and ``--stats`` writes as JSON)."""
+
+    source: str
+    mode: str  # "file" | "live" | "live-sync"
+    engine: str
+    backend: str
+    precision: str
+    device: str
+    frames_in: int
+    frames_out: int
+    frames_dropped: int
+    drops: tuple[tuple[str, int], ...]  # per queue / display
+    decode_errors: int
+    wall_s: float
+    throughput_fps: float
+    latency: tuple[LatencyStats, ...]  # per stage, then "end_to_end" (and "mask_age" in live mode)
+    frames_with_polyp: int
+    episodes: tuple[Episode, ...]
+    episode_gap_frames: int
+    stopped: str  # "end of input" | "max frames" | "interrupted" | "error"
+    error: str | None = None
+    expected_frames: int | None = None
+    outputs: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["drops"] = dict(self.drops)
+        data["latency"] = {item.stage: {k: v for k, v in asdict(item).items() if k != "stage"} for item in self.latency}
+        data["outputs"] = list(self.outputs)
+        return data
