@@ -110,6 +110,7 @@ class TensorRTEngine(Engine):
         parts = self._parts
         stream = parts["stream"]
         source = torch.from_numpy(np.ascontiguousarray(batch)) if isinstance(batch, np.ndarray) else batch
+        stream.wait_stream(torch.cuda.current_stream(parts["device"]))  # a prepared batch comes from that stream
         with torch.cuda.stream(stream):
             rows = count if self._sidecar.batch.dynamic else self._sidecar.batch.max
             parts["input"][:count].copy_(source, non_blocking=True)

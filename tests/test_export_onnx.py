@@ -39,13 +39,13 @@ def test_fp32_export_has_contract_io_names_and_no_trig_ops(atto_checkpoint: Path
 
 
 def test_fp16_export_keeps_float32_io_and_fp16_weights(atto_checkpoint: Path, tmp_path: Path) -> None:
-    result = export_onnx(atto_checkpoint, tmp_path / "m16.onnx", precision="fp16")
+    result = export_onnx(atto_checkpoint, tmp_path / "m16.onnx", precision="fp16", verify=False)
     model = onnx.load(str(result.path))
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     conv_weights = {n.input[1] for n in model.graph.node if n.op_type == "Conv"}
     dtypes = {i.data_type for i in model.graph.initializer if i.name in conv_weights}
     assert dtypes == {onnx.TensorProto.FLOAT16}
-    assert result.parity is not None and result.parity.agreement >= 0.995
+    assert result.parity is None  # FP16 parity: test_export_cli.py and test_engines_parity.py
     half_io = export_onnx(atto_checkpoint, tmp_path / "h.onnx", precision="fp16", io_dtype="float16", verify=False)
     assert onnx.load(str(half_io.path)).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
 
