@@ -1,0 +1,209 @@
+"""``polyp-live``: live polyp segmentation from a capture device or stream, or offline annotation of a file.
+
+    polyp-live --device /dev/video0                       # live, Qt viewer
+    polyp-live --input case.mp4 --output annotated.mp4    # offline annotation (progress bar, summary)
+    polyp-live --input frames/ --fps 25 --jsonl out.jsonl # image folder at 25 fps
+    polyp-live --input rtsp://host/stream --no-view --output rec.mp4
+
+The viewer opens when a display is available (``QT_QPA_PLATFORM`` set, or ``DISPLAY`` /
+``WAYLAND_DISPLAY``) and PyQt6 is installed, unless ``--no-view``; otherwise the run is headless.
+A headless ``--input`` run with no ``--output``/``--jsonl``/``--masks`` says so, names the flags, and still
+processes the input to print the summary (a dry run that measures speed and finds polyp episodes).
+Ctrl+C / SIGTERM stop capture; what was captured is still processed and written, the MP4 stays playable,
+and the exit code is 130. Errors are one line (``--debug`` shows the traceback), exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from realtime.errors import PipelineError, SourceError
+from realtime.pipeline import Pipeline, PipelineConfig
+from realtime.report import format_summary, input_warnings
+from realtime.settings import RenderSettings, SettingsBox
+from realtime.sinks import DEFAULT_PRESET, JsonlSink, MaskPngSink, VideoWriterSink, check_output_path
+from realtime.sources import open_source
+from realtime.types import RunSummary
+from train.cli_utils import run_cli, setup_logging
+
+PROG = "polyp-live"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Real-time polyp segmentation for colonoscopy video.")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--device", help="capture device, e.g. /dev/video0 or 0 (live mode)")
+    where.add_argument("--input", help="video file, image folder, or rtsp:// / http:// URL")
+    parser.add_argument("--engine", default="default", help="model file (.safetensors/.onnx/.engine) or 'default'")
+    parser.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "torch", "onnxruntime"))
+    parser.add_argument("--output", help="annotated H.264 MP4 to write")
+    parser.add_argument("--jsonl", help="JSON Lines file: one record per frame")
+    parser.add_argument("--masks", help="folder for per-frame mask PNGs (frame_000123.png)")
+    parser.add_argument("--stats", help="write the end-of-run summary as JSON")
+    parser.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
+    parser.add_argument("--opacity", type=float, default=0.4, help="mask fill opacity 0..1 (default 0.4)")
+    parser.add_argument("--smooth", type=float, default=0.0, help="temporal smoothing of probabilities 0..<1 (EMA)")
+    parser.add_argument("--min-area", type=float, default=0.0005, help="drop regions below this frame fraction")
+    parser.add_argument("--boxes", action="store_true", help="draw region boxes")
+    parser.add_argument("--no-view", action="store_true", help="never open the viewer")
+    parser.add_argument("--max-frames", type=int, help="stop after N frames")
+    parser.add_argument("--resolution", help="capture resolution WxH (devices)")
+    parser.add_argument("--fps", type=float, help="capture rate (devices) or playback rate (image folders)")
+    parser.add_argument("--sync", action="store_true", help="live: show only frames whose own mask is ready")
+    parser.add_argument("--batch", type=int, help="file mode: frames per inference (default: the engine's best)")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, help=f"x264 preset for --output (default {DEFAULT_PRESET})")
+    parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
+    return parser
+
+
+def parse_resolution(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise SourceError(f"--resolution must look like 1280x720, got {text!r}") from None
+    if width <= 0 or height <= 0:
+        raise SourceError(f"--resolution must be positive, got {text!r}")
+    return width, height
+
+
+def display_available() -> bool:
+    """A display to open the viewer on, and PyQt6 installed (checked without importing it)."""
+    has_display = bool(os.environ.get("QT_QPA_PLATFORM") or os.environ.get("DISPLAY")
+                       or os.environ.get("WAYLAND_DISPLAY"))
+    return has_display and importlib.util.find_spec("PyQt6") is not None
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every output path is writable and none is the input -- before anything is opened."""
+    inputs = (args.input,) if args.input else ()
+    for flag in ("output", "jsonl", "stats"):
+        value = getattr(args, flag)
+        if value:
+            check_output_path(value, inputs)
+    if args.masks:
+        check_output_path(args.masks, inputs, folder=True)
+
+
+def render_settings(args: argparse.Namespace, live: bool) -> RenderSettings:
+    try:
+        return RenderSettings(threshold=args.threshold, opacity=args.opacity, smooth=args.smooth,
+                              min_area_fraction=args.min_area, show_boxes=args.boxes, show_hud=live)
+    except ValueError as exc:
+        raise SourceError(f"bad option: {exc}") from None
+
+
+def make_sinks(args: argparse.Namespace, info: Any) -> list[Any]:
+    sinks: list[Any] = []
+    try:
+        if args.output:
+            sinks.append(VideoWriterSink(args.output, info, preset=args.preset))
+        if args.jsonl:
+            sinks.append(JsonlSink(args.jsonl))
+        if args.masks:
+            sinks.append(MaskPngSink(args.masks))
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
+    return sinks
+
+
+@contextmanager
+def stop_on_signals(pipeline: Pipeline) -> Iterator[dict[str, bool]]:
+    """SIGINT/SIGTERM stop capture and let the pipeline drain; a second SIGINT interrupts at once."""
+    state = {"interrupted": False}
+
+    def handler(signum: int, _frame: Any) -> None:
+        if state["interrupted"] and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        state["interrupted"] = True
+        print(f"\n{PROG}: stopping (finishing frames in flight; Ctrl+C again to abort)", file=sys.stderr)  # noqa: T201
+        pipeline.stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield state
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_headless(pipeline: Pipeline, total: int | None) -> RunSummary:
+    """Drive the pipeline from this thread with a progress bar; returns the summary."""
+    from tqdm import tqdm
+
+    with pipeline, tqdm(total=total, unit="frame", desc=PROG, disable=None, dynamic_ncols=True) as bar:
+        for _ in pipeline:
+            bar.update(1)
+    return pipeline.summary()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.debug)
+    check_outputs(args)
+    view = display_available() and not args.no_view
+    writes = bool(args.output or args.jsonl or args.masks)
+    if args.input and not view and not writes:
+        print(f"{PROG}: nothing will be written (add --output FILE.mp4, --jsonl FILE or --masks DIR); "  # noqa: T201
+              "processing for the summary only", file=sys.stderr)
+    source = open_source(args.device or args.input, fps=args.fps, resolution=parse_resolution(args.resolution),
+                         device=bool(args.device))
+    info = source.open()
+    settings = SettingsBox(render_settings(args, info.live))
+    from engines.registry import open_engine
+
+    engine = open_engine(args.engine, backend=args.backend, batch=args.batch)
+    try:
+        return run(args, source, engine, settings, view)
+    finally:
+        engine.close()
+        source.close()
+
+
+def run(args: argparse.Namespace, source: Any, engine: Any, settings: SettingsBox, view: bool) -> int:
+    sinks = make_sinks(args, source.info)
+    config = PipelineConfig(sync=args.sync, batch=args.batch, max_frames=args.max_frames,
+                            settings=settings.get(), deliver=not view)
+    pipeline = Pipeline(source, engine, config, sinks, settings)
+    total = source.info.frame_count if not source.info.live else None
+    if total is not None and args.max_frames is not None:
+        total = min(total, args.max_frames)
+    error: PipelineError | None = None
+    with stop_on_signals(pipeline) as state:
+        try:
+            if view:
+                from realtime.viewer import run_viewer
+
+                summary = run_viewer(pipeline, settings)
+            else:
+                summary = run_headless(pipeline, total)
+        except PipelineError as exc:
+            if exc.summary is None:
+                raise
+            error, summary = exc, exc.summary
+    print(format_summary(summary))  # noqa: T201
+    for line in input_warnings(summary, args.max_frames):
+        print(f"{PROG}: warning: {line}", file=sys.stderr)  # noqa: T201
+    if args.stats:
+        Path(args.stats).write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    if error is not None:
+        raise error
+    if summary.frames_out == 0 and not state["interrupted"]:
+        raise SourceError(f"no frame could be read from {summary.source}")
+    return 130 if state["interrupted"] else 0
+
+
+def entry() -> None:
+    sys.exit(run_cli(main, prog=PROG))

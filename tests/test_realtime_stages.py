@@ -1,0 +1,206 @@
+"""Pure stage logic of the realtime pipeline: postprocess, overlay, episodes, queues, settings, records."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from tests.realtime_fakes import BrightSpotEngine, disc_frame
+
+from realtime.overlay import draw_overlay
+from realtime.postprocess import TemporalSmoother, find_regions, postprocess_logits
+from realtime.queues import EMPTY, END, BlockingQueue, LatestQueue
+from realtime.report import format_summary, input_warnings
+from realtime.settings import RenderSettings, SettingsBox
+from realtime.sinks import result_record
+from realtime.stages import inference_stage, overlay_stage, postprocess_stage, preprocess_stage
+from realtime.stats import find_episodes, latency_stats
+from realtime.types import Frame, Region
+
+
+def logit_map(h: int, w: int, boxes: list[tuple[int, int, int, int]], high: float = 6.0) -> np.ndarray:
+    logits = np.full((1, h, w), -6.0, dtype=np.float32)
+    for x0, y0, x1, y1 in boxes:
+        logits[0, y0:y1, x0:x1] = high
+    return logits
+
+
+def test_postprocess_finds_regions_scaled_to_the_frame() -> None:
+    logits = logit_map(64, 64, [(8, 8, 24, 16), (40, 40, 56, 60)])
+    mask, regions, prob = postprocess_logits(logits, 128, 256, 0.5)
+    assert mask.shape == (128, 256) and mask.dtype == np.uint8
+    assert len(regions) == 2
+    big, small = regions  # largest first
+    assert (big.x0, big.y0, big.x1, big.y1) == (160, 80, 224, 120)  # (40,40,56,60) * (4, 2)
+    assert (small.x0, small.y0, small.x1, small.y1) == (32, 16, 96, 32)
+    assert big.area_fraction == pytest.approx(16 * 20 / 64**2)
+    assert big.mean_prob == pytest.approx(1 / (1 + np.exp(-6.0)), rel=1e-5)
+    # the mask fills the boxes (bilinear edges may differ by a pixel)
+    assert mask[85:115, 165:220].all() and not mask[:, :20].any()
+    assert abs(int(mask.sum()) - 16 * 20 * 8 - 16 * 8 * 8) < 0.1 * (16 * 20 * 8 + 16 * 8 * 8)
+    assert prob.shape == (64, 64)
+
+
+def test_postprocess_removes_small_regions_and_handles_empty_maps() -> None:
+    logits = logit_map(64, 64, [(0, 0, 2, 2), (30, 30, 50, 50)])
+    mask, regions, _ = postprocess_logits(logits, 64, 64, 0.5, min_area_fraction=0.01)
+    assert len(regions) == 1 and regions[0].x0 == 30
+    assert not mask[:2, :2].any() and mask[35, 35] == 1
+    mask, regions, _ = postprocess_logits(logit_map(64, 64, []), 480, 640, 0.5)
+    assert regions == () and mask.shape == (480, 640) and not mask.any()
+
+
+def test_find_regions_threshold_controls_membership() -> None:
+    prob = np.zeros((10, 10), np.float32)
+    prob[2:4, 2:4] = 0.6
+    prob[6:9, 6:9] = 0.9
+    assert len(find_regions(prob, 0.5)[1]) == 2
+    assert len(find_regions(prob, 0.7)[1]) == 1
+
+
+def test_temporal_smoother_is_an_ema() -> None:
+    smoother = TemporalSmoother(0.5)
+    ones, zeros = np.ones((4, 4), np.float32), np.zeros((4, 4), np.float32)
+    assert smoother(ones).mean() == 1.0
+    assert smoother(zeros).mean() == pytest.approx(0.5)
+    assert smoother(zeros).mean() == pytest.approx(0.25)
+    assert smoother(zeros, 0.0).mean() == 0.0  # factor 0: no memory
+    with pytest.raises(ValueError):
+        TemporalSmoother(1.0)
+
+
+def test_overlay_changes_only_pixels_inside_the_mask() -> None:
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    mask = np.zeros((120, 160), np.uint8)
+    mask[30:70, 40:100] = 1
+    mask[80:90, 120:130] = 1
+    regions = (Region(40, 30, 100, 70, 0.1, 0.9), Region(120, 80, 130, 90, 0.01, 0.8))
+    out = draw_overlay(frame, mask, regions, opacity=0.5, contour=True)
+    outside = mask == 0
+    assert np.array_equal(out[outside], frame[outside])
+    assert (out[mask == 1] != frame[mask == 1]).any(axis=1).mean() > 0.95
+    expected = np.clip(np.rint(frame[50, 70] * 0.5 + np.array((40, 230, 90)) * 0.5), 0, 255)
+    assert np.abs(out[50, 70].astype(int) - expected).max() <= 1  # fill is a 50 % blend
+    assert tuple(out[30, 70]) == (40, 230, 90)  # contour on the mask's edge
+    untouched = draw_overlay(frame, mask, regions, show_overlay=False)
+    assert np.array_equal(untouched, frame)
+
+
+def test_overlay_does_not_modify_the_input_frame() -> None:
+    frame = disc_frame(60, 80, (40, 30), 10)
+    before = frame.copy()
+    mask = np.zeros((60, 80), np.uint8)
+    mask[20:40, 30:50] = 1
+    draw_overlay(frame, mask, (Region(30, 20, 50, 40, 0.1, 0.9),), boxes=True, hud=["12 fps"])
+    assert np.array_equal(frame, before)
+
+
+def test_stage_functions_chain_without_threads() -> None:
+    engine = BrightSpotEngine(64)
+    frames = [Frame(i, disc_frame(96, 128, (30 + 20 * i, 48), 16), i / 25, time.monotonic()) for i in range(3)]
+    batch = preprocess_stage(engine, frames)
+    assert batch.data.shape == (3, 3, 64, 64) and batch.preprocess_s > 0
+    inferences = inference_stage(engine, batch)
+    assert [inf.frame.index for inf in inferences] == [0, 1, 2] and inferences[0].batch_size == 3
+    settings = RenderSettings()
+    for i, inference in enumerate(inferences):
+        prediction = postprocess_stage(inference, settings, 0.5)
+        assert prediction.polyp_present and len(prediction.regions) == 1
+        region = prediction.regions[0]
+        cx = (region.x0 + region.x1) / 2
+        assert abs(cx - (30 + 20 * i)) <= 3 and abs((region.y0 + region.y1) / 2 - 48) <= 3
+        result = overlay_stage(inference.frame, prediction, settings)
+        assert result.times.inference > 0 and result.times.overlay > 0 and result.mask_index == i
+        record = result_record(result)
+        assert record["index"] == i and record["polyp"] is True and len(record["regions"]) == 1
+    strict = RenderSettings(threshold=0.9999999)
+    assert not postprocess_stage(inferences[0], strict, 0.5).polyp_present
+
+
+def test_episodes_merge_short_gaps_only() -> None:
+    flags = [(i, i / 25, f) for i, f in enumerate([0, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0])]
+    episodes = find_episodes(flags, gap_frames=2)
+    assert [(e.start_index, e.end_index, e.frames_with_polyp) for e in episodes] == [(1, 6, 4), (14, 15, 2)]
+    assert episodes[0].start_time == pytest.approx(1 / 25) and episodes[0].end_time == pytest.approx(6 / 25)
+    assert len(find_episodes(flags, gap_frames=0)) == 3
+    assert len(find_episodes(flags, gap_frames=10)) == 1
+    assert find_episodes([]) == ()
+
+
+def test_latency_percentiles() -> None:
+    stats = latency_stats("inference", [i / 1000 for i in range(1, 101)])
+    assert stats.count == 100 and stats.p50_ms == pytest.approx(50.5) and stats.max_ms == pytest.approx(100)
+    assert stats.p99_ms == pytest.approx(99.01)
+
+
+def test_latest_queue_drops_and_counts_oldest() -> None:
+    queue = LatestQueue("q", 2)
+    for i in range(5):
+        assert queue.put(i)
+    assert queue.dropped == 3 and queue.get() == 3 and queue.get() == 4
+    assert queue.get(timeout=0.01) is EMPTY
+    queue.close()
+    assert queue.get() is END and not queue.put(9)
+
+
+def test_blocking_queue_never_drops_and_applies_back_pressure() -> None:
+    queue = BlockingQueue("q", 2)
+    received: list[int] = []
+
+    def consume() -> None:
+        while (item := queue.get()) is not END:
+            time.sleep(0.002)
+            received.append(item)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    started = time.monotonic()
+    for i in range(50):
+        assert queue.put(i)
+        assert len(queue) <= 2
+    queue.close()
+    consumer.join(5)
+    assert received == list(range(50)) and queue.dropped == 0 and queue.max_depth <= 2
+    assert time.monotonic() - started > 0.05  # the producer waited for the slow consumer
+
+
+def test_blocking_queue_cancel_releases_a_waiting_producer() -> None:
+    queue = BlockingQueue("q", 1)
+    queue.put(1)
+    outcome: list[bool] = []
+    producer = threading.Thread(target=lambda: outcome.append(queue.put(2)))
+    producer.start()
+    time.sleep(0.05)
+    assert producer.is_alive()
+    queue.cancel()
+    producer.join(2)
+    assert outcome == [False]
+
+
+def test_settings_box_swaps_validated_frozen_settings() -> None:
+    box = SettingsBox()
+    first = box.get()
+    second = box.update(opacity=0.8)
+    assert first.opacity == 0.4 and second.opacity == 0.8 and box.get() is second
+    with pytest.raises(ValueError):
+        box.update(threshold=1.5)
+    assert box.get() is second
+
+
+def test_summary_text_and_truncation_warning() -> None:
+    from realtime.types import Episode, LatencyStats, RunSummary
+
+    summary = RunSummary(
+        source="a.mp4", mode="file", engine="fake", backend="fake", precision="fp32", device="cpu", frames_in=10,
+        frames_out=10, frames_dropped=0, drops=(), decode_errors=0, wall_s=1.0, throughput_fps=10.0,
+        latency=(LatencyStats("inference", 10, 5, 5, 6, 7, 8),), frames_with_polyp=3,
+        episodes=(Episode(2, 4, 0.08, 0.16, 3),), episode_gap_frames=5, stopped="end of input", expected_frames=40,
+    )
+    text = format_summary(summary)
+    assert "in 10, out 10" in text and "inference" in text and "frames 2-4" in text
+    assert "10 of 40 frames" in input_warnings(summary)[0]
+    assert input_warnings(summary, max_frames=10) == []
+    assert summary.to_dict()["latency"]["inference"]["p95_ms"] == 6
