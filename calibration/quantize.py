@@ -45,6 +45,12 @@ META_CALIBRATION = "polyp_live.calibration"
 CHUNK = 8  # frames per collect_data call: the calibrator holds every intermediate tensor of a chunk
 
 
+# TensorRT's Q/DQ optimizer accepts quantized constants only as weights of these ops (a quantized scalar of
+# GELU's Mul/Add fails the build), and its ONNX parser rejects INT32 bias DequantizeLinear: both found by
+# building the Q/DQ model with tensorrt_rtx (tests/test_calibration.py).
+TENSORRT_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
 @dataclass(frozen=True)
 class TargetSpec:
     """How one deployment target wants its INT8 activations."""
@@ -53,12 +59,16 @@ class TargetSpec:
     activation_type: str  # onnxruntime.quantization.QuantType member name
     symmetric_activations: bool
     description: str
+    quantize_bias: bool = True  # INT32 bias + DequantizeLinear; TensorRT's ONNX parser rejects INT32 DQ inputs
+    op_types: tuple[str, ...] | None = None  # None: every op type ORT can quantize
 
 
 TARGETS: dict[str, TargetSpec] = {
     spec.name: spec
     for spec in (
-        TargetSpec("tensorrt", "QInt8", True, "symmetric INT8 activations + weights (TensorRT explicit quantization)"),
+        TargetSpec("tensorrt", "QInt8", True, "symmetric INT8 activations + weights on Conv/ConvTranspose/Gemm/"
+                   "MatMul inputs, float biases (TensorRT explicit quantization)", quantize_bias=False,
+                   op_types=TENSORRT_OP_TYPES),
         TargetSpec("cpu", "QUInt8", False, "asymmetric UINT8 activations, INT8 weights (ONNX Runtime x86 kernels)"),
     )
 }
@@ -83,6 +93,10 @@ class QuantizedModel:
     quantized_ops: Mapping[str, int]  # op type -> number of nodes fed by DequantizeLinear
     excluded_nodes: tuple[str, ...]
     qdq_nodes: int
+
+
+def spec_op_types(spec: TargetSpec) -> list[str] | None:
+    return list(spec.op_types) if spec.op_types is not None else None
 
 
 def get_target(name: str) -> TargetSpec:
@@ -120,13 +134,15 @@ def _drop_ort_chatter(record: logging.LogRecord) -> bool:
 def quiet_stdout() -> Iterator[None]:
     """ORT's quantization tools print progress and log on the root logger: send both to the debug log."""
     buffer = io.StringIO()
-    root = logging.getLogger()
-    root.addFilter(_drop_ort_chatter)
+    loggers = (logging.getLogger(), logging.getLogger("onnxruntime"))  # ORT logs on both
+    for each in loggers:
+        each.addFilter(_drop_ort_chatter)
     try:
         with contextlib.redirect_stdout(buffer):
             yield
     finally:
-        root.removeFilter(_drop_ort_chatter)
+        for each in loggers:
+            each.removeFilter(_drop_ort_chatter)
     text = buffer.getvalue().strip()
     if text:
         logger.debug("onnxruntime: %s", text.replace("\n", " | "))
@@ -234,6 +250,7 @@ def quantize_model(
     *,
     exclude: Sequence[str] = (),
     metadata: Mapping[str, str] | None = None,
+    op_types: Sequence[str] | None = None,
 ) -> QuantizedModel:
     """Write a Q/DQ INT8 model for ``target`` from precomputed ``ranges`` (no calibration pass here)."""
     import onnx
@@ -254,13 +271,15 @@ def quantize_model(
                     str(tmp_model),
                     None,
                     quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=list(op_types) if op_types is not None else spec_op_types(spec),
                     per_channel=True,
                     activation_type=getattr(QuantType, spec.activation_type),
                     weight_type=QuantType.QInt8,
                     nodes_to_exclude=list(exclude),
                     calibrate_method=getattr(CalibrationMethod, METHODS[ranges.method]),
                     calibration_cache_path=str(cache),
-                    extra_options={"ActivationSymmetric": spec.symmetric_activations, "WeightSymmetric": True},
+                    extra_options={"ActivationSymmetric": spec.symmetric_activations, "WeightSymmetric": True,
+                                   "QuantizeBias": spec.quantize_bias},
                 )
         except ValueError as exc:
             raise CalibrationError(
@@ -276,7 +295,7 @@ def quantize_model(
         partial = out.with_name(out.name + ".tmp")
         onnx.save(model, str(partial))
         os.replace(partial, out)
-    summary = summarize_quantization(model, exclude)
+    summary = summarize_quantization(model, exclude, spec_op_types(spec) if op_types is None else op_types)
     logger.info("wrote %s (%s: %d Q/DQ nodes)", out, target, summary[1])
     return QuantizedModel(out, target, summary[0], tuple(exclude), summary[1])
 
@@ -289,13 +308,16 @@ def _set_metadata(model: object, metadata: Mapping[str, str]) -> None:
         model.metadata_props.add(key=key, value=value)  # type: ignore[attr-defined]
 
 
-def summarize_quantization(model: object, exclude: Sequence[str] = ()) -> tuple[dict[str, int], int]:
+def summarize_quantization(
+    model: object, exclude: Sequence[str] = (), op_types: Sequence[str] | None = None
+) -> tuple[dict[str, int], int]:
     """``({op type: quantized nodes}, number of Q/DQ nodes)`` of a Q/DQ model.
 
-    A node counts as quantized when it reads a dequantized tensor and was not excluded. An excluded
-    node computes in float with float weights, but may still read an activation that was rounded by
-    the Q/DQ pair its producer's other consumers need (that is how QDQ graphs work).
+    A node counts as quantized when its op type was to be quantized, it reads a dequantized tensor
+    and it was not excluded. Other nodes compute in float, but may read an activation rounded by the
+    Q/DQ pair that another consumer of the same tensor needs (that is how QDQ graphs work).
     """
+    allowed = set(op_types) if op_types is not None else None
     nodes = model.graph.node  # type: ignore[attr-defined]
     dequantized = {o for n in nodes if n.op_type == "DequantizeLinear" for o in n.output}
     skip = set(exclude)
@@ -304,7 +326,9 @@ def summarize_quantization(model: object, exclude: Sequence[str] = ()) -> tuple[
     for node in nodes:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             qdq += 1
-        elif node.name not in skip and any(i in dequantized for i in node.input):
+        elif (allowed is None or node.op_type in allowed) and node.name not in skip and any(
+            i in dequantized for i in node.input
+        ):
             counts[node.op_type] += 1
     return dict(sorted(counts.items())), qdq
 

@@ -74,6 +74,31 @@ def test_output_is_qdq_onnx_with_symmetric_int8_activations_for_tensorrt(calibra
     assert json.loads(props["polyp_live.calibration"])["samples"] == int(SAMPLES)
 
 
+def test_tensorrt_target_follows_tensorrt_qdq_rules(calibrated: dict) -> None:
+    """Quantized constants are INT8 weights of Conv/ConvTranspose/Gemm/MatMul only; biases stay float."""
+    from calibration.quantize import TENSORRT_OP_TYPES
+
+    model = onnx.load(str(calibrated["out"]))
+    inits = _initializers(model)
+    consumers: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.op_type)
+    constant_dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+    assert constant_dq and all(inits[n.input[0]].dtype == np.int8 for n in constant_dq)
+    assert {op for n in constant_dq for op in consumers[n.output[0]]} <= set(TENSORRT_OP_TYPES)
+    assert set(calibrated["report"]["quantization"]["quantized_ops"]) <= set(TENSORRT_OP_TYPES)
+
+
+def test_tensorrt_rtx_builds_an_int8_engine_from_the_qdq_model(calibrated: dict, tmp_path: Path) -> None:
+    """TensorRT-RTX compiles for RTX targets without a GPU; running the engine needs one (not tested here)."""
+    pytest.importorskip("tensorrt_rtx", reason="tensorrt_rtx is not installed")
+    from engines.tensorrt_build import build_engine
+
+    result = build_engine(calibrated["out"], tmp_path / "atto.int8.engine", flavour="tensorrt_rtx", progress=False)
+    assert result.sidecar.precision == "int8" and result.plan_bytes > 0 and result.path.is_file()
+
+
 def test_keep_float_layers_are_not_quantized(calibrated: dict) -> None:
     """first-conv and head (default --keep-float) keep float weights; the logits come from a float op."""
     model = onnx.load(str(calibrated["out"]))
