@@ -132,10 +132,8 @@ def _engine(args: argparse.Namespace) -> BuildResult:
 
 def _engine_from_onnx(args: argparse.Namespace, build: dict) -> BuildResult:
     from engines.onnx_export import read_onnx_metadata
-    from engines.tensorrt_build import onnx_precision
 
-    meta = read_onnx_metadata(args.onnx)
-    found = onnx_precision(args.onnx, meta)
+    found = read_onnx_metadata(args.onnx).precision
     if found != args.precision:
         fix = {"int8": "run polyp-calibrate to make a Q/DQ ONNX", "fp16": "export one with --format onnx-fp16"}
         raise ExportError(

@@ -51,6 +51,7 @@ META_BATCH = "polyp_live.batch"
 META_IO_DTYPE = "polyp_live.io_dtype"
 PRECISIONS = ("fp32", "fp16")
 IO_DTYPES = ("float32", "float16")
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 FORBIDDEN_OPS = ("Sin", "Cos")  # the positional embedding must be a constant
 PARITY_FRAMES = 4
 
@@ -261,8 +262,12 @@ def _finish_onnx(path: Path, metadata: dict[str, str]) -> None:
 
 
 def read_onnx_metadata(path: str | Path) -> OnnxMetadata:
-    """Read and validate polyp-live's ``metadata_props`` of an ONNX file (one-line errors)."""
-    props = _load_props(Path(path))
+    """Read and validate polyp-live's ``metadata_props`` of an ONNX file (one-line errors).
+
+    The precision is ``int8`` whenever the graph holds QuantizeLinear/DequantizeLinear nodes (a
+    ``polyp-calibrate`` model), else the exported ``polyp_live.precision``.
+    """
+    props, has_qdq = _load_props(Path(path))
     if META_CONTRACT not in props:
         raise EngineError(
             f"{path}: ONNX file has no {META_CONTRACT} metadata; export it with polyp-export --format onnx"
@@ -271,7 +276,7 @@ def read_onnx_metadata(path: str | Path) -> OnnxMetadata:
         contract = ModelContract.from_json(props[META_CONTRACT])
     except ContractError as exc:
         raise ContractError(f"{path}: {exc}") from None
-    precision = props.get(META_PRECISION, "fp32")
+    precision = "int8" if has_qdq else props.get(META_PRECISION, "fp32")
     batch_text = props.get(META_BATCH, '{"min": 1, "opt": 1, "max": 1}')
     try:
         batch = BatchProfile.from_dict(json.loads(batch_text))
@@ -285,7 +290,8 @@ def read_onnx_contract(path: str | Path) -> ModelContract:
     return read_onnx_metadata(path).contract
 
 
-def _load_props(path: Path) -> dict[str, str]:
+def _load_props(path: Path) -> tuple[dict[str, str], bool]:
+    """``(metadata_props, graph has Q/DQ nodes)``; a file that is not an ONNX model is one EngineError line."""
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -298,7 +304,8 @@ def _load_props(path: Path) -> dict[str, str]:
         raise EngineError(f"{path}: not a readable ONNX model ({reason})") from None
     if not graph_model.graph.node:
         raise EngineError(f"{path}: not a readable ONNX model (no graph nodes); re-export it with polyp-export")
-    return {p.key: p.value for p in graph_model.metadata_props}
+    has_qdq = any(n.op_type in QDQ_OPS for n in graph_model.graph.node)
+    return {p.key: p.value for p in graph_model.metadata_props}, has_qdq
 
 
 def verify_onnx_parity(

@@ -36,7 +36,6 @@ from engines.trt_flavours import TrtFlavour, compute_capability_enum, make_logge
 logger = logging.getLogger(__name__)
 
 DEFAULT_WORKSPACE_MB = 1024
-_QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ def build_engine(
     onnx_path, out = Path(onnx_path), Path(out)
     meta = read_onnx_metadata(onnx_path)
     onnx_bytes = onnx_path.read_bytes()
-    precision = onnx_precision(onnx_path, meta)
+    precision = meta.precision  # int8 when the graph holds Q/DQ nodes
     spec, module = resolve_flavour(flavour)
     chosen = _targets(spec, targets)
     builder_logger = make_logger(module)
@@ -117,16 +116,6 @@ def build_engine(
     side = write_sidecar(out, sidecar)
     logger.info("built %s (%.1f MB) in %.1f s", out, len(plan_bytes) / 1e6, seconds)
     return BuildResult(out, side, sidecar, seconds, len(plan_bytes))
-
-
-def onnx_precision(path: Path, meta: OnnxMetadata) -> str:
-    """INT8 when the graph holds Q/DQ nodes, else the exported precision."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    if any(node.op_type in _QDQ_OPS for node in graph.node):
-        return "int8"
-    return meta.precision
 
 
 def _targets(spec: TrtFlavour, requested: Sequence[str] | str | None) -> tuple[str, ...]:

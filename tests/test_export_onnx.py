@@ -79,3 +79,38 @@ def test_corrupt_onnx_is_one_line_error(tmp_path: Path, content: bytes) -> None:
     with pytest.raises(EngineError) as info:
         read_onnx_contract(bad)
     assert "\n" not in str(info.value) and "bad.onnx" in str(info.value)
+
+
+def _insert_input_qdq(src: Path, dst: Path) -> None:
+    """A minimal Q/DQ model: INT8 quantize-dequantize of the input (range [-1, 1]) in front of the graph."""
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    for node in model.graph.node:
+        node.input[:] = ["input_dq" if name == "input" else name for name in node.input]
+    scale = numpy_helper.from_array(np.array(1.0 / 127.0, np.float32), "qdq_scale")
+    zero = numpy_helper.from_array(np.array(0, np.int8), "qdq_zero")
+    model.graph.initializer.extend([scale, zero])
+    qdq = [
+        helper.make_node("QuantizeLinear", ["input", "qdq_scale", "qdq_zero"], ["input_q"]),
+        helper.make_node("DequantizeLinear", ["input_q", "qdq_scale", "qdq_zero"], ["input_dq"]),
+    ]
+    nodes = list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(qdq + nodes)
+    onnx.save(model, str(dst))
+
+
+def test_qdq_onnx_reads_as_int8_and_runs(atto_checkpoint: Path, tmp_path: Path) -> None:
+    from engines.registry import open_engine
+
+    fp32 = export_onnx(atto_checkpoint, tmp_path / "f.onnx", verify=False).path
+    qdq = tmp_path / "q.onnx"
+    _insert_input_qdq(fp32, qdq)
+    assert read_onnx_metadata(qdq).precision == "int8"
+    batch = np.random.default_rng(0).uniform(-1, 1, (1, 3, 64, 64)).astype(np.float32)
+    with open_engine(qdq, precision="int8") as engine:
+        assert engine.info.precision == "int8"
+        quantized = engine.infer(batch)
+    reference = _run(fp32, batch)
+    assert np.linalg.norm(quantized - reference) / np.linalg.norm(reference) < 0.1

@@ -165,3 +165,15 @@ def _fake_full_trt() -> tuple[object, object]:
     from engines.trt_flavours import FLAVOURS
 
     return FLAVOURS["tensorrt"], trt  # the RTX module stands in; the GPU check comes first
+
+
+def test_qdq_onnx_builds_an_int8_engine(atto_checkpoint: Path, tmp_path: Path) -> None:
+    from engines.onnx_export import export_onnx
+    from engines.tensorrt_build import build_engine
+    from tests.test_export_onnx import _insert_input_qdq
+
+    fp32 = export_onnx(atto_checkpoint, tmp_path / "f.onnx", verify=False).path
+    _insert_input_qdq(fp32, tmp_path / "q.onnx")
+    result = build_engine(tmp_path / "q.onnx", tmp_path / "q.engine", flavour="tensorrt_rtx", targets="sm89",
+                          workspace_mb=32, progress=False)
+    assert result.sidecar.precision == "int8" and result.plan_bytes > 100_000
