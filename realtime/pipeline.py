@@ -41,7 +41,9 @@ delivered      output -> ``for result in``   1                    drop-oldest
 In LIVE mode the display never waits for the model: capture also feeds the ``display`` queue, and the
 overlay stage draws each frame at once with the newest prediction available (a one-slot holder the
 postprocess stage updates). With ``sync=True`` only frames whose own mask is ready are shown.
-Live mode infers one frame at a time; file mode batches up to the engine's ``preferred_batch``.
+Live mode infers one frame at a time and preprocessing pulls: it takes the newest frame only when the
+inference stage asks for one, so stale frames are dropped at the ``frames`` queue before any work is
+spent on them. File mode batches up to the engine's ``preferred_batch`` (at most ``max_batch``).
 
 Shutdown: :meth:`Pipeline.stop` (end of input, window closed, SIGINT/SIGTERM) stops capture; the other
 stages drain their queues, the output stage closes the sinks (so the MP4 is finalised with every frame
@@ -128,6 +130,7 @@ class Pipeline:
         self._t_end: float | None = None
         self._smoother = TemporalSmoother()
         self._newest = LatestValue()  # newest Prediction, for live display
+        self._want_batch = threading.Event()  # live: inference is ready for the next frame
         self.finished = threading.Event()  # set when the output stage has closed the sinks
         self.live = False
         self.batch = 1
@@ -306,6 +309,18 @@ class Pipeline:
     def _preprocess_loop(self) -> None:
         inbox, outbox = self.queues["frames"], self.queues["batches"]
 
+        def live_body() -> None:
+            # Pull, not push: prepare the newest frame only when inference asks for one, so frames that
+            # would be dropped anyway are never preprocessed and the mask is as fresh as it can be.
+            while True:
+                while not self._want_batch.wait(0.05):
+                    if inbox.closed or outbox.cancelled:
+                        return
+                self._want_batch.clear()
+                frame = inbox.get()
+                if frame is END or not outbox.put(preprocess_stage(self.engine, [frame])):
+                    return
+
         def body() -> None:
             while True:
                 first = inbox.get()
@@ -321,13 +336,16 @@ class Pipeline:
                     inbox.cancel()
                     return
 
-        self._guard("preprocess", body, inbox, [outbox])
+        self._guard("preprocess", live_body if self.live else body, inbox, [outbox])
 
     def _inference_loop(self) -> None:
         inbox, outbox = self.queues["batches"], self.queues["inferences"]
 
         def body() -> None:
-            while (batch := inbox.get()) is not END:
+            while True:
+                self._want_batch.set()
+                if (batch := inbox.get()) is END:
+                    return
                 for item in inference_stage(self.engine, batch):
                     if not outbox.put(item):
                         inbox.cancel()

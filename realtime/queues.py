@@ -59,6 +59,10 @@ class _BoundedQueue:
     def cancelled(self) -> bool:
         return self._cancelled
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         """Producer: no more items; the consumer drains the rest, then gets :data:`END`."""
         with self._cond:

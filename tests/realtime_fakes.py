@@ -74,9 +74,12 @@ def disc_center(index: int, height: int, width: int) -> tuple[int, int]:
     return (width // 4 + (index * 7) % (width // 2), height // 2)
 
 
-def write_disc_video(path: Path, frames: int, height: int = 96, width: int = 128, fps: int = 25) -> Path:
+def write_disc_video(
+    path: Path, frames: int, height: int = 96, width: int = 128, fps: int = 25, *, faststart: bool = False
+) -> Path:
     """A small H.264 MP4 whose frame ``i`` shows a disc at :func:`disc_center` ``(i)``; lossless (qp 0)."""
-    with av.open(str(path), "w") as container:
+    options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as container:
         stream = container.add_stream("libx264", rate=fps, options={"qp": "0", "preset": "ultrafast"})
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for i in range(frames):
@@ -97,3 +100,37 @@ def probe(path: Path) -> dict[str, Any]:
         duration = float(stream.duration * stream.time_base) if stream.duration else container.duration / 1e6
         return {"frames": count, "rate": stream.average_rate, "width": stream.width, "height": stream.height,
                 "duration": duration, "time_base": stream.time_base}
+
+
+class FailingSource:
+    """Wraps a source; ``read`` raises after ``fail_after`` frames (a camera or file failing mid-stream)."""
+
+    def __init__(self, source: Any, fail_after: int) -> None:
+        self.source = source
+        self.fail_after = fail_after
+        self.reads = 0
+        self.decode_errors = 0
+        self.closed = False
+
+    @property
+    def _info(self) -> Any:
+        return self.source._info
+
+    @property
+    def info(self) -> Any:
+        return self.source.info
+
+    def open(self) -> Any:
+        return self.source.open()
+
+    def read(self) -> Any:
+        if self.reads >= self.fail_after:
+            from realtime.errors import SourceError
+
+            raise SourceError("simulated read failure")
+        self.reads += 1
+        return self.source.read()
+
+    def close(self) -> None:
+        self.closed = True
+        self.source.close()

@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-from tests.realtime_fakes import BrightSpotEngine, disc_frame
 
 from realtime.overlay import draw_overlay
 from realtime.postprocess import TemporalSmoother, find_regions, postprocess_logits
@@ -18,6 +17,7 @@ from realtime.sinks import result_record
 from realtime.stages import inference_stage, overlay_stage, postprocess_stage, preprocess_stage
 from realtime.stats import find_episodes, latency_stats
 from realtime.types import Frame, Region
+from tests.realtime_fakes import BrightSpotEngine, disc_frame
 
 
 def logit_map(h: int, w: int, boxes: list[tuple[int, int, int, int]], high: float = 6.0) -> np.ndarray:

@@ -1,0 +1,130 @@
+"""File mode end to end: real clips in, every frame out, in order, at the input's rate, size and duration."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from realtime.errors import PipelineError
+from realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads, run_to_completion
+from realtime.sinks import JsonlSink, MaskPngSink, VideoWriterSink
+from realtime.sources import ImageFolderSource, VideoFileSource
+from tests.conftest import SAMPLE_CLIP
+from tests.realtime_fakes import BrightSpotEngine, FailingSource, disc_center, probe, write_disc_video
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    text = path.read_text()
+    assert text == "" or text.endswith("\n")  # no partial last line
+    return [json.loads(line) for line in text.splitlines()]
+
+
+@pytest.mark.parametrize("seq", ["seq01", "seq05"])
+def test_cvc_clip_every_frame_out_in_order(cvc_dir: Path, tmp_path: Path, seq: str) -> None:
+    clip = cvc_dir / seq / f"{seq}.mp4"
+    source = VideoFileSource(clip)
+    info = source.open()
+    engine = BrightSpotEngine(64, max_batch=4, preferred_batch=4)
+    sinks = [VideoWriterSink(tmp_path / "out.mp4", info), JsonlSink(tmp_path / "out.jsonl")]
+    summary = run_to_completion(source, engine, PipelineConfig(), sinks)
+
+    expected, got = probe(clip), probe(tmp_path / "out.mp4")
+    for key in ("frames", "rate", "width", "height", "duration"):
+        assert got[key] == pytest.approx(expected[key], abs=1e-3), key
+    records = read_jsonl(tmp_path / "out.jsonl")
+    assert [r["index"] for r in records] == list(range(expected["frames"]))
+    assert records[1]["time"] == pytest.approx(1 / 25) and records[-1]["time"] == pytest.approx(
+        (expected["frames"] - 1) / 25)
+    assert summary.frames_in == summary.frames_out == expected["frames"] and summary.frames_dropped == 0
+    assert summary.stopped == "end of input" and summary.error is None
+    assert max(engine.batch_sizes) == 4  # file mode batches up to the preferred batch
+    stages = {item.stage: item for item in summary.latency}
+    assert stages["inference"].count == expected["frames"] and stages["end_to_end"].p50_ms > 0
+    assert not pipeline_threads()
+
+
+def test_masks_line_up_with_a_known_disc(tmp_path: Path) -> None:
+    clip = write_disc_video(tmp_path / "disc.mp4", 12, height=96, width=128)
+    source = VideoFileSource(clip)
+    source.open()
+    sinks = [MaskPngSink(tmp_path / "masks"), JsonlSink(tmp_path / "r.jsonl")]
+    run_to_completion(source, BrightSpotEngine(64), PipelineConfig(batch=3), sinks)
+    pngs = sorted((tmp_path / "masks").glob("frame_*.png"))
+    assert [p.name for p in pngs] == [f"frame_{i:06d}.png" for i in range(12)]
+    for i, png in enumerate(pngs):
+        mask = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
+        assert mask.shape == (96, 128) and set(np.unique(mask)) <= {0, 255}
+        ys, xs = np.nonzero(mask)
+        cx, cy = disc_center(i, 96, 128)
+        assert abs(xs.mean() - cx) <= 2 and abs(ys.mean() - cy) <= 2
+        assert abs(len(xs) - np.pi * 16**2) < 0.25 * np.pi * 16**2  # disc radius 96 // 6
+    records = read_jsonl(tmp_path / "r.jsonl")
+    for i, record in enumerate(records):
+        x0, _, x1, _ = record["regions"][0]["box"]
+        assert abs((x0 + x1) / 2 - disc_center(i, 96, 128)[0]) <= 3
+
+
+def test_image_folder_at_fps(cvc_dir: Path, tmp_path: Path) -> None:
+    images = cvc_dir / "seq02" / "images"
+    count = len(list(images.iterdir()))
+    source = ImageFolderSource(images, fps=10)
+    info = source.open()
+    summary = run_to_completion(source, BrightSpotEngine(64), PipelineConfig(),
+                                [VideoWriterSink(tmp_path / "o.mp4", info)])
+    got = probe(tmp_path / "o.mp4")
+    assert summary.frames_out == count == got["frames"]
+    assert got["rate"] == 10 and got["duration"] == pytest.approx(count / 10, abs=1e-3)
+
+
+def test_1080p_sample_first_frames(tmp_path: Path) -> None:
+    if not SAMPLE_CLIP.exists():
+        pytest.skip(f"sample clip missing: {SAMPLE_CLIP}")
+    source = VideoFileSource(SAMPLE_CLIP)
+    info = source.open()
+    summary = run_to_completion(source, BrightSpotEngine(64), PipelineConfig(max_frames=4),
+                                [VideoWriterSink(tmp_path / "o.mp4", info)])
+    got = probe(tmp_path / "o.mp4")
+    assert (got["width"], got["height"], got["rate"], got["frames"]) == (1920, 1080, 30, 4)
+    assert got["duration"] == pytest.approx(4 / 30, abs=1e-3) and summary.stopped == "max frames"
+
+
+def test_iterating_results_and_breaking_early_shuts_down(cvc_dir: Path) -> None:
+    source = VideoFileSource(cvc_dir / "seq03" / "seq03.mp4")
+    indices = []
+    with Pipeline(source, BrightSpotEngine(64), PipelineConfig(batch=2)) as run:
+        for result in run:
+            assert result.annotated.shape == result.frame.rgb.shape
+            indices.append(result.index)
+            if len(indices) == 5:
+                break
+    assert indices == [0, 1, 2, 3, 4]
+    assert not pipeline_threads()
+    assert run.summary().stopped in ("stopped", "end of input", "max frames")
+
+
+@pytest.mark.parametrize("failure", ["source", "engine"])
+def test_mid_stream_failure_keeps_what_was_processed(cvc_dir: Path, tmp_path: Path, failure: str) -> None:
+    clip = cvc_dir / "seq04" / "seq04.mp4"
+    inner = VideoFileSource(clip)
+    info = inner.open()
+    source = FailingSource(inner, 9) if failure == "source" else inner
+    engine = BrightSpotEngine(64, fail_after=3 if failure == "engine" else None)
+    sinks = [VideoWriterSink(tmp_path / "o.mp4", info), JsonlSink(tmp_path / "o.jsonl")]
+    with pytest.raises(PipelineError) as caught:
+        run_to_completion(source, engine, PipelineConfig(batch=2), sinks)
+    summary = caught.value.summary
+    assert summary is not None and summary.stopped == "error"
+    assert ("simulated read failure" if failure == "source" else "fake engine failure") in str(caught.value)
+    expected = 9 if failure == "source" else 6  # 3 batches of 2 before the engine fails
+    got = probe(tmp_path / "o.mp4")
+    records = read_jsonl(tmp_path / "o.jsonl")
+    assert got["frames"] == len(records) == summary.frames_out == expected
+    assert got["duration"] == pytest.approx(expected / 25, abs=1e-3)
+    assert [r["index"] for r in records] == list(range(expected))
+    assert not pipeline_threads()
+    assert not [t for t in threading.enumerate() if t.name.startswith("polyp-live")]
