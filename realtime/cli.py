@@ -155,12 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     check_outputs(args)
     view = display_available() and not args.no_view
     writes = bool(args.output or args.jsonl or args.masks)
-    if args.input and not view and not writes:
-        print(f"{PROG}: nothing will be written (add --output FILE.mp4, --jsonl FILE or --masks DIR); "  # noqa: T201
-              "processing for the summary only", file=sys.stderr)
     source = open_source(args.device or args.input, fps=args.fps, resolution=parse_resolution(args.resolution),
                          device=bool(args.device))
     info = source.open()
+    if args.input and not view and not writes:
+        print(f"{PROG}: nothing will be written (add --output FILE.mp4, --jsonl FILE or --masks DIR); "  # noqa: T201
+              "processing for the summary only", file=sys.stderr)
     settings = SettingsBox(render_settings(args, info.live))
     from engines.registry import open_engine
 

@@ -201,6 +201,15 @@ class Pipeline:
             self._resume.set()
 
     @property
+    def stop_requested(self) -> bool:
+        """``stop()`` was called (Ctrl+C, window closed) -- not set by the end of the input."""
+        return self._stopped_by_user
+
+    @property
+    def running(self) -> bool:
+        return self._started and not self.finished.is_set()
+
+    @property
     def paused(self) -> bool:
         return not self._resume.is_set()
 
