@@ -139,7 +139,7 @@ def frames_from_video(
     if seen == 0:
         raise CalibrationError(f"cannot read video {path}: no frame could be decoded")
     note = (
-        f"every {step}th of {seen} decoded frames, {skipped} near-duplicates skipped "
+        f"one frame in {step} of {seen} decoded frames, {skipped} near-duplicates skipped "
         f"(thumbnail difference < {min_diff} grey levels)"
     )
     logger.info("video %s: %s -> %d frames", path.name, note, len(frames))

@@ -107,15 +107,19 @@ def run_logits(session: Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [np.asarray(session.run(None, {INPUT_NAME: x})[0], dtype=np.float32)[0, 0] for x in inputs]
 
 
-def median_latency_ms(session: Any, sample: np.ndarray, runs: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        session.run(None, {INPUT_NAME: sample})
-    times = []
+def interleaved_latency_ms(sessions: Sequence[Any], sample: np.ndarray, runs: int, warmup: int = 2) -> list[float]:
+    """Median batch-1 latency of each session, timed round-robin so that load from other processes on a
+    shared machine falls on every model alike."""
+    for session in sessions:
+        for _ in range(warmup):
+            session.run(None, {INPUT_NAME: sample})
+    times: list[list[float]] = [[] for _ in sessions]
     for _ in range(max(1, runs)):
-        start = time.perf_counter()
-        session.run(None, {INPUT_NAME: sample})
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000.0)
+        for index, session in enumerate(sessions):
+            start = time.perf_counter()
+            session.run(None, {INPUT_NAME: sample})
+            times[index].append(time.perf_counter() - start)
+    return [float(np.median(t) * 1000.0) for t in times]
 
 
 def default_threads() -> int:
@@ -133,20 +137,17 @@ def score_models(
 ) -> list[ModelRow]:
     """Score ``(name, path, is_output)`` models; the first one is the FP32 reference."""
     cut = logit_threshold(contract)
+    sessions = [cpu_session(path, threads) for _, path, _ in models]
+    masks = [[logits >= cut for logits in run_logits(session, inputs)] for session in sessions]
+    latencies = interleaved_latency_ms(sessions, inputs[0], latency_runs)
+    del sessions
     rows: list[ModelRow] = []
-    reference: list[np.ndarray] = []
-    for index, (name, path, is_output) in enumerate(models):
-        session = cpu_session(path, threads)
-        masks = [logits >= cut for logits in run_logits(session, inputs)]
-        if index == 0:
-            reference = masks
-        latency = median_latency_ms(session, inputs[0], latency_runs)
-        del session
-        dice_ref, iou_ref = mean_scores(masks, reference)
-        agreement = float(np.mean([(m == r).mean() for m, r in zip(masks, reference, strict=True)]))
+    for (name, path, is_output), mask, latency in zip(models, masks, latencies, strict=True):
+        dice_ref, iou_ref = mean_scores(mask, masks[0])
+        agreement = float(np.mean([(m == r).mean() for m, r in zip(mask, masks[0], strict=True)]))
         dice_gt = iou_gt = None
         if truths is not None:
-            dice_gt, iou_gt = mean_scores(masks, truths)
+            dice_gt, iou_gt = mean_scores(mask, truths)
         rows.append(ModelRow(name, str(path), latency, dice_ref, iou_ref, agreement, dice_gt, iou_gt, is_output))
         logger.info("%s: %.2f ms, agreement with FP32 %.4f", name, latency, agreement)
     return rows
@@ -181,7 +182,7 @@ def to_markdown(report: CalibrationReport) -> str:
         f"{quant['qdq_nodes']} Q/DQ nodes",
         f"- kept in float: {', '.join(quant['excluded_nodes']) or 'nothing'}",
         f"- evaluation: {ev['images']} frames, {ev['data']}; reference {ev['reference']}; "
-        f"latency: ONNX Runtime CPU, batch 1, {ev['threads']} threads, median of {ev['latency_runs']} runs",
+        f"latency: ONNX Runtime CPU, batch 1, {ev['threads']} threads, median of {ev['latency_runs']} interleaved runs",
         "",
         "| model | Dice (GT) | IoU (GT) | Dice vs FP32 | IoU vs FP32 | pixel agreement | latency ms | speed-up |",
         "|---|---|---|---|---|---|---|---|",

@@ -227,3 +227,25 @@ def test_bad_inputs_give_one_error_line(make_input: str, message: str, atto_chec
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("polyp-calibrate: error:") and message in err[0], err
     assert not out.exists()
+
+
+def test_video_source_with_ground_truth_eval_and_default_cache(
+    atto_checkpoint: Path, cvc_dir: Path, kvasir_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real CVC-ClinicDB clip for calibration, Kvasir-SEG pairs as ground truth; cache beside the output."""
+    out = tmp_path / "clip.int8.onnx"
+    argv = ["--checkpoint", str(atto_checkpoint), "--video", str(cvc_dir / "seq01" / "seq01.mp4"), "--out", str(out),
+            "--eval-data", str(kvasir_dir), "--target", "cpu", "--no-compare-targets", "--report-json",
+            str(tmp_path / "r.json"), *FAST, "--eval-samples", "4"]
+    with caplog.at_level(logging.WARNING):
+        assert run_cli(main, argv, prog="polyp-calibrate") == 0
+    assert "300 or more" in caplog.text  # 16 frames: warned, not refused
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["evaluation"]["ground_truth"] and report["gate"]["basis"] == "ground truth"
+    assert report["evaluation"]["images"] == 4 and report["calibration"]["samples"] == 16
+    assert all(r["dice_gt"] is not None for r in report["rows"])
+    assert "seq01.mp4" in report["calibration"]["source"] and "one frame in 1 of 25" in report["calibration"]["note"]
+    assert (tmp_path / "clip.int8.calib.json").is_file()
+    zero_points = [n.input[2] for n in onnx.load(str(out)).graph.node if n.op_type == "QuantizeLinear"]
+    inits = _initializers(onnx.load(str(out)))
+    assert zero_points and all(inits[z].dtype == np.uint8 for z in zero_points)  # cpu target: UINT8 activations
