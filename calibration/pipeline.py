@@ -163,12 +163,13 @@ def _split_frames(config: CalibrationConfig, contract: ModelContract) -> tuple[F
     if config.eval_data is not None:
         evaluation = masked_frames(config.eval_data, config.eval_samples, contract, seed=config.seed)
     elif config.source.kind == "data":
-        other = "val" if config.source.split != "val" else "train"
+        other = "val" if config.source.split != "val" else "test"
         evaluation = frames_from_split(
             config.source.path, other, config.source.split_file, config.eval_samples, contract,
             seed=config.seed, with_masks=True,
         )
-        notes.append(f"evaluated on the held-out {other} split with its masks")
+        if len(evaluation):
+            notes.append(f"evaluated on the held-out {other} split with its masks")
     else:
         evaluation = FrameSet(pool.source, tuple(frames[config.samples :]), "held-out frames of the same source")
     if len(evaluation) == 0:
@@ -177,8 +178,8 @@ def _split_frames(config: CalibrationConfig, contract: ModelContract) -> tuple[F
     return calib, evaluation, notes
 
 
-def _export_and_prepare(checkpoint: Path, contract: ModelContract, work: Path) -> tuple[Path, Path, tuple[str, ...]]:
-    """FP32 ONNX through polyp-export's exporter, then quant_pre_process; returns (fp32, prepared, node names)."""
+def _export_and_prepare(checkpoint: Path, contract: ModelContract, work: Path) -> tuple[Path, Path]:
+    """FP32 ONNX through polyp-export's exporter, then quant_pre_process (every node named); (fp32, prepared)."""
     import onnx
 
     from engines.onnx_export import export_onnx
@@ -191,7 +192,7 @@ def _export_and_prepare(checkpoint: Path, contract: ModelContract, work: Path) -
         node.name = f"{node.op_type}_unnamed_{index}"
     if unnamed:
         onnx.save(model, str(prepared))
-    return fp32, prepared, tuple(n.name for n in model.graph.node)
+    return fp32, prepared
 
 
 def _ranges(
@@ -211,13 +212,12 @@ def _ranges(
 def calibrate(config: CalibrationConfig) -> CalibrationOutcome:
     """Calibrate, quantize and evaluate; writes the reports. The accuracy gate is applied by :func:`enforce_gate`."""
     import onnx
+    import onnxruntime
 
     _check_config(config)
     checkpoint, contract, weights_sha = _load_contract(config)
     calib, evaluation, notes = _split_frames(config, contract)
     h, w = contract.input_size
-    import onnxruntime
-
     key = CacheKey(model_key(weights_sha, contract.input_size, f"onnxruntime {onnxruntime.__version__}"),
                    calib.fingerprint(), config.method, len(calib),
                    model=f"PEFNet-{contract.variant} {h}x{w} from {checkpoint.name}")
@@ -225,7 +225,7 @@ def calibrate(config: CalibrationConfig) -> CalibrationOutcome:
     cached = load_cache(config.cache or default_cache_path(config.out), key, explicit=config.cache is not None)
     with tempfile.TemporaryDirectory(prefix="polyp-calibrate-") as tmp:
         work = Path(tmp)
-        fp32, prepared, _ = _export_and_prepare(checkpoint, contract, work)
+        fp32, prepared = _export_and_prepare(checkpoint, contract, work)
         keep = select_keep_float(onnx.load(str(prepared), load_external_data=False), config.keep_float)
         exclude = tuple(dict.fromkeys(name for names in keep.values() for name in names))
         ranges, cache_path, hit, seconds = _ranges(config, prepared, calib, contract, key, cached)

@@ -185,3 +185,21 @@ def test_dice_and_iou_by_hand() -> None:
     b[0, 1:4] = True  # 3 pixels, 1 shared
     dice, iou = dice_iou(a, b)
     assert dice == pytest.approx(2 * 1 / 5) and iou == pytest.approx(1 / 4)
+
+
+def test_data_split_calibrates_on_train_and_evaluates_on_val_with_masks(kvasir_dir: Path) -> None:
+    from calibration.pipeline import CalibrationConfig, SourceSpec, _split_frames
+    from train.data import load_split
+    from train.zoo import WEIGHTS_DIR
+
+    split_file = WEIGHTS_DIR.parent / "splits" / "kvasir_seg_600_200.json"
+    if not split_file.is_file():
+        pytest.skip(f"committed split missing: {split_file}")
+    split = load_split(split_file)
+    config = CalibrationConfig(checkpoint="unused", out=Path("unused.onnx"), samples=16, eval_samples=4,
+                               source=SourceSpec("data", kvasir_dir, "train", split_file))
+    calib, evaluation, notes = _split_frames(config, CONTRACT)
+    assert len(calib) == 16 and {f.name for f in calib.frames} <= set(split.train)
+    assert all(f.mask is None for f in calib.frames)
+    assert len(evaluation) == 4 and {f.name for f in evaluation.frames} <= set(split.val)
+    assert all(f.mask is not None for f in evaluation.frames) and "val split" in notes[0]
