@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import cv2
 import numpy as np
 import pytest
@@ -9,7 +11,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.train_helpers import torch_threads
 from train.augment import NO_AUGMENT, AugmentConfig, augment_batch
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    with torch_threads(1):
+        yield
 
 STRONG = AugmentConfig(crop_scale=(0.6, 1.0), rotate_deg=45.0, rotate_p=1.0, flip_p=0.5, distort=0.4, distort_p=1.0,
                        cutout_p=0.0)

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
+from tests.train_helpers import torch_threads
 from train.backbone_weights import convert_state_dict, load_backbone_weights
 from train.checkpoint import checkpoint_paths, load_checkpoint, read_checkpoint, save_checkpoint, sha256_file
 from train.contract import ModelContract
 from train.convnext import ConvNeXtEncoder
 from train.errors import CheckpointError
 from train.variants import VARIANTS, create_model
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    with torch_threads(1):
+        yield
 
 
 def _model(variant: str = "atto", seed: int = 0) -> torch.nn.Module:

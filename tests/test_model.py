@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
 
+from tests.train_helpers import torch_threads
 from train.errors import UnknownVariantError
 from train.pefnet import MPEBlock, count_parameters, sinusoidal_embedding_2d
 from train.variants import VARIANTS, create_model
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    with torch_threads(1):
+        yield
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))

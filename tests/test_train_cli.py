@@ -10,14 +10,21 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.train_helpers import small_dataset
+from tests.train_helpers import small_dataset, torch_threads
 from train.checkpoint import load_checkpoint, read_checkpoint
 from train.cli_train import main as train_main
 from train.cli_utils import run_cli
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    with torch_threads(1):
+        yield
 
 
 def _args(data: Path, out: Path, epochs: int, *extra: str) -> list[str]:
@@ -30,7 +37,8 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("train")
     data = small_dataset(root / "data", n=8)
     out = root / "run"
-    assert train_main(_args(data, out, 4, "--no-augment")) == 0
+    with torch_threads(1):
+        assert train_main(_args(data, out, 4, "--no-augment")) == 0
     return data, out
 
 
@@ -60,18 +68,6 @@ def test_short_run_reduces_loss_and_writes_outputs(trained_run: tuple[Path, Path
     assert info.license and "research use only" in info.license
     model, _, _ = load_checkpoint(out / "last")
     assert not model.training
-
-
-def test_resume_continues(trained_run: tuple[Path, Path], tmp_path: Path) -> None:
-    data, out = trained_run
-    import shutil
-
-    copy = tmp_path / "run"
-    shutil.copytree(out, copy)
-    assert train_main(_args(data, copy, 5, "--no-augment", "--resume", str(copy / "last"))) == 0
-    rows = _log(copy)
-    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
-    assert json.loads((copy / "metrics.json").read_text())["epochs_run"] == 5
 
 
 def test_missing_data_folder_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -130,28 +126,34 @@ def test_time_budget_shortens_the_run(tmp_path: Path) -> None:
     assert metrics["elapsed_s"] < 60
 
 
-def test_interrupt_saves_a_resumable_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_interrupt_saves_a_resumable_checkpoint_and_resume_continues(
+    trained_run: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
     from train import trainer
 
-    data = small_dataset(tmp_path / "data", n=8)
-    out = tmp_path / "interrupted"
+    data, trained = trained_run
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
     original = trainer.Trainer.train_epoch
 
-    def interrupt_second(self: trainer.Trainer, epoch: int) -> dict[str, float]:
-        if epoch == 2:
+    def interrupt_at_6(self: trainer.Trainer, epoch: int) -> dict[str, float]:
+        if epoch == 6:
             raise KeyboardInterrupt
         return original(self, epoch)
 
-    monkeypatch.setattr(trainer.Trainer, "train_epoch", interrupt_second)
-    assert run_cli(train_main, _args(data, out, 3), prog="polyp-train") == 130
+    monkeypatch.setattr(trainer.Trainer, "train_epoch", interrupt_at_6)
+    assert run_cli(train_main, _args(data, out, 6, "--resume", str(out / "last")), prog="polyp-train") == 130
     assert "interrupted" in capsys.readouterr().err
     assert json.loads((out / "metrics.json").read_text())["interrupted"] is True
-    assert (out / "last.state.safetensors").is_file()
-    assert json.loads((out / "last.state.json").read_text())["epoch"] == 1
+    assert json.loads((out / "last.state.json").read_text())["epoch"] == 5  # epochs 5 done, 6 interrupted
+    assert json.loads((out / "split.json").read_text()) == json.loads((trained / "split.json").read_text())
     monkeypatch.setattr(trainer.Trainer, "train_epoch", original)
-    assert train_main(_args(data, out, 3, "--resume", str(out / "last"))) == 0
-    assert [int(r["epoch"]) for r in _log(out)] == [1, 2, 3]
+    assert train_main(_args(data, out, 6, "--resume", str(out / "last"))) == 0
+    assert [int(r["epoch"]) for r in _log(out)] == [1, 2, 3, 4, 5, 6]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 6 and not metrics["interrupted"] and len(metrics["images_per_s"]) == 6
 
 
 def test_bad_arguments_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
