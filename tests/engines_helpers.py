@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,17 @@ import pytest
 
 _MADE: dict[tuple[str, ...], Path] = {}
 DYNAMIC_BATCH = (1, 2, 4)
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """torch on one thread during a test: on 2 shared cores two spinning threads run 3-5x slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def _workdir(factory: pytest.TempPathFactory) -> Path:

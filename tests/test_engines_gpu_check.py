@@ -11,6 +11,9 @@ import pytest
 
 from engines.devices import cuda_available
 from engines.gpu_check import main
+from tests.engines_helpers import one_torch_thread  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_dry_run_on_cpu_writes_a_passing_report(tmp_path: Path) -> None:

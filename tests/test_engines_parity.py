@@ -17,9 +17,17 @@ from engines.base import Engine
 from engines.errors import EngineError
 from engines.parity import PARITY_THRESHOLDS, compare_logits, parity_frames, torch_reference_logits
 from engines.registry import available_backends, open_engine
-from tests.engines_helpers import DYNAMIC_BATCH, balanced_checkpoint, built_engine, exported
+from tests.engines_helpers import (
+    DYNAMIC_BATCH,
+    balanced_checkpoint,
+    built_engine,
+    exported,
+    one_torch_thread,  # noqa: F401  (fixture)
+)
 from train.checkpoint import load_checkpoint
 from train.preprocess import preprocess_batch
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # (backend, precision, device the combination needs)
 COMBINATIONS = [

@@ -13,8 +13,13 @@ from engines import registry
 from engines.errors import BackendUnavailableError, EngineError
 from engines.onnxruntime_backend import OnnxRuntimeEngine
 from engines.registry import SUFFIX_BACKENDS, open_engine, plan_engine, resolve_engine_path
-from tests.engines_helpers import exported
+from tests.engines_helpers import (
+    exported,
+    one_torch_thread,  # noqa: F401  (fixture)
+)
 from train.errors import CheckpointError
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _one_line(exc: BaseException) -> str:

@@ -12,8 +12,13 @@ from engines.cli_export import main, parse_dynamic_batch, parse_size
 from engines.errors import ExportError
 from engines.onnx_export import read_onnx_metadata
 from engines.sidecar import read_sidecar
-from tests.engines_helpers import exported
+from tests.engines_helpers import (
+    exported,
+    one_torch_thread,  # noqa: F401  (fixture)
+)
 from train.cli_utils import run_cli
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _fails(argv: list[str], capsys: pytest.CaptureFixture[str], message: str) -> None:

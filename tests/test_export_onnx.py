@@ -11,8 +11,11 @@ import pytest
 
 from engines.errors import EngineError, ExportError
 from engines.onnx_export import export_onnx, read_onnx_contract, read_onnx_metadata
+from tests.engines_helpers import one_torch_thread  # noqa: F401  (fixture)
 from train.checkpoint import load_checkpoint
 from train.errors import ContractError
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _run(path: Path, batch: np.ndarray) -> np.ndarray:

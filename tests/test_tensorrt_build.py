@@ -21,8 +21,16 @@ from engines.devices import GpuInfo
 from engines.errors import BackendUnavailableError, EngineError, EngineMismatchError
 from engines.registry import open_engine
 from engines.sidecar import read_sidecar, sidecar_path
-from tests.engines_helpers import DYNAMIC_BATCH, balanced_checkpoint, built_engine, exported
+from tests.engines_helpers import (
+    DYNAMIC_BATCH,
+    balanced_checkpoint,
+    built_engine,
+    exported,
+    one_torch_thread,  # noqa: F401  (fixture)
+)
 from train.checkpoint import sha256_file
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 trt = pytest.importorskip("tensorrt_rtx", reason="tensorrt-rtx-cu13 is not installed")
 
