@@ -148,3 +148,15 @@ def test_missing_onnxruntime_names_the_pip_package(atto_checkpoint: Path, monkey
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
     with pytest.raises(BackendUnavailableError, match="pip install onnxruntime"):
         open_engine(onnx_path)
+
+
+def test_static_batch_onnx_pads_short_batches(atto_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    static = exported(tmp_path_factory, atto_checkpoint, batch=2)
+    batch = np.random.default_rng(3).uniform(-1, 1, (2, 3, 64, 64)).astype(np.float32)
+    with open_engine(static, threads=1) as engine:
+        assert (engine.info.max_batch, engine.info.preferred_batch) == (2, 2)
+        assert "1 threads" in engine.info.detail
+        both = engine.infer(batch)
+        first = engine.infer(batch[:1])
+    assert first.shape == (1, 1, 64, 64)
+    np.testing.assert_allclose(first, both[:1], atol=1e-4 * float(np.abs(both).max()))
