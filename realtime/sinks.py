@@ -77,10 +77,14 @@ class VideoWriterSink:
             self._container: Any = av.open(str(self.path), "w", options={"movflags": "+faststart"})
         except (av.error.FFmpegError, OSError) as exc:
             raise OutputError(f"cannot write {self.path}: {exc}") from None
-        stream = self._container.add_stream("libx264", rate=rate, options={"preset": preset, "crf": str(crf)})
+        # No B-frames: frames leave the encoder at once (live recording), and timestamps stay monotonic in
+        # decode order, so MP4 durations are exact; the last frame lasts one nominal frame period.
+        options = {"preset": preset, "crf": str(crf), "bf": "0"}
+        stream = self._container.add_stream("libx264", rate=rate, options=options)
         stream.width, stream.height = self.width, self.height
         stream.pix_fmt = "yuv420p"
         stream.time_base = self.time_base
+        stream.codec_context.time_base = self.time_base  # else the encoder rounds pts to 1/rate (breaks VFR)
         self._stream = stream
 
     def write(self, result: Result) -> None:

@@ -427,7 +427,7 @@ class ReconnectingSource(Source):
             try:
                 return self.source.read()
             except SourceDisconnected as exc:
-                logger.warning("%s; reconnecting for up to %.0f s", exc, self.max_wait_s)
+                logger.warning("%s; reconnecting for up to %.1f s", exc, self.max_wait_s)
             self._reconnect()
 
     def _reconnect(self) -> None:

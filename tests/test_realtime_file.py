@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -128,3 +129,35 @@ def test_mid_stream_failure_keeps_what_was_processed(cvc_dir: Path, tmp_path: Pa
     assert [r["index"] for r in records] == list(range(expected))
     assert not pipeline_threads()
     assert not [t for t in threading.enumerate() if t.name.startswith("polyp-live")]
+
+
+def test_variable_frame_rate_timestamps_are_kept(tmp_path: Path) -> None:
+    import av
+
+    from tests.realtime_fakes import disc_frame
+
+    clip = tmp_path / "vfr.mp4"
+    stamps_ms = [0, 40, 80, 200, 240, 400, 433, 466, 700]  # irregular gaps, as from a screen recorder
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
+        stream.time_base = Fraction(1, 1000)
+        for i, ms in enumerate(stamps_ms):
+            frame = av.VideoFrame.from_ndarray(disc_frame(96, 128, (20 + 10 * i, 48), 12), format="rgb24")
+            frame.pts, frame.time_base = ms, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    def timestamps_ms(path: Path) -> list[int]:
+        with av.open(str(path)) as container:
+            return [round(float(f.pts * f.time_base) * 1000) for f in container.decode(container.streams.video[0])]
+
+    in_ms = timestamps_ms(clip)
+    assert len(in_ms) == len(stamps_ms) and len(set(np.diff(in_ms))) > 2  # really variable
+    source = VideoFileSource(clip)
+    info = source.open()
+    sinks = [VideoWriterSink(tmp_path / "o.mp4", info), JsonlSink(tmp_path / "o.jsonl")]
+    run_to_completion(source, BrightSpotEngine(64), PipelineConfig(), sinks)
+    assert [round(r["time"] * 1000) for r in read_jsonl(tmp_path / "o.jsonl")] == in_ms
+    assert timestamps_ms(tmp_path / "o.mp4") == in_ms

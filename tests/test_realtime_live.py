@@ -75,7 +75,7 @@ def test_camera_that_stays_away_fails_with_a_clear_error() -> None:
     source = ReconnectingSource(camera, max_wait_s=0.5)
     with pytest.raises(PipelineError, match=r"did not come back within 0\.5 s") as caught:
         run_to_completion(source, BrightSpotEngine(64), PipelineConfig())
-    assert caught.value.summary is not None and caught.value.summary.frames_out >= 5
+    assert caught.value.summary is not None and caught.value.summary.frames_out >= 2
     assert not pipeline_threads()
 
 
@@ -89,3 +89,18 @@ def test_simulated_camera_skips_ticks_for_a_slow_reader() -> None:
     camera.close()
     with pytest.raises(SourceError):
         camera.read()
+
+
+def test_live_recording_is_a_playable_mp4(tmp_path) -> None:
+    from realtime.sinks import JsonlSink, VideoWriterSink
+    from tests.realtime_fakes import probe
+
+    camera = SimulatedCamera(30.0, 96, 64, frames=30)
+    info = camera.open()
+    sinks = [VideoWriterSink(tmp_path / "live.mp4", info), JsonlSink(tmp_path / "live.jsonl")]
+    summary = run_to_completion(camera, BrightSpotEngine(64, delay_s=0.03), PipelineConfig(), sinks)
+    got = probe(tmp_path / "live.mp4")
+    lines = (tmp_path / "live.jsonl").read_text().splitlines()
+    assert got["frames"] == summary.frames_out == len(lines) >= 20
+    assert (got["width"], got["height"]) == (96, 64)
+    assert 0.6 <= got["duration"] <= 1.1  # one second of camera time, shown frames at their capture times
