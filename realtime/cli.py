@@ -38,6 +38,16 @@ from train.cli_utils import run_cli, setup_logging
 PROG = "polyp-live"
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Real-time polyp segmentation for colonoscopy video.")
     where = parser.add_mutually_exclusive_group(required=True)
@@ -55,11 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-area", type=float, default=0.0005, help="drop regions below this frame fraction")
     parser.add_argument("--boxes", action="store_true", help="draw region boxes")
     parser.add_argument("--no-view", action="store_true", help="never open the viewer")
-    parser.add_argument("--max-frames", type=int, help="stop after N frames")
+    parser.add_argument("--max-frames", type=positive_int, help="stop after N frames")
     parser.add_argument("--resolution", help="capture resolution WxH (devices)")
     parser.add_argument("--fps", type=float, help="capture rate (devices) or playback rate (image folders)")
     parser.add_argument("--sync", action="store_true", help="live: show only frames whose own mask is ready")
-    parser.add_argument("--batch", type=int, help="file mode: frames per inference (default: the engine's best)")
+    parser.add_argument("--batch", type=positive_int, help="file mode: frames per inference (default: engine's best)")
     parser.add_argument("--preset", default=DEFAULT_PRESET, help=f"x264 preset for --output (default {DEFAULT_PRESET})")
     parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
     return parser

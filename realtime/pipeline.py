@@ -141,7 +141,7 @@ class Pipeline:
     def start(self) -> Pipeline:
         if self._started:
             return self
-        if self.source._info is None:
+        if not self.source.opened:
             self.source.open()
         info = self.source.info
         self.live = info.live if self.config.live is None else self.config.live
@@ -233,6 +233,8 @@ class Pipeline:
         if not self._started:
             self.source.close()
             return
+        if self._threads[0].is_alive() and self._error is None:
+            self._stopped_by_user = True  # closed before the input ended (e.g. the loop broke early)
         self._stop.set()
         self._resume.set()
         self.queues["delivered"].cancel()  # nobody reads any more
@@ -456,7 +458,7 @@ class Pipeline:
             stopped, error = "error", f"{self._error[0]} failed: {self._error[1]}"
         else:
             stopped, error = ("stopped" if self._stopped_by_user else self._end_reason), None
-        src = self.source._info
+        src = self.source.info if self.source.opened else None
         return RunSummary(
             source=src.description if src else "?", mode=self.mode, engine=info.describe(), backend=info.backend,
             precision=info.precision, device=info.device, frames_in=self.frames_in, frames_out=frames_out,

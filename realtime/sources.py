@@ -41,6 +41,10 @@ class Source(ABC):
         self._info: SourceInfo | None = None
 
     @property
+    def opened(self) -> bool:
+        return self._info is not None
+
+    @property
     def info(self) -> SourceInfo:
         if self._info is None:
             raise SourceError(f"{type(self).__name__} is not open")
@@ -385,8 +389,10 @@ class SimulatedCamera(Source):
         if self.frames is not None and tick >= self.frames:
             return None
         self._last_tick = tick
+        start = time.monotonic()  # capture time = producing the picture, not waiting for the tick
+        rgb = self.render(tick)
         now = time.monotonic()
-        return Frame(tick, self.render(tick), tick / self.fps, now, now - start)
+        return Frame(tick, rgb, tick / self.fps, now, now - start)
 
     def close(self) -> None:
         self._open = False

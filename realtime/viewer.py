@@ -218,7 +218,7 @@ class ViewerWindow(QMainWindow):
         self._tick()
 
     def _tick(self) -> None:
-        if self.pipeline.stop_requested and not self.isHidden() and not self.finished:
+        if self.pipeline.stop_requested and not self.isHidden():
             self.close()  # Ctrl+C / SIGTERM in the terminal
             return
         stats = self.pipeline.stats
@@ -263,7 +263,7 @@ def attach_viewer(
     pipeline: Pipeline, settings: SettingsBox, output_dir: str | Path = "."
 ) -> ViewerWindow:
     """Create the display sink, recorder and window for ``pipeline`` (call before ``pipeline.start()``)."""
-    if pipeline.source._info is None:
+    if not pipeline.source.opened:
         pipeline.source.open()
     display = QtDisplaySink()
     recorder = ToggleRecorder(pipeline.source.info)

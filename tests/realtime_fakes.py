@@ -113,8 +113,8 @@ class FailingSource:
         self.closed = False
 
     @property
-    def _info(self) -> Any:
-        return self.source._info
+    def opened(self) -> bool:
+        return self.source.opened
 
     @property
     def info(self) -> Any:
