@@ -158,7 +158,7 @@ def prepare_data(cfg: TrainConfig, contract: ModelContract, device: torch.device
         split_path = Path(cfg.split_file)
         split = load_split(split_path)
     else:
-        split = make_split(pairs, cfg.split, cfg.seed, dataset=Path(cfg.data).name)
+        split = make_split(pairs, cfg.split, cfg.seed, dataset=Path(cfg.data).resolve().name)
         split_path = save_split(split, Path(cfg.out) / "split.json")
     train_pairs = select(pairs, split, "train", split_path=split_path)
     val_pairs = select(pairs, split, "val", split_path=split_path)
