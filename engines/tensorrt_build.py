@@ -65,18 +65,13 @@ def build_engine(
     when no TensorRT is installed or a non-RTX TensorRT has no GPU to build for.
     """
     onnx_path, out = Path(onnx_path), Path(out)
-    meta = read_onnx_metadata(onnx_path)
+    meta = read_onnx_metadata(onnx_path)  # precision is int8 when the graph holds Q/DQ nodes
     onnx_bytes = onnx_path.read_bytes()
-    precision = meta.precision  # int8 when the graph holds Q/DQ nodes
     spec, module = resolve_flavour(flavour)
     chosen = _targets(spec, targets)
     builder_logger = make_logger(module)
     builder = module.Builder(builder_logger)
-    network = builder.create_network(1 << int(module.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    parser = module.OnnxParser(network, builder_logger)
-    if not parser.parse(onnx_bytes):
-        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise ExportError(f"{onnx_path}: TensorRT cannot parse the ONNX ({errors[0] if errors else 'unknown error'})")
+    network, _parser = _parse(module, builder, builder_logger, onnx_path, onnx_bytes)  # parser owns the weights
     config = builder.create_builder_config()
     config.set_memory_pool_limit(module.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
     _set_targets(spec, module, config, chosen)
@@ -84,9 +79,8 @@ def build_engine(
     cache = _attach_timing_cache(spec, config, timing_cache)
     monitor = _progress_monitor(module, progress)
     config.progress_monitor = monitor
-    logger.info(
-        "building a %s %s engine for %s (workspace %d MiB)", spec.name, precision, ", ".join(chosen), workspace_mb
-    )
+    logger.info("building a %s %s engine for %s (workspace %d MiB)", spec.name, meta.precision, ", ".join(chosen),
+                workspace_mb)
     start = time.perf_counter()
     plan = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - start
@@ -100,7 +94,7 @@ def build_engine(
     gpu = gpu_info(0)
     sidecar = EngineSidecar(
         contract=meta.contract,
-        precision=precision,
+        precision=meta.precision,
         batch=meta.batch,
         io_dtype=meta.io_dtype,
         flavour=spec.name,
@@ -116,6 +110,20 @@ def build_engine(
     side = write_sidecar(out, sidecar)
     logger.info("built %s (%.1f MB) in %.1f s", out, len(plan_bytes) / 1e6, seconds)
     return BuildResult(out, side, sidecar, seconds, len(plan_bytes))
+
+
+def _parse(
+    module: ModuleType, builder: Any, builder_logger: Any, onnx_path: Path, onnx_bytes: bytes
+) -> tuple[Any, Any]:
+    """``(network, parser)``: a STRONGLY_TYPED network, so the ONNX's dtypes (FP16, Q/DQ INT8) decide precision.
+    Keep the parser alive until the build ends: it owns the weights the network points to."""
+    network = builder.create_network(1 << int(module.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = module.OnnxParser(network, builder_logger)
+    if not parser.parse(onnx_bytes):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        first = errors[0] if errors else "unknown error"
+        raise ExportError(f"{onnx_path}: TensorRT cannot parse the ONNX ({first})")
+    return network, parser
 
 
 def _targets(spec: TrtFlavour, requested: Sequence[str] | str | None) -> tuple[str, ...]:
