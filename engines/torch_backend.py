@@ -25,6 +25,7 @@ from train.errors import CheckpointError
 logger = logging.getLogger(__name__)
 
 COMPILE_MODES = ("max-autotune", "reduce-overhead", "default", "max-autotune-no-cudagraphs")
+_COMPILE_WITH_GRAPHS = ("max-autotune", "reduce-overhead")  # inductor wraps these in CUDA graphs
 DEFAULT_MAX_BATCH = 8
 
 
@@ -94,8 +95,9 @@ class TorchEngine(Engine):
         cuda_graphs = bool(options.get("cuda_graphs"))
         if cuda_graphs and not on_cuda:
             raise BackendUnavailableError("CUDA graphs need a CUDA GPU; drop cuda_graphs on the CPU")
-        if cuda_graphs and compile_mode == "reduce-overhead":
-            cuda_graphs = False  # reduce-overhead already captures CUDA graphs
+        if cuda_graphs and compile_mode in _COMPILE_WITH_GRAPHS:
+            logger.info("torch.compile mode %s captures CUDA graphs itself; no manual capture", compile_mode)
+            cuda_graphs = False
         if options.get("threads") and not on_cuda:
             torch.set_num_threads(int(options["threads"]))
         try:
@@ -105,6 +107,7 @@ class TorchEngine(Engine):
         dtype = torch.float16 if precision == "fp16" else torch.float32
         model = model.to(device=target, dtype=dtype)
         if on_cuda:
+            torch.cuda.set_device(torch.device(target))
             model = model.to(memory_format=torch.channels_last)
             torch.backends.cudnn.benchmark = True
         if compile_mode:
