@@ -1,0 +1,22 @@
+"""Real-time polyp segmentation: capture -> preprocess -> infer -> postprocess -> overlay -> sinks.
+
+Library API (no Qt needed)::
+
+    from engines.registry import open_engine
+    from realtime.pipeline import Pipeline, PipelineConfig, run_to_completion
+    from realtime.sinks import JsonlSink, VideoWriterSink
+    from realtime.sources import VideoFileSource
+
+    source = VideoFileSource("case.mp4")
+    info = source.open()
+    with open_engine("default") as engine:
+        summary = run_to_completion(source, engine, PipelineConfig(),
+                                    [VideoWriterSink("annotated.mp4", info), JsonlSink("case.jsonl")])
+        # or: with Pipeline(source, engine, PipelineConfig()) as run:
+        #         for result in run: ...          # realtime.types.Result, in order
+
+Modules: ``types`` (frozen records), ``sources``, ``queues``, ``stages`` / ``postprocess`` / ``overlay``
+(pure stage functions), ``sinks``, ``pipeline`` (threads, queue table), ``stats`` / ``report`` (summary),
+``settings`` (live-adjustable rendering), ``viewer`` (PyQt6, imported only when a window opens), ``cli``
+(``polyp-live``). Importing this package imports nothing heavy.
+"""
