@@ -106,15 +106,38 @@ def test_missing_video_and_folder(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def exported(atto_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
-    import onnx
-
+def prepared(atto_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from calibration.quantize import prepare_model
     from engines.onnx_export import export_onnx
 
     work = tmp_path_factory.mktemp("keepfloat")
     fp32 = export_onnx(atto_checkpoint, work / "fp32.onnx", verify=False).path
-    return onnx.load(str(prepare_model(fp32, work / "prepared.onnx")))
+    return prepare_model(fp32, work / "prepared.onnx")
+
+
+@pytest.fixture(scope="module")
+def exported(prepared: Path):
+    import onnx
+
+    return onnx.load(str(prepared))
+
+
+def test_percentile_ranges_lie_inside_minmax_ranges(prepared: Path, kvasir_dir: Path) -> None:
+    """MinMax covers every value seen; the 99.999th percentile clips outliers, so it lies inside."""
+    from calibration.quantize import compute_ranges
+
+    frames = frames_from_images(kvasir_dir, 16, CONTRACT, seed=5).pixels()
+    minmax = compute_ranges(prepared, frames, CONTRACT, "minmax", progress=False)
+    percentile = compute_ranges(prepared, frames, CONTRACT, "percentile", progress=False)
+    assert minmax.samples == percentile.samples == 16
+    shared = set(minmax.ranges) & set(percentile.ranges)
+    assert len(shared) > 100
+    tol = 1e-5
+    for name in shared:
+        (lo_m, hi_m), (lo_p, hi_p) = minmax.ranges[name], percentile.ranges[name]
+        assert lo_m - tol <= lo_p <= hi_p <= hi_m + tol, name
+    assert any(hi_p < hi_m - 1e-3 for (_, hi_p), (_, hi_m) in
+               ((percentile.ranges[n], minmax.ranges[n]) for n in shared)), "percentile clipped nothing"
 
 
 def test_keep_float_groups_found_by_structure(exported) -> None:
