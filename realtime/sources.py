@@ -138,7 +138,7 @@ class VideoFileSource(Source):
         for packet in self._container.demux(self._stream):
             try:
                 frames = packet.decode()
-            except (av.error.InvalidDataError, av.error.ValueError, av.error.UndefinedError) as exc:
+            except av.error.FFmpegError as exc:  # corrupt packet: skip it, count it, keep decoding
                 self.decode_errors += 1
                 consecutive += 1
                 logger.debug("skipping undecodable packet at pts %s: %s", packet.pts, exc)

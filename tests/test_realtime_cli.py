@@ -73,6 +73,26 @@ def test_truncated_mp4_decodes_what_it_can(tmp_path: Path, fake_engine, capsys) 
     assert f"input ended after {len(records)} of 60 frames" in err
 
 
+def test_corrupt_packets_mid_file_are_skipped_and_counted(tmp_path: Path, fake_engine, capsys) -> None:
+    import av
+    import numpy as np
+
+    clip = write_disc_video(tmp_path / "ok.mp4", 60, faststart=True)
+    with av.open(str(clip)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(container.streams.video[0]) if p.size]
+    data = bytearray(clip.read_bytes())
+    rng = np.random.default_rng(0)
+    for i in (20, 30, 40):
+        pos, size = packets[i]
+        data[pos : pos + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(data))
+    code, text, err = polyp_live(["--input", str(bad), "--jsonl", str(tmp_path / "b.jsonl"), "--no-view"], capsys)
+    records = (tmp_path / "b.jsonl").read_text().splitlines()
+    assert code == 0 and 50 <= len(records) < 60
+    assert "3 packet(s) could not be decoded and were skipped" in err and "decode errors 3" in text
+
+
 @pytest.mark.parametrize(
     ("case", "message"),
     [
