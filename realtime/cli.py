@@ -168,17 +168,16 @@ def main(argv: list[str] | None = None) -> int:
     source = open_source(args.device or args.input, fps=args.fps, resolution=parse_resolution(args.resolution),
                          device=bool(args.device))
     info = source.open()
-    if args.input and not view and not writes:
-        print(f"{PROG}: nothing will be written (add --output FILE.mp4, --jsonl FILE or --masks DIR); "  # noqa: T201
-              "processing for the summary only", file=sys.stderr)
-    settings = SettingsBox(render_settings(args, info.live))
-    from engines.registry import open_engine
-
-    engine = open_engine(args.engine, backend=args.backend, batch=args.batch)
     try:
-        return run(args, source, engine, settings, view)
+        if args.input and not view and not writes:
+            print(f"{PROG}: nothing will be written (add --output FILE.mp4, --jsonl FILE or --masks DIR); "  # noqa: T201
+                  "processing for the summary only", file=sys.stderr)
+        settings = SettingsBox(render_settings(args, info.live))
+        from engines.registry import open_engine
+
+        with open_engine(args.engine, backend=args.backend, batch=args.batch) as engine:
+            return run(args, source, engine, settings, view)
     finally:
-        engine.close()
         source.close()
 
 

@@ -243,7 +243,8 @@ class Pipeline:
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 logger.warning("pipeline thread %s did not stop within %.0f s", thread.name, self.config.join_timeout_s)
-        self.source.close()
+        if not self._threads[0].is_alive():  # never close a source under a reader that is still in read()
+            self.source.close()
 
     def __enter__(self) -> Pipeline:
         return self.start()
