@@ -168,7 +168,9 @@ def load_state_dict(info: CheckpointInfo) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{info.weights_path}: not a readable safetensors file ({exc})") from None
 
 
-def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[PEFNet, ModelContract, CheckpointInfo]:
+def load_checkpoint(
+    path: str | Path, *, device: str | torch.device = "cpu"
+) -> tuple[PEFNet, ModelContract, CheckpointInfo]:
     """Build the model of a checkpoint, load its weights (as float32) and put it in eval mode."""
     info = read_checkpoint(path)
     state = load_state_dict(info)
@@ -192,7 +194,8 @@ def _check_state_dict(state: dict[str, torch.Tensor], expected: dict[str, torch.
         if tuple(tensor.shape) != tuple(expected[name].shape):
             raise CheckpointError(
                 f"{info.weights_path}: tensor {name} has shape {tuple(tensor.shape)} but PEFNet-{info.variant} "
-                f"needs {tuple(expected[name].shape)}; the sidecar names the wrong variant or the file is from another model"
+                f"needs {tuple(expected[name].shape)}; the sidecar names the wrong variant "
+                "or the file is from another model"
             )
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{info.weights_path}: tensor {name} holds NaN or infinite values")

@@ -32,7 +32,14 @@ def debug_requested(argv: list[str] | None = None) -> bool:
     return "--debug" in args or os.environ.get("POLYP_LIVE_DEBUG") == "1"
 
 
-def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None, prog: str | None = None) -> int:
+def _say(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def run_cli(
+    main: Callable[[list[str] | None], int | None], argv: list[str] | None = None, prog: str | None = None
+) -> int:
     """Run a command's ``main(argv)``; return its exit code, turning known errors into one line."""
     name = prog or Path(sys.argv[0]).name
     try:
@@ -40,13 +47,13 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
     except PolypLiveError as exc:
         if debug_requested(argv):
             raise
-        print(f"{name}: error: {exc}", file=sys.stderr)
+        _say(f"{name}: error: {exc}")
         return exc.exit_code
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         if debug_requested(argv):
             raise
-        print(f"{name}: error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
+        _say(f"{name}: error: {exc.strerror or exc}: {exc.filename}")
         return 2
     except KeyboardInterrupt:
-        print(f"{name}: interrupted", file=sys.stderr)
+        _say(f"{name}: interrupted")
         return 130

@@ -92,7 +92,7 @@ class ConvNeXtEncoder(nn.Module):
         total = sum(depths)
         rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         stages, start, in_dim = [], 0, dims[0]
-        for depth, dim in zip(depths, dims):
+        for depth, dim in zip(depths, dims, strict=True):
             stages.append(ConvNeXtStage(in_dim, dim, depth, rates[start : start + depth]))
             start, in_dim = start + depth, dim
         self.stages = nn.ModuleList(stages)

@@ -135,7 +135,7 @@ class PEFNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.encoder(x)
         y = features[-1]
-        for stage, skip in zip(self.decoder, reversed(features[:-1])):
+        for stage, skip in zip(self.decoder, reversed(features[:-1]), strict=True):
             y = stage(y, skip)
         y = self.head(self.final_mpe(self.final_up(y)))
         return F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)

@@ -70,7 +70,9 @@ def preprocess_batch(frames: Sequence[np.ndarray], contract: ModelContract) -> n
     return batch
 
 
-def preprocess_torch(frames_nhwc: torch.Tensor, contract: ModelContract, dtype: torch.dtype | None = None) -> torch.Tensor:
+def preprocess_torch(
+    frames_nhwc: torch.Tensor, contract: ModelContract, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """The same transform on a ``uint8`` ``(N, H, W, 3)`` tensor on any device -> ``(N, 3, h, w)``.
 
     Resizing uses ``torch.nn.functional.interpolate`` (``area`` is adaptive average pooling,
