@@ -189,7 +189,8 @@ class Pipeline:
 
     def stop(self) -> None:
         """Ask the run to end: capture stops now, everything already captured is still processed and written."""
-        self._stopped_by_user = True
+        if not self.finished.is_set():
+            self._stopped_by_user = True
         self._stop.set()
         self._resume.set()
 

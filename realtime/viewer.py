@@ -97,6 +97,9 @@ class ViewerWindow(QMainWindow):
         self.output_dir = Path(output_dir)
         self.last_result: Result | None = None
         self.finished = False
+        # At the end of a file the window stays open (last frame, "press Q") on a real display; with no
+        # screen to look at (the offscreen platform of tests and CI) it closes so the command returns.
+        self.close_when_finished = QApplication.platformName() == "offscreen"
         self.snapshots: list[Path] = []
         self.setWindowTitle("polyp-live")
         self.video = QLabel("waiting for frames...")
@@ -216,6 +219,8 @@ class ViewerWindow(QMainWindow):
     def _on_finished(self) -> None:
         self.finished = True
         self._tick()
+        if self.close_when_finished:
+            self.close()
 
     def _tick(self) -> None:
         if self.pipeline.stop_requested and not self.isHidden():

@@ -162,3 +162,30 @@ def test_sigint_mid_run_leaves_playable_outputs(atto_checkpoint: Path, tmp_path:
     assert [r["index"] for r in records] == list(range(len(records)))
     assert got["duration"] == pytest.approx(len(records) / 25, abs=1e-3)
     assert summary["stopped"] == "stopped" and "Traceback" not in stderr and "polyp-live summary" in stdout
+
+
+def test_sigterm_stops_cleanly_in_process(tmp_path: Path, monkeypatch, capsys) -> None:
+    import threading
+
+    engine = BrightSpotEngine(64, delay_s=0.01)
+    monkeypatch.setattr("engines.registry.open_engine", lambda *a, **k: engine)
+    clip = write_disc_video(tmp_path / "long.mp4", 400)
+    jsonl, out = tmp_path / "t.jsonl", tmp_path / "t.mp4"
+
+    def terminate_after_some_frames() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if jsonl.exists() and len(jsonl.read_bytes().splitlines()) >= 10:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=terminate_after_some_frames)
+    killer.start()
+    code, text, _ = polyp_live(["--input", str(clip), "--output", str(out), "--jsonl", str(jsonl), "--no-view"],
+                               capsys)
+    killer.join()
+    records = jsonl.read_text().splitlines()
+    assert code == 130 and "stopped      stopped" in text
+    assert 10 <= len(records) == probe(out)["frames"] < 400
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored

@@ -131,3 +131,16 @@ def test_cli_opens_the_viewer_when_a_display_exists(qtbot, tmp_path: Path, monke
     assert probe(tmp_path / "out.mp4")["frames"] == 30  # the file output loses nothing while the viewer shows
     assert "in 30, out 30" in capsys.readouterr().out
     assert not pipeline_threads()
+
+
+def test_cli_viewer_on_offscreen_platform_returns_at_end_of_file(tmp_path: Path, monkeypatch, capsys) -> None:
+    from realtime import cli
+
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    monkeypatch.setattr("engines.registry.open_engine", lambda *a, **k: BrightSpotEngine(64))
+    clip = write_disc_video(tmp_path / "in.mp4", 12)
+    assert cli.main(["--input", str(clip), "--stats", str(tmp_path / "s.json")]) == 0
+    import json
+
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["frames_out"] == 12 and summary["stopped"] == "end of input"
