@@ -30,12 +30,13 @@ from realtime.errors import PipelineError, SourceError
 from realtime.pipeline import Pipeline, PipelineConfig
 from realtime.report import format_summary, input_warnings
 from realtime.settings import RenderSettings, SettingsBox
-from realtime.sinks import DEFAULT_PRESET, JsonlSink, MaskPngSink, VideoWriterSink, check_output_path
+from realtime.sinks import DEFAULT_PRESET, LIVE_PRESET, JsonlSink, MaskPngSink, VideoWriterSink, check_output_path
 from realtime.sources import open_source
 from realtime.types import RunSummary
 from train.cli_utils import run_cli, setup_logging
 
 PROG = "polyp-live"
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
 def positive_int(text: str) -> int:
@@ -70,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=float, help="capture rate (devices) or playback rate (image folders)")
     parser.add_argument("--sync", action="store_true", help="live: show only frames whose own mask is ready")
     parser.add_argument("--batch", type=positive_int, help="file mode: frames per inference (default: engine's best)")
-    parser.add_argument("--preset", default=DEFAULT_PRESET, help=f"x264 preset for --output (default {DEFAULT_PRESET})")
+    parser.add_argument("--preset", choices=X264_PRESETS, metavar="PRESET", help=f"x264 preset for --output (default: {DEFAULT_PRESET} for files, "
+                        f"{LIVE_PRESET} for live sources)")
     parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
     return parser
 
@@ -117,7 +119,8 @@ def make_sinks(args: argparse.Namespace, info: Any) -> list[Any]:
     sinks: list[Any] = []
     try:
         if args.output:
-            sinks.append(VideoWriterSink(args.output, info, preset=args.preset))
+            preset = args.preset or (LIVE_PRESET if info.live else DEFAULT_PRESET)
+            sinks.append(VideoWriterSink(args.output, info, preset=preset))
         if args.jsonl:
             sinks.append(JsonlSink(args.jsonl))
         if args.masks:

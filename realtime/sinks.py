@@ -24,7 +24,8 @@ from realtime.types import Result, SourceInfo
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PRESET = "veryfast"
+DEFAULT_PRESET = "veryfast"  # files: offline, smaller output
+LIVE_PRESET = "ultrafast"  # live recording: ~2.5x cheaper than veryfast, keeps up with 1080p30 on 2 cores
 DEFAULT_CRF = 23
 
 
@@ -223,7 +224,7 @@ class ToggleRecorder:
 
     name = "recorder"
 
-    def __init__(self, info: SourceInfo, preset: str = DEFAULT_PRESET) -> None:
+    def __init__(self, info: SourceInfo, preset: str = LIVE_PRESET) -> None:
         self.info = info
         self.preset = preset
         self._lock = threading.Lock()
