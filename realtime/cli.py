@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=float, help="capture rate (devices) or playback rate (image folders)")
     parser.add_argument("--sync", action="store_true", help="live: show only frames whose own mask is ready")
     parser.add_argument("--batch", type=positive_int, help="file mode: frames per inference (default: engine's best)")
-    parser.add_argument("--preset", choices=X264_PRESETS, metavar="PRESET", help=f"x264 preset for --output (default: {DEFAULT_PRESET} for files, "
-                        f"{LIVE_PRESET} for live sources)")
+    parser.add_argument("--preset", choices=X264_PRESETS, metavar="PRESET",
+                        help=f"x264 preset for --output (default: {DEFAULT_PRESET} for files, {LIVE_PRESET} for live)")
     parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
     return parser
 
