@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from realtime.errors import PipelineError, SourceError
+from realtime.errors import OptionError, PipelineError, SourceError
 from realtime.pipeline import Pipeline, PipelineConfig
 from realtime.report import format_summary, input_warnings
 from realtime.settings import RenderSettings, SettingsBox
@@ -83,9 +83,9 @@ def parse_resolution(text: str | None) -> tuple[int, int] | None:
     try:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise SourceError(f"--resolution must look like 1280x720, got {text!r}") from None
+        raise OptionError(f"--resolution must look like 1280x720, got {text!r}") from None
     if width <= 0 or height <= 0:
-        raise SourceError(f"--resolution must be positive, got {text!r}")
+        raise OptionError(f"--resolution must be positive, got {text!r}")
     return width, height
 
 
@@ -112,7 +112,7 @@ def render_settings(args: argparse.Namespace, live: bool) -> RenderSettings:
         return RenderSettings(threshold=args.threshold, opacity=args.opacity, smooth=args.smooth,
                               min_area_fraction=args.min_area, show_boxes=args.boxes, show_hud=live)
     except ValueError as exc:
-        raise SourceError(f"bad option: {exc}") from None
+        raise OptionError(f"bad option: {exc}") from None
 
 
 def make_sinks(args: argparse.Namespace, info: Any) -> list[Any]:

@@ -28,3 +28,7 @@ class PipelineError(PolypLiveError):
     def __init__(self, message: str, summary: RunSummary | None = None) -> None:
         super().__init__(message)
         self.summary = summary
+
+
+class OptionError(PolypLiveError):
+    """A command-line option has a value that cannot be used (out of range, malformed)."""
