@@ -165,6 +165,7 @@ def run_headless(pipeline: Pipeline, total: int | None) -> RunSummary:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.debug)
+    render_settings(args, live=False)  # option values checked before anything is opened
     check_outputs(args)
     view = display_available() and not args.no_view
     writes = bool(args.output or args.jsonl or args.masks)
