@@ -103,6 +103,7 @@ def test_corrupt_packets_mid_file_are_skipped_and_counted(tmp_path: Path, fake_e
         ("output-folder", "does not exist"),
         ("overwrite", "refusing to overwrite the input"),
         ("resolution", "--resolution must look like"),
+        ("threshold", "threshold must be in (0, 1)"),
     ],
 )
 def test_bad_input_is_one_line(case: str, message: str, tmp_path: Path, fake_engine, capsys) -> None:
@@ -115,6 +116,7 @@ def test_bad_input_is_one_line(case: str, message: str, tmp_path: Path, fake_eng
         "output-folder": ["--input", str(clip), "--output", str(tmp_path / "no" / "such" / "out.mp4")],
         "overwrite": ["--input", str(clip), "--output", str(clip)],
         "resolution": ["--device", "/dev/video99", "--resolution", "big"],
+        "threshold": ["--input", str(clip), "--threshold", "1.5"],
     }[case]
     (tmp_path / "notes.mp4").write_text("this is not a video\n")
     (tmp_path / "head.mp4").write_bytes(clip.read_bytes()[:300])
