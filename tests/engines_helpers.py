@@ -74,3 +74,55 @@ def built_engine(factory: pytest.TempPathFactory, checkpoint: Path, **kwargs: ob
         build_engine(onnx_path, out, workspace_mb=64, source=str(checkpoint), progress=False, **kwargs)
         _MADE[key] = out
     return _MADE[key]
+
+
+def qdq_onnx(factory: pytest.TempPathFactory, checkpoint: Path) -> Path:
+    """A Q/DQ INT8 model of ``checkpoint`` (dynamic batch), quantized here with ONNX Runtime's static
+    quantizer on the parity frames: symmetric INT8, per-channel weights, only Conv/ConvTranspose/MatMul/Gemm
+    quantized and biases kept float (what TensorRT's Q/DQ path accepts). polyp-calibrate is the real tool;
+    this keeps the engines' INT8 path testable on its own."""
+    key = ("qdq", str(checkpoint))
+    if key not in _MADE:
+        import onnx
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        from engines.parity import prepared_parity_batch
+        from train.checkpoint import read_checkpoint
+
+        fp32 = exported(factory, checkpoint, "fp32", dynamic_batch=DYNAMIC_BATCH)
+        batch, _ = prepared_parity_batch(read_checkpoint(checkpoint).contract, 4)
+
+        class Frames(CalibrationDataReader):
+            def __init__(self) -> None:
+                self._items = iter([{"input": batch[i : i + 1]} for i in range(len(batch))])
+
+            def get_next(self) -> dict | None:
+                return next(self._items, None)
+
+        work = _workdir(factory)
+        prepared, out = work / f"{checkpoint.stem}-pre.onnx", work / f"{checkpoint.stem}-qdq.onnx"
+        quant_pre_process(str(fp32), str(prepared))
+        quantize_static(
+            str(prepared), str(out), Frames(), quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+            op_types_to_quantize=["Conv", "ConvTranspose", "MatMul", "Gemm"],
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+        )
+        model = onnx.load(str(out))
+        model.metadata_props.extend(onnx.load(str(fp32)).metadata_props)  # the contract travels along
+        onnx.save(model, str(out))
+        _MADE[key] = out
+    return _MADE[key]
+
+
+def built_qdq_engine(factory: pytest.TempPathFactory, checkpoint: Path) -> Path:
+    """An INT8 TensorRT(-RTX) engine from :func:`qdq_onnx`, built once."""
+    from engines.tensorrt_build import build_engine
+
+    key = ("qdq-engine", str(checkpoint))
+    if key not in _MADE:
+        out = _workdir(factory) / f"{checkpoint.stem}-int8.engine"
+        build_engine(qdq_onnx(factory, checkpoint), out, workspace_mb=64, source=str(checkpoint), progress=False)
+        _MADE[key] = out
+    return _MADE[key]

@@ -21,8 +21,10 @@ from tests.engines_helpers import (
     DYNAMIC_BATCH,
     balanced_checkpoint,
     built_engine,
+    built_qdq_engine,
     exported,
     one_torch_thread,  # noqa: F401  (fixture)
+    qdq_onnx,
 )
 from train.checkpoint import load_checkpoint
 from train.preprocess import preprocess_batch
@@ -35,7 +37,9 @@ COMBINATIONS = [
     ("torch", "fp16", "cuda"),
     ("onnxruntime", "fp32", "cpu"),
     ("onnxruntime", "fp16", "cpu"),
+    ("onnxruntime", "int8", "cpu"),
     ("tensorrt", "fp16", "cuda"),
+    ("tensorrt", "int8", "cuda"),
 ]
 
 
@@ -53,11 +57,15 @@ def _skip_unavailable(backend: str, device: str) -> None:
 def _open(factory: pytest.TempPathFactory, backend: str, precision: str, device: str) -> Engine:
     checkpoint = balanced_checkpoint(factory)
     sources = {
-        "torch": lambda: checkpoint,
-        "onnxruntime": lambda: exported(factory, checkpoint, precision, dynamic_batch=DYNAMIC_BATCH),
-        "tensorrt": lambda: built_engine(factory, checkpoint),
+        ("torch", "fp32"): lambda: checkpoint,
+        ("torch", "fp16"): lambda: checkpoint,
+        ("onnxruntime", "fp32"): lambda: exported(factory, checkpoint, "fp32", dynamic_batch=DYNAMIC_BATCH),
+        ("onnxruntime", "fp16"): lambda: exported(factory, checkpoint, "fp16", dynamic_batch=DYNAMIC_BATCH),
+        ("onnxruntime", "int8"): lambda: qdq_onnx(factory, checkpoint),
+        ("tensorrt", "fp16"): lambda: built_engine(factory, checkpoint),
+        ("tensorrt", "int8"): lambda: built_qdq_engine(factory, checkpoint),
     }
-    return open_engine(sources[backend](), backend=backend, device=device, precision=precision, batch=4)
+    return open_engine(sources[backend, precision](), backend=backend, device=device, precision=precision, batch=4)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +114,8 @@ def test_engine_interface_contract(engine: Engine, frames: list[np.ndarray]) -> 
     assert together.shape == (3, 1, h, w) and together.dtype == np.float32
     singles = np.concatenate([engine.infer(batch[i : i + 1]) for i in range(3)])
     scale = float(np.abs(singles).max())
-    np.testing.assert_allclose(together, singles, atol=2e-2 * scale if info.precision == "fp16" else 1e-4 * scale)
+    tolerance = {"fp32": 1e-4, "fp16": 2e-2, "int8": 5e-2}[info.precision]
+    np.testing.assert_allclose(together, singles, atol=tolerance * scale)
     with pytest.raises(EngineError, match="outside this engine"):
         engine.infer(np.zeros((info.max_batch + 1, 3, h, w), np.float32))
     with pytest.raises(EngineError, match="engine input must be"):

@@ -25,6 +25,7 @@ from tests.engines_helpers import (
     DYNAMIC_BATCH,
     balanced_checkpoint,
     built_engine,
+    built_qdq_engine,
     exported,
     one_torch_thread,  # noqa: F401  (fixture)
 )
@@ -175,13 +176,9 @@ def _fake_full_trt() -> tuple[object, object]:
     return FLAVOURS["tensorrt"], trt  # the RTX module stands in; the GPU check comes first
 
 
-def test_qdq_onnx_builds_an_int8_engine(atto_checkpoint: Path, tmp_path: Path) -> None:
-    from engines.onnx_export import export_onnx
-    from engines.tensorrt_build import build_engine
-    from tests.test_export_onnx import _insert_input_qdq
-
-    fp32 = export_onnx(atto_checkpoint, tmp_path / "f.onnx", verify=False).path
-    _insert_input_qdq(fp32, tmp_path / "q.onnx")
-    result = build_engine(tmp_path / "q.onnx", tmp_path / "q.engine", flavour="tensorrt_rtx", targets="sm89",
-                          workspace_mb=32, progress=False)
-    assert result.sidecar.precision == "int8" and result.plan_bytes > 100_000
+def test_qdq_onnx_builds_an_int8_engine(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A Q/DQ model (ONNX Runtime static quantization, as polyp-calibrate makes) gives an INT8 plan."""
+    plan = built_qdq_engine(tmp_path_factory, balanced_checkpoint(tmp_path_factory))
+    sidecar = read_sidecar(plan)
+    assert sidecar.precision == "int8" and plan.stat().st_size > 100_000
+    assert sidecar.plan_sha256 == sha256_file(plan)
