@@ -36,7 +36,18 @@ from calibration.quantize import (
     prepare_model,
     quantize_model,
 )
-from calibration.report import CalibrationReport, GateResult, default_threads, gate, score_models, write_report
+from calibration.report import (
+    CalibrationInfo,
+    CalibrationReport,
+    EvaluationInfo,
+    GateResult,
+    ModelInfo,
+    QuantizationInfo,
+    default_threads,
+    gate,
+    score_models,
+    write_report,
+)
 from train.contract import ModelContract
 from train.preprocess import preprocess_batch
 
@@ -239,12 +250,8 @@ def calibrate(config: CalibrationConfig) -> CalibrationOutcome:
             for other in (t for t in TARGETS if t != config.target):
                 extra = quantize_model(prepared, work / f"int8-{other}.onnx", ranges, other, exclude=exclude)
                 models.append((f"int8-{other}", extra.path, False))
-        calibration = {
-            "method": ranges.method, "samples": ranges.samples, "source": calib.source, "note": calib.note,
-            "ranges_from": f"cache {cache_path}" if hit else f"computed in {seconds:.1f} s",
-            "cache": str(cache_path), "cache_hit": hit, "seconds": round(seconds, 3),
-            "data_fingerprint": key.data_fingerprint,
-        }
+        calibration = CalibrationInfo(ranges.method, ranges.samples, calib.source, calib.note, str(cache_path), hit,
+                                      round(seconds, 3), key.data_fingerprint)
         report = _evaluate(config, contract, evaluation, models, prepared, quantized, notes, calibration)
     write_report(report, config.report_json, config.report_md)
     return CalibrationOutcome(config.out, report, ranges, cache_path, hit, quantized)
@@ -258,7 +265,7 @@ def _evaluate(
     prepared: Path,
     quantized: QuantizedModel,
     notes: list[str],
-    calibration: dict[str, object],
+    calibration: CalibrationInfo,
 ) -> CalibrationReport:
     inputs = [preprocess_batch([frame.pixels], contract) for frame in evaluation.frames]
     has_truth = all(frame.mask is not None for frame in evaluation.frames)
@@ -270,18 +277,15 @@ def _evaluate(
         feeds = [{INPUT_NAME: x} for x in inputs[:LAYER_ERROR_FRAMES]]
         worst = worst_layers(prepared, quantized.path, feeds)
         result = replace(result, worst_layers=tuple(e.describe() for e in worst))
-    h, w = contract.input_size
     return CalibrationReport(
-        model={"checkpoint": config.checkpoint, "variant": contract.variant, "input_size": f"{h}x{w}",
-               "contract": contract.to_dict()},
+        model=ModelInfo(config.checkpoint, contract),
         calibration=calibration,
-        quantization={"out": str(quantized.path), "target": quantized.target,
-                      "target_description": get_target(quantized.target).description,
-                      "quantized_ops": dict(quantized.quantized_ops), "qdq_nodes": quantized.qdq_nodes,
-                      "keep_float": list(config.keep_float), "excluded_nodes": list(quantized.excluded_nodes)},
-        evaluation={"images": len(inputs), "data": f"{evaluation.source} ({evaluation.note})",
-                    "ground_truth": has_truth, "reference": "ground-truth masks" if has_truth else "FP32 masks",
-                    "threshold": contract.threshold, "threads": threads, "latency_runs": config.latency_runs},
+        quantization=QuantizationInfo(
+            str(quantized.path), quantized.target, get_target(quantized.target).description,
+            dict(quantized.quantized_ops), quantized.qdq_nodes, config.keep_float, quantized.excluded_nodes,
+        ),
+        evaluation=EvaluationInfo(len(inputs), f"{evaluation.source} ({evaluation.note})", has_truth,
+                                  contract.threshold, threads, config.latency_runs),
         rows=tuple(rows),
         gate=result,
         notes=tuple(notes),

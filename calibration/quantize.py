@@ -168,10 +168,6 @@ def quantizable_op_types() -> list[str]:
     return sorted(set(QDQRegistry) | set(QLinearOpsRegistry))
 
 
-def _feeds(frames: Sequence[np.ndarray], contract: ModelContract) -> list[dict[str, np.ndarray]]:
-    return [{INPUT_NAME: preprocess_batch([frame], contract)} for frame in frames]
-
-
 class FrameReader:
     """An ORT ``CalibrationDataReader`` over RGB frames, preprocessed one by one on demand."""
 

@@ -56,19 +56,81 @@ class GateResult:
 
 
 @dataclass(frozen=True)
+class ModelInfo:
+    checkpoint: str
+    contract: ModelContract
+
+    @property
+    def title(self) -> str:
+        h, w = self.contract.input_size
+        return f"PEFNet-{self.contract.variant} {h}x{w}"
+
+
+@dataclass(frozen=True)
+class CalibrationInfo:
+    """How the ranges were obtained."""
+
+    method: str
+    samples: int
+    source: str
+    note: str
+    cache: str
+    cache_hit: bool
+    seconds: float  # the calibration pass (0 on a cache hit)
+    data_fingerprint: str
+
+    @property
+    def ranges_from(self) -> str:
+        return f"cache {self.cache} (no calibration pass)" if self.cache_hit else f"computed in {self.seconds:.1f} s"
+
+
+@dataclass(frozen=True)
+class QuantizationInfo:
+    """What was written and what was quantized in it."""
+
+    out: str
+    target: str
+    target_description: str
+    quantized_ops: dict[str, int]
+    qdq_nodes: int
+    keep_float: tuple[str, ...]
+    excluded_nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EvaluationInfo:
+    """The frames and settings the rows were measured with."""
+
+    images: int
+    data: str
+    ground_truth: bool
+    threshold: float
+    threads: int
+    latency_runs: int
+
+    @property
+    def reference(self) -> str:
+        return "ground-truth masks" if self.ground_truth else "FP32 masks"
+
+
+@dataclass(frozen=True)
 class CalibrationReport:
     """Everything ``polyp-calibrate`` reports, JSON-serialisable through :meth:`to_dict`."""
 
-    model: dict[str, Any]
-    calibration: dict[str, Any]
-    quantization: dict[str, Any]
-    evaluation: dict[str, Any]
+    model: ModelInfo
+    calibration: CalibrationInfo
+    quantization: QuantizationInfo
+    evaluation: EvaluationInfo
     rows: tuple[ModelRow, ...]
     gate: GateResult
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["model"]["contract"] = self.model.contract.to_dict()
+        data["calibration"]["ranges_from"] = self.calibration.ranges_from
+        data["evaluation"]["reference"] = self.evaluation.reference
+        return data
 
 
 def dice_iou(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -172,17 +234,16 @@ def to_markdown(report: CalibrationReport) -> str:
     """The report as a Markdown document (also what ``polyp-calibrate`` prints)."""
     cal, quant, ev = report.calibration, report.quantization, report.evaluation
     fp32_ms = report.rows[0].latency_ms
+    ops = ", ".join(f"{k} {v}" for k, v in quant.quantized_ops.items()) or "none"
     lines = [
-        f"# INT8 calibration report: PEFNet-{report.model['variant']} {report.model['input_size']}",
+        f"# INT8 calibration report: {report.model.title}",
         "",
-        f"- calibration: {cal['method']} on {cal['samples']} frames from {cal['source']} ({cal['note']}); "
-        f"ranges {cal['ranges_from']}",
-        f"- output: `{quant['out']}` for target **{quant['target']}** ({quant['target_description']})",
-        f"- quantized nodes: {', '.join(f'{k} {v}' for k, v in quant['quantized_ops'].items()) or 'none'}; "
-        f"{quant['qdq_nodes']} Q/DQ nodes",
-        f"- kept in float: {', '.join(quant['excluded_nodes']) or 'nothing'}",
-        f"- evaluation: {ev['images']} frames, {ev['data']}; reference {ev['reference']}; "
-        f"latency: ONNX Runtime CPU, batch 1, {ev['threads']} threads, median of {ev['latency_runs']} interleaved runs",
+        f"- calibration: {cal.method} on {cal.samples} frames from {cal.source} ({cal.note}); ranges {cal.ranges_from}",
+        f"- output: `{quant.out}` for target **{quant.target}** ({quant.target_description})",
+        f"- quantized nodes: {ops}; {quant.qdq_nodes} Q/DQ nodes",
+        f"- kept in float: {', '.join(quant.excluded_nodes) or 'nothing'}",
+        f"- evaluation: {ev.images} frames, {ev.data}; reference {ev.reference}; "
+        f"latency: ONNX Runtime CPU, batch 1, {ev.threads} threads, median of {ev.latency_runs} interleaved runs",
         "",
         "| model | Dice (GT) | IoU (GT) | Dice vs FP32 | IoU vs FP32 | pixel agreement | latency ms | speed-up |",
         "|---|---|---|---|---|---|---|---|",
