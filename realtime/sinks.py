@@ -74,9 +74,12 @@ class VideoWriterSink:
         self.frames = 0
         self._first_ts: float | None = None
         self._last_pts = -1
+        self._failed = False
         try:
-            self._container: Any = av.open(str(self.path), "w", options={"movflags": "+faststart"})
-        except (av.error.FFmpegError, OSError) as exc:
+            # no suffix (e.g. /dev/full, a FIFO): MP4, as --output documents; an unknown suffix is an OutputError
+            self._container: Any = av.open(str(self.path), "w", format=None if self.path.suffix else "mp4",
+                                           options={"movflags": "+faststart"})
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise OutputError(f"cannot write {self.path}: {exc}") from None
         # No B-frames: frames leave the encoder at once (live recording), and timestamps stay monotonic in
         # decode order, so MP4 durations are exact; the last frame lasts one nominal frame period.
@@ -104,16 +107,23 @@ class VideoWriterSink:
         pts = max(pts, self._last_pts + 1)  # strictly increasing even for repeated timestamps
         self._last_pts = pts
         frame.pts, frame.time_base = pts, self.time_base
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
+        if self._failed:
+            return
+        try:
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+        except (av.error.FFmpegError, OSError) as exc:  # disk full, I/O error: muxing again would crash FFmpeg
+            self._failed = True
+            raise OutputError(f"cannot write {self.path}: {exc}") from None
         self.frames += 1
 
     def close(self) -> None:
         if self._container is None:
             return
         try:
-            for packet in self._stream.encode(None):
-                self._container.mux(packet)
+            if not self._failed:  # after a failed write, flushing segfaults in FFmpeg: just close
+                for packet in self._stream.encode(None):
+                    self._container.mux(packet)
         finally:
             self._container.close()
             self._container = None
