@@ -220,3 +220,7 @@ def run(args: argparse.Namespace, source: Any, engine: Any, settings: SettingsBo
 
 def entry() -> None:
     sys.exit(run_cli(main, prog=PROG))
+
+
+if __name__ == "__main__":  # python -m realtime.cli (same as the polyp-live console script)
+    entry()
