@@ -1,0 +1,242 @@
+"""Fakes, input makers and checks for the fault table (``tests/test_faults.py``).
+
+* :class:`RecordingEngine` wraps a real engine and records a hash of every frame the pipeline feeds it,
+  so a test can prove no made-up frame (zeros, a repeated last frame) ever reached the model; it can also
+  fail mid-stream like a GPU that is lost.
+* The input makers build damaged files from a real CVC-ClinicDB clip (remuxed, never re-encoded, so the
+  frames are the clip's own).
+* The checks read what a run left behind: a playable MP4 (PyAV decodes every frame), JSON Lines with no
+  partial line, one error line on stderr, no thread left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from engines.base import Engine
+
+PROG = "polyp-live"
+ERROR_PREFIX = f"{PROG}: error: "
+WARNING_PREFIX = f"{PROG}: warning: "
+
+
+def frame_hash(rgb: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(rgb).tobytes()).hexdigest()
+
+
+class RecordingEngine(Engine):
+    """Delegates to ``inner``; records every frame it is fed; raises in ``infer`` after ``fail_after`` calls."""
+
+    name = "recording"
+
+    def __init__(self, inner: Engine, fail_after: int | None = None) -> None:
+        super().__init__(inner.info)
+        self.inner = inner
+        self.fail_after = fail_after
+        self.fed: list[str] = []
+        self.zero_frames = 0
+        self.infer_calls = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: Path, *, device: str = "auto", **options: Any) -> Engine:
+        raise NotImplementedError("wraps an engine opened elsewhere")
+
+    def prepare(self, frames: Sequence[np.ndarray]) -> Any:
+        with self._lock:
+            for rgb in frames:
+                self.fed.append(frame_hash(rgb))
+                self.zero_frames += int(not np.any(rgb))
+        return self.inner.prepare(frames)
+
+    def infer(self, batch: Any) -> np.ndarray:
+        with self._lock:
+            self.infer_calls += 1
+            calls = self.infer_calls
+        if self.fail_after is not None and calls > self.fail_after:
+            raise RuntimeError(f"CUDA error: an illegal memory access was encountered (simulated, call {calls})")
+        return self.inner.infer(batch)
+
+    def warmup(self, iterations: int = 2) -> None:  # the inner engine warmed up at load
+        pass
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
+
+
+@dataclass
+class EngineTap:
+    """Installed in place of ``engines.registry.open_engine``: opens the real engine and wraps it."""
+
+    fail_after: int | None = None
+    engines: list[RecordingEngine] = field(default_factory=list)
+
+    def install(self, monkeypatch: Any) -> EngineTap:
+        import engines.registry as registry
+
+        real_open = registry.open_engine
+
+        def tapped(*args: Any, **kwargs: Any) -> Engine:
+            engine = RecordingEngine(real_open(*args, **kwargs), self.fail_after)
+            self.engines.append(engine)
+            return engine
+
+        monkeypatch.setattr(registry, "open_engine", tapped)
+        return self
+
+    @property
+    def fed(self) -> list[str]:
+        return [h for engine in self.engines for h in engine.fed]
+
+    @property
+    def zero_frames(self) -> int:
+        return sum(engine.zero_frames for engine in self.engines)
+
+
+# --------------------------------------------------------------------------- inputs
+def remux_faststart(src: Path, dst: Path) -> Path:
+    """Copy ``src``'s video packets into an MP4 with the index (moov) first; the frames are unchanged."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "+faststart"}) as out:
+        stream = inp.streams.video[0]
+        target = out.add_stream_from_template(stream)
+        for packet in inp.demux(stream):
+            if packet.dts is None:
+                continue
+            packet.stream = target
+            out.mux(packet)
+    return dst
+
+
+def packet_spans(path: Path) -> list[tuple[int, int]]:
+    """``(byte offset, size)`` of each video packet in the file."""
+    with av.open(str(path)) as container:
+        return [(p.pos, p.size) for p in container.demux(container.streams.video[0]) if p.size]
+
+
+def corrupt_packets(src: Path, dst: Path, which: Sequence[int], seed: int = 0) -> Path:
+    """``src`` with the bytes of packets ``which`` replaced by noise (damage in the middle of the file)."""
+    data = bytearray(src.read_bytes())
+    rng = np.random.default_rng(seed)
+    spans = packet_spans(src)
+    for i in which:
+        pos, size = spans[i]
+        data[pos : pos + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def truncate_half(src: Path, dst: Path) -> Path:
+    data = src.read_bytes()
+    dst.write_bytes(data[: len(data) // 2])
+    return dst
+
+
+def reference_frames(path: Path) -> list[str]:
+    """Hashes of the frames PyAV decodes from ``path`` on its own (undecodable packets skipped)."""
+    hashes: list[str] = []
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError:
+        return hashes
+    with container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                continue
+            hashes.extend(frame_hash(f.to_ndarray(format="rgb24")) for f in frames)
+    return hashes
+
+
+# --------------------------------------------------------------------------- checks
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith(ERROR_PREFIX)]
+
+
+def check_message(stderr: str, code: int, fragment: str, logs: str = "") -> None:
+    """No traceback; a failure is exactly one ``polyp-live: error:`` line holding ``fragment``;
+    a success has no error line and shows ``fragment`` (if any) as a warning on stderr or in the log."""
+    assert "Traceback" not in stderr, stderr
+    errors = error_lines(stderr)
+    if code != 0 and code != 130:
+        assert len(errors) == 1, stderr
+        assert fragment in errors[0], (fragment, errors[0])
+        assert "\n" not in errors[0]
+        return
+    assert errors == [], stderr
+    if fragment:
+        assert fragment in stderr + logs, (fragment, stderr, logs)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every line parses; the file ends with a newline (no partial last line)."""
+    text = path.read_text()
+    assert text == "" or text.endswith("\n"), f"partial last line in {path}"
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def decode_all(path: Path) -> int:
+    """Frames PyAV decodes from ``path``; any decode error fails the test (the MP4 must be playable)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return sum(1 for _ in container.decode(stream))
+
+
+def settle_threads(before: set[threading.Thread], timeout_s: float = 5.0) -> list[threading.Thread]:
+    """Threads started since ``before`` that are still alive after ``timeout_s`` (tqdm's monitor excepted:
+    a process-wide daemon that tqdm reuses)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        extra = [t for t in threading.enumerate()
+                 if t not in before and t.is_alive() and type(t).__name__ != "TMonitor"]
+        if not extra or time.monotonic() > deadline:
+            return extra
+        time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- subprocess
+def cli_command() -> list[str]:
+    return [sys.executable, "-m", "realtime.cli"]
+
+
+def run_and_signal(argv: list[str], signum: int, ready: Callable[[], bool], env: dict[str, str],
+                   timeout_s: float = 60.0) -> tuple[int, str, str, list[int]]:
+    """Start ``polyp-live argv``, send ``signum`` once ``ready()``; returns (code, stdout, stderr, child pids)."""
+    import psutil
+
+    proc = subprocess.Popen([*cli_command(), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and proc.poll() is None and not ready():
+            time.sleep(0.02)
+        assert proc.poll() is None, f"the run ended before it could be signalled: {proc.communicate()[1]}"
+        children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=timeout_s)
+    finally:
+        if proc.poll() is None:  # never leave it behind, even when an assertion failed
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, stdout, stderr, children
+
+
+def which_polyp_live() -> str | None:
+    return shutil.which(PROG)
