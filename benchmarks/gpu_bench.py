@@ -87,7 +87,7 @@ class Runner:
         self.json_path = args.out / f"{SCRIPT}-{tag}.json"
         self.md_path = self.json_path.with_suffix(".md")
         self.seconds = args.seconds or (1.0 if args.budget < 200 else 2.0)
-        self.frames = common.real_frames(16)[0]
+        self.frames = common.real_frames(4 * 16)[0]  # 4 different batches even at batch 16
         self.report: dict[str, Any] = {
             "kind": SCRIPT, "machine": common.machine_info(args.device), "budget_s": args.budget,
             "dry_run": self.dry, "seconds_per_config": self.seconds, "rows": [], "pipeline": [], "items": [],
