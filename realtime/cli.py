@@ -97,8 +97,11 @@ def display_available() -> bool:
 
 
 def check_outputs(args: argparse.Namespace) -> None:
-    """Every output path is writable and none is the input -- before anything is opened."""
-    inputs = (args.input,) if args.input else ()
+    """Every output path is writable and none is an input (video, model file, its sidecar) -- before anything
+    is opened."""
+    engine = Path(args.engine)
+    inputs = (*((args.input,) if args.input else ()), str(engine), str(engine.with_suffix(".json")),
+              str(engine.with_name(engine.name + ".json")))
     for flag in ("output", "jsonl", "stats"):
         value = getattr(args, flag)
         if value:

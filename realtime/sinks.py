@@ -33,7 +33,8 @@ def check_output_path(path: str | Path, inputs: tuple[str, ...] = (), *, folder:
     """Fail early, with one line, if ``path`` cannot be written or is one of the ``inputs``."""
     path = Path(path)
     for item in inputs:
-        if "://" not in item and Path(item).exists() and path.exists() and path.resolve() == Path(item).resolve():
+        # samefile: the same file under any spelling, through a symlink or a hard link
+        if "://" not in item and Path(item).exists() and path.exists() and os.path.samefile(path, item):
             raise OutputError(f"refusing to overwrite the input {item}; choose another output path")
     if folder:
         try:
