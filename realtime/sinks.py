@@ -32,9 +32,12 @@ DEFAULT_CRF = 23
 def check_output_path(path: str | Path, inputs: tuple[str, ...] = (), *, folder: bool = False) -> Path:
     """Fail early, with one line, if ``path`` cannot be written or is one of the ``inputs``."""
     path = Path(path)
+    # samefile: the same file under any spelling, through a symlink or a hard link; abspath also folds
+    # 'new/..' (a folder that mkdir would create first, so the path itself does not exist yet)
+    spellings = (path, Path(os.path.abspath(path)))
     for item in inputs:
-        # samefile: the same file under any spelling, through a symlink or a hard link
-        if "://" not in item and Path(item).exists() and path.exists() and os.path.samefile(path, item):
+        if "://" not in item and Path(item).exists() and any(p.exists() and os.path.samefile(p, item)
+                                                             for p in spellings):
             raise OutputError(f"refusing to overwrite the input {item}; choose another output path")
     if folder:
         try:
