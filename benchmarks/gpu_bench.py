@@ -61,7 +61,7 @@ def plan(has_default: bool) -> list[Item]:
         Item("base 352 fp16 b1 (+CUDA graphs)", 18, "random:base", [("fp16", "eager", b1), ("fp16", "graphs", b1)]),
         Item("small 352 fp32 b1,4 and fp16 b4,16", 25, "random:small",
              [("fp32", "eager", (1, 4)), ("fp16", "eager", (4, 16)), ("fp16", "graphs", (4, 16))]),
-        Item("tiny/base fp32 b1", 20, "random:tiny", [("fp32", "eager", b1)]),
+        Item("tiny 352 fp32 b1", 10, "random:tiny", [("fp32", "eager", b1)]),
         Item("base 352 fp32 b1", 12, "random:base", [("fp32", "eager", b1)]),
         Item("default model fp32 b1, fp16 b4,16", 15, "default",
              [("fp32", "eager", b1), ("fp16", "eager", (4, 16)), ("fp16", "graphs", (4, 16))]),
