@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     import torch
 
 _CV2_INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
-_TORCH_MODE = {"area": "area", "linear": "bilinear"}
 
 
 def _check_frame(frame: np.ndarray) -> None:
@@ -75,23 +74,70 @@ def preprocess_torch(
 ) -> torch.Tensor:
     """The same transform on a ``uint8`` ``(N, H, W, 3)`` tensor on any device -> ``(N, 3, h, w)``.
 
-    Resizing uses ``torch.nn.functional.interpolate`` (``area`` is adaptive average pooling,
-    ``linear`` is bilinear with half-pixel centres, as OpenCV); masks agree with the OpenCV path
-    within the parity thresholds of the engines' test suite.
+    The resize reproduces OpenCV's ``cv2.resize`` for the contract's mode (see
+    :func:`resize_weights`) as two matrix products in float64, then rounds to whole grey levels as
+    OpenCV's ``uint8`` output does, so the GPU path feeds the model the same pixels as the CPU path
+    (to within OpenCV's fixed-point rounding: at most one grey level).
     """
     import torch
-    import torch.nn.functional as F
 
     if frames_nhwc.dtype != torch.uint8 or frames_nhwc.ndim != 4 or frames_nhwc.shape[-1] != 3:
         raise ValueError(f"expected uint8 frames (N, H, W, 3), got {tuple(frames_nhwc.shape)} {frames_nhwc.dtype}")
     dtype = dtype or torch.float32
-    x = frames_nhwc.permute(0, 3, 1, 2).float()
-    if tuple(x.shape[-2:]) != tuple(contract.input_size):
-        mode = _TORCH_MODE[contract.resize]
-        kwargs = {"align_corners": False} if mode == "bilinear" else {}
-        x = F.interpolate(x, size=tuple(contract.input_size), mode=mode, **kwargs)
+    x = frames_nhwc.permute(0, 3, 1, 2)
+    in_h, in_w = int(x.shape[-2]), int(x.shape[-1])
+    if (in_h, in_w) != tuple(contract.input_size):
+        out_h, out_w = contract.input_size
+        area = contract.resize == "area" and in_h >= out_h and in_w >= out_w
+        mode = "area" if area else ("area-up" if contract.resize == "area" else "linear")
+        wy = _weights_on(in_h, out_h, mode, x.device)
+        wx = _weights_on(in_w, out_w, mode, x.device)
+        x = torch.matmul(torch.matmul(wy, x.double()), wx.transpose(0, 1)).round_().clamp_(0, 255)
     mean, std = _mean_std(contract.mean, contract.std, x.device)
-    return ((x - mean) / std).to(dtype)
+    return ((x.float() - mean) / std).to(dtype)
+
+
+def resize_weights(n_in: int, n_out: int, mode: str) -> np.ndarray:
+    """``(n_out, n_in)`` float64 matrix that resamples one axis as ``cv2.resize`` does.
+
+    ``area``: OpenCV's INTER_AREA when both axes shrink: each output pixel averages the input
+    interval ``[d * s, (d + 1) * s)`` (``s = n_in / n_out``) weighted by overlap. ``area-up``: OpenCV's
+    INTER_AREA otherwise (two taps, weight ``(d + 1) - (sx + 1) / s`` on the right pixel). ``linear``:
+    INTER_LINEAR with half-pixel centres. Borders are clamped as OpenCV clamps them.
+    """
+    weights = np.zeros((n_out, n_in), dtype=np.float64)
+    inv_scale = n_out / n_in
+    scale = 1.0 / inv_scale  # computed as OpenCV computes it: floor() below depends on the last bit
+    if mode == "area":
+        for d in range(n_out):
+            start, stop = d * scale, (d + 1) * scale
+            for j in range(int(np.floor(start)), min(int(np.ceil(stop)), n_in)):
+                weights[d, j] = (min(stop, j + 1) - max(start, j)) / scale
+        return weights
+    for d in range(n_out):
+        if mode == "area-up":
+            sx = int(np.floor(d * scale))
+            fx = float(np.float32((d + 1) - (sx + 1) * inv_scale))
+            fx = 0.0 if fx <= 0 else fx - np.floor(fx)
+        else:
+            pos = float(np.float32((d + 0.5) * scale - 0.5))
+            sx = int(np.floor(pos))
+            fx = pos - sx
+        if sx < 0:
+            sx, fx = 0, 0.0
+        if sx >= n_in - 1:
+            sx, fx = n_in - 1, 0.0
+        weights[d, sx] += 1.0 - fx
+        if fx:
+            weights[d, sx + 1] += fx
+    return weights
+
+
+@functools.lru_cache(maxsize=32)
+def _weights_on(n_in: int, n_out: int, mode: str, device: torch.device) -> torch.Tensor:
+    import torch
+
+    return torch.from_numpy(resize_weights(n_in, n_out, mode)).to(device)
 
 
 @functools.lru_cache(maxsize=32)

@@ -1,0 +1,59 @@
+"""The GPU preprocessing path (torch) feeds the model the same pixels as the OpenCV path."""
+
+from __future__ import annotations
+
+import glob
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import CVC, HOLOHUB, KVASIR
+from train.contract import ModelContract
+from train.preprocess import preprocess, preprocess_batch, preprocess_torch, resize_weights
+
+
+def real_frames() -> list[np.ndarray]:
+    files = sorted(glob.glob(str(HOLOHUB / "*.png")))[:1] + sorted(glob.glob(str(CVC / "seq01/images/*")))[:1]
+    files += sorted(glob.glob(str(KVASIR / "images/*")))[:3]
+    frames = [cv2.cvtColor(cv2.imread(f), cv2.COLOR_BGR2RGB) for f in files]
+    rng = np.random.default_rng(1)  # plus odd sizes, up and down, so every resize branch is exercised
+    frames += [rng.integers(0, 256, size=shape, dtype=np.uint8) for shape in ((288, 384, 3), (300, 200, 3))]
+    return frames
+
+
+@pytest.mark.parametrize("mode", ["area", "linear"])
+@pytest.mark.parametrize("size", [(256, 256), (352, 352), (320, 256)])
+def test_torch_preprocessing_matches_opencv(mode: str, size: tuple[int, int]) -> None:
+    contract = ModelContract("atto", size, resize=mode)
+    for frame in real_frames():
+        expected = preprocess(frame, contract)
+        got = preprocess_torch(torch.from_numpy(frame)[None], contract)[0].numpy()
+        grey_levels = np.abs(expected - got) * 127.5
+        assert grey_levels.max() <= 1.0 + 1e-3, (frame.shape, float(grey_levels.max()))
+        # shrinking with INTER_AREA is an exact weighted sum; two-tap resampling (INTER_LINEAR, and
+        # INTER_AREA when an axis grows) uses OpenCV's 11-bit fixed-point weights, which round some
+        # pixels the other way
+        shrinks = frame.shape[0] >= size[0] and frame.shape[1] >= size[1]
+        limit = 1e-3 if mode == "area" and shrinks else 0.2
+        assert (grey_levels > 1e-3).mean() <= limit
+
+
+@pytest.mark.parametrize(("n_in", "n_out"), [(1920, 256), (288, 352), (384, 352), (7, 3)])
+@pytest.mark.parametrize("mode", ["area", "area-up", "linear"])
+def test_resize_weights_rows_sum_to_one(n_in: int, n_out: int, mode: str) -> None:
+    weights = resize_weights(n_in, n_out, mode)
+    assert weights.shape == (n_out, n_in)
+    assert np.allclose(weights.sum(axis=1), 1.0)
+    assert (weights >= 0).all()
+
+
+def test_batch_equals_single_frames() -> None:
+    contract = ModelContract("atto", (64, 96))
+    frames = real_frames()[:3]
+    batch = preprocess_batch(frames, contract)
+    assert batch.shape == (3, 3, 64, 96) and batch.dtype == np.float32
+    for i, frame in enumerate(frames):
+        np.testing.assert_array_equal(batch[i], preprocess(frame, contract))
+    assert batch.min() >= -1.0 and batch.max() <= 1.0
