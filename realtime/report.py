@@ -44,7 +44,7 @@ def input_warnings(summary: RunSummary, max_frames: int | None = None) -> list[s
     """Lines about inputs that ended early or had undecodable parts."""
     warnings = []
     expected = summary.expected_frames
-    if (summary.stopped == "end of input" and expected and summary.frames_in < expected
+    if (summary.stopped == "end of input" and summary.mode == "file" and expected and summary.frames_in < expected
             and (max_frames is None or summary.frames_in < max_frames)):
         warnings.append(
             f"input ended after {summary.frames_in} of {expected} frames "

@@ -51,7 +51,8 @@ def check_output_path(path: str | Path, inputs: tuple[str, ...] = (), *, folder:
         raise OutputError(f"output {path} is a folder; give a file name")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
-        raise OutputError(f"cannot write {path}: folder {parent} does not exist")
+        why = "is a file, not a folder" if parent.exists() else "does not exist"
+        raise OutputError(f"cannot write {path}: folder {parent} {why}")
     if (path.exists() and not os.access(path, os.W_OK)) or not os.access(parent, os.W_OK):
         raise OutputError(f"cannot write {path}: permission denied")
     return path
