@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -162,6 +163,28 @@ def reference_frames(path: Path) -> list[str]:
                 continue
             hashes.extend(frame_hash(f.to_ndarray(format="rgb24")) for f in frames)
     return hashes
+
+
+def plan_with_sidecar(folder: Path, checkpoint: Path, *, version: str | None = None,
+                      targets: tuple[str, ...] = ("sm86",)) -> Path:
+    """A stand-in plan (random bytes, never deserialized here) with a valid sidecar built for ``targets``."""
+    import tensorrt_rtx
+
+    from engines.onnx_export import BatchProfile
+    from engines.sidecar import EngineSidecar, write_sidecar
+    from train.checkpoint import sha256_file
+    from train.contract import ModelContract
+
+    plan = folder / "model.engine"
+    plan.write_bytes(b"ftrt" + os.urandom(64_000))
+    sidecar = EngineSidecar(
+        contract=ModelContract("atto", (64, 64)), precision="fp16", batch=BatchProfile(1, 1, 1), io_dtype="float32",
+        flavour="tensorrt_rtx", trt_version=version or tensorrt_rtx.__version__, targets=targets,
+        builder_gpu="NVIDIA A10", onnx_sha256="0" * 64, plan_sha256=sha256_file(plan), source_sha256="",
+        source=str(checkpoint), created="2026-11-26T00:00:00Z",
+    )
+    write_sidecar(plan, sidecar)
+    return plan
 
 
 # --------------------------------------------------------------------------- checks

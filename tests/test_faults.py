@@ -37,6 +37,7 @@ from tests.fault_helpers import (
     check_message,
     corrupt_packets,
     decode_all,
+    plan_with_sidecar,
     read_jsonl,
     reference_frames,
     remux_faststart,
@@ -107,6 +108,7 @@ class FaultRow:
     runner: str = "cli"  # "cli": in-process main(); "signal": subprocess + signal; "pipeline": library run
     fail_after: int | None = None  # the engine raises after this many inference calls
     signum: int = 0
+    not_said: str = ""  # a fragment stderr must not hold (a misleading warning)
 
 
 # --------------------------------------------------------------------------- row set-ups
@@ -172,41 +174,21 @@ def corrupt_onnx(env: FaultEnv) -> list[str]:
     return env.engine_run(path)
 
 
-def _plan_with_sidecar(env: FaultEnv, *, version: str | None = None, targets: tuple[str, ...] = ("sm86",)) -> Path:
-    import tensorrt_rtx
-
-    from engines.onnx_export import BatchProfile
-    from engines.sidecar import EngineSidecar, write_sidecar
-    from train.checkpoint import sha256_file
-    from train.contract import ModelContract
-
-    plan = env.tmp / "model.engine"
-    plan.write_bytes(b"ftrt" + os.urandom(64_000))  # stands in for a serialized plan; never deserialized here
-    sidecar = EngineSidecar(
-        contract=ModelContract("atto", (64, 64)), precision="fp16", batch=BatchProfile(1, 1, 1), io_dtype="float32",
-        flavour="tensorrt_rtx", trt_version=version or tensorrt_rtx.__version__, targets=targets,
-        builder_gpu="NVIDIA A10", onnx_sha256="0" * 64, plan_sha256=sha256_file(plan), source_sha256="",
-        source=str(env.checkpoint), created="2026-11-26T00:00:00Z",
-    )
-    write_sidecar(plan, sidecar)
-    return plan
-
-
 def truncated_plan(env: FaultEnv) -> list[str]:
-    plan = _plan_with_sidecar(env)
+    plan = plan_with_sidecar(env.tmp, env.checkpoint)
     truncate_half(plan, plan)
     return env.engine_run(plan)
 
 
 def plan_other_version(env: FaultEnv) -> list[str]:
-    return env.engine_run(_plan_with_sidecar(env, version="10.0.0.1"))
+    return env.engine_run(plan_with_sidecar(env.tmp, env.checkpoint, version="10.0.0.1"))
 
 
 def plan_other_gpu(env: FaultEnv) -> list[str]:
     from engines.devices import GpuInfo
 
     env.monkeypatch.setattr("engines.tensorrt_backend.gpu_info", lambda index=0: GpuInfo(index, "NVIDIA H100", "sm90"))
-    return env.engine_run(_plan_with_sidecar(env, targets=("sm86",)))
+    return env.engine_run(plan_with_sidecar(env.tmp, env.checkpoint, targets=("sm86",)))
 
 
 def pickle_checkpoint(env: FaultEnv) -> list[str]:
@@ -274,7 +256,8 @@ ROWS = [
     FaultRow("MP4 corrupt in the middle", corrupt_middle, 0, "2 packet(s) could not be decoded and were skipped",
              Keeps(frames=(15, 24))),
     FaultRow("capture device missing", missing_device, 2, "capture device /dev/video99 not found", NOTHING),
-    FaultRow("device vanishes, comes back", device_comes_back, 0, "reconnected", Keeps(frames=(10, 45))),
+    FaultRow("device vanishes, comes back", device_comes_back, 0, "reconnected", Keeps(frames=(10, 45)),
+             not_said="truncated or damaged"),
     FaultRow("device vanishes for good", device_gone, 2, "did not come back within 0.5 s", Keeps(frames=(2, 60))),
     FaultRow("engine raises mid-stream", engine_raises, 2, "inference failed: CUDA error", Keeps(frames=(5, 5)),
              fail_after=5),
@@ -286,7 +269,7 @@ ROWS = [
     FaultRow("checkpoint is a pickle", pickle_checkpoint, 2, "polyp-live never unpickles", NOTHING),
     FaultRow("checkpoint .pt file", pickle_by_suffix, 2, "unknown model file type '.pt'", NOTHING),
     FaultRow("checkpoint of another variant", other_variant, 2, "the sidecar names the wrong variant", NOTHING),
-    FaultRow("output folder is a file", output_under_a_file, 2, "cannot write", NOTHING),
+    FaultRow("output folder is a file", output_under_a_file, 2, "report.txt is a file, not a folder", NOTHING),
     FaultRow("disk full (/dev/full)", disk_full, 2, "No space left on device", Keeps(mp4=False, frames=(0, 25))),
     FaultRow("SIGINT mid-run", long_clip, 130, "stopping", Keeps(frames=(10, 599)), runner="signal",
              signum=signal.SIGINT),
@@ -348,6 +331,7 @@ def run_cli_row(row: FaultRow, env: FaultEnv, capsys: pytest.CaptureFixture[str]
     _, stderr = capsys.readouterr()
     assert code == row.code, stderr
     check_message(stderr, code, row.message, caplog.text)
+    assert not row.not_said or row.not_said not in stderr, stderr
     frames = check_kept(row.keeps, env)
     for path, data in inputs_before.items():  # no input was modified
         assert path.read_bytes() == data, path
