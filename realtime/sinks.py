@@ -149,7 +149,7 @@ def result_record(result: Result) -> dict[str, Any]:
 
 class JsonlSink:
     """One JSON object per line and frame; each line goes out in one ``write`` call, unbuffered,
-    so a crash or kill never leaves a partial last line (short of the disk filling up)."""
+    so a crash or kill never leaves a partial last line; a line cut short by a full disk is cut off again."""
 
     name = "jsonl"
 
@@ -160,12 +160,23 @@ class JsonlSink:
         except OSError as exc:
             raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
         self.records = 0
+        self._size = 0  # bytes of whole lines written
 
     def write(self, result: Result) -> None:
         if self._fd is None:
             return
         line = (json.dumps(result_record(result), separators=(",", ":")) + "\n").encode()
-        os.write(self._fd, line)
+        try:
+            written = os.write(self._fd, line)
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
+        if written != len(line):  # disk full mid-line: drop the partial line so every line stays whole
+            try:
+                os.ftruncate(self._fd, self._size)
+            except OSError:
+                logger.warning("%s: could not remove a partial last line", self.path)
+            raise OutputError(f"cannot write {self.path}: disk full (wrote {self.records} whole lines)")
+        self._size += written
         self.records += 1
 
     def close(self) -> None:
