@@ -263,3 +263,22 @@ def run_and_signal(argv: list[str], signum: int, ready: Callable[[], bool], env:
 
 def which_polyp_live() -> str | None:
     return shutil.which(PROG)
+
+
+LIMITED_RUN = (
+    "import resource, signal, sys\n"
+    "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail (EFBIG) instead of killing\n"
+    "limit = int(sys.argv.pop(1))\n"
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))\n"
+    "sys.argv[0] = 'polyp-live'\n"
+    "from realtime.cli import entry\n"
+    "entry()\n"
+)
+
+
+def run_disk_limited(argv: list[str], limit_bytes: int, env: dict[str, str],
+                     timeout_s: float = 60.0) -> tuple[int, str, str]:
+    """Run ``polyp-live argv`` where no file may grow past ``limit_bytes`` (a disk that fills up mid-run)."""
+    proc = subprocess.run([sys.executable, "-c", LIMITED_RUN, str(limit_bytes), *argv], capture_output=True,
+                          text=True, env=env, timeout=timeout_s)
+    return proc.returncode, proc.stdout, proc.stderr
