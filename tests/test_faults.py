@@ -283,6 +283,10 @@ ROWS = [
              signum=signal.SIGINT),
     FaultRow("SIGTERM mid-run", long_clip, 130, "stopping", Keeps(frames=(10, 599)), runner="signal",
              signum=signal.SIGTERM),
+    FaultRow("SIGKILL mid-run: JSONL kept", long_clip, -signal.SIGKILL, "", Keeps(mp4=False, frames=(10, 599)),
+             runner="signal", signum=signal.SIGKILL),
+    FaultRow("SIGKILL mid-run: MP4 kept", long_clip, -signal.SIGKILL, "", Keeps(frames=(10, 599)), runner="signal",
+             signum=signal.SIGKILL),
     FaultRow("display never takes results", stalled_display, 0, "", Keeps(frames=(40, 90)), runner="pipeline"),
 ]
 
@@ -315,8 +319,20 @@ def env(tmp_path: Path, atto_checkpoint: Path, onnx_cache: Path, monkeypatch: py
 
 
 # --------------------------------------------------------------------------- the table
+KNOWN_GAPS = {
+    "SIGKILL mid-run: MP4 kept": "the MP4 index (moov) is written when the file is closed, so a process killed "
+    "with SIGKILL (or a power cut) leaves an MP4 no player opens; a fragmented MP4 (movflags frag_duration) "
+    "would keep all but the last fragment -- a change to the writer's format, not made here",
+}
+
+
+def table() -> list[Any]:
+    return [pytest.param(row, id=row.name, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[row.name])]
+                         if row.name in KNOWN_GAPS else []) for row in ROWS]
+
+
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
+@pytest.mark.parametrize("row", table())
 def test_fault(row: FaultRow, env: FaultEnv, capsys: pytest.CaptureFixture[str],
                caplog: pytest.LogCaptureFixture) -> None:
     before = set(threading.enumerate())
@@ -410,8 +426,11 @@ def run_signal_row(row: FaultRow, env: FaultEnv) -> None:
 
     code, stdout, stderr, children = run_and_signal(argv, row.signum, ready, run_env)
     assert code == row.code, stderr
-    check_message(stderr, code, row.message)
-    assert "stopped      stopped" in stdout
+    if row.signum == signal.SIGKILL:  # no handler runs: nothing is said, only what is on disk counts
+        assert "Traceback" not in stderr
+    else:
+        check_message(stderr, code, row.message)
+        assert "stopped      stopped" in stdout
     records = check_kept(row.keeps, env)
     assert [r["index"] for r in read_jsonl(env.jsonl)] == list(range(records))  # file mode: none skipped
     alive = [pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
