@@ -19,13 +19,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
+import pytest
 
 from engines.base import Engine
 
@@ -106,6 +107,28 @@ class EngineTap:
     @property
     def zero_frames(self) -> int:
         return sum(engine.zero_frames for engine in self.engines)
+
+
+# --------------------------------------------------------------------------- fixtures
+_CACHE_DIRS: list[Path] = []
+
+
+@pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory, atto_checkpoint: Path) -> Iterator[Path]:
+    """A private ONNX cache, filled once per session (the CPU path exports a checkpoint to ONNX)."""
+    if not _CACHE_DIRS:  # imported by two test modules: two fixture instances, one cache folder
+        _CACHE_DIRS.append(tmp_path_factory.mktemp("onnx-cache"))
+    folder = _CACHE_DIRS[0]
+    previous = os.environ.get("POLYP_LIVE_CACHE")
+    os.environ["POLYP_LIVE_CACHE"] = str(folder)
+    from engines.cache import cached_onnx
+
+    cached_onnx(atto_checkpoint)
+    yield folder
+    if previous is None:
+        os.environ.pop("POLYP_LIVE_CACHE", None)
+    else:
+        os.environ["POLYP_LIVE_CACHE"] = previous
 
 
 # --------------------------------------------------------------------------- inputs

@@ -37,6 +37,7 @@ from tests.fault_helpers import (
     check_message,
     corrupt_packets,
     decode_all,
+    onnx_cache,  # noqa: F401 - fixture
     plan_with_sidecar,
     read_jsonl,
     reference_frames,
@@ -50,6 +51,7 @@ from tests.realtime_fakes import BrightSpotEngine, write_disc_video
 from train.cli_utils import run_cli
 
 CLIP_NAME = "seq01"
+pytestmark = pytest.mark.usefixtures("onnx_cache")  # checkpoints run through one private ONNX export
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,7 @@ def missing_device(env: FaultEnv) -> list[str]:
 def _camera_run(env: FaultEnv, outage: tuple[float, float], max_wait_s: float, frames: int) -> list[str]:
     from realtime.sources import ReconnectingSource, SimulatedCamera
 
+    # the camera's clock starts at open(), before the engine loads (0.3-0.5 s on a loaded CI machine)
     env.camera = SimulatedCamera(30.0, 96, 64, frames=frames, outages=(outage,))
     source = ReconnectingSource(env.camera, max_wait_s=max_wait_s)
     env.extra["source"] = source
@@ -158,11 +161,11 @@ def _camera_run(env: FaultEnv, outage: tuple[float, float], max_wait_s: float, f
 
 
 def device_comes_back(env: FaultEnv) -> list[str]:
-    return _camera_run(env, (0.4, 0.3), max_wait_s=3.0, frames=45)
+    return _camera_run(env, (0.8, 0.3), max_wait_s=3.0, frames=60)
 
 
 def device_gone(env: FaultEnv) -> list[str]:
-    return _camera_run(env, (0.4, 60.0), max_wait_s=0.5, frames=300)
+    return _camera_run(env, (0.8, 60.0), max_wait_s=0.5, frames=300)
 
 
 def engine_raises(env: FaultEnv) -> list[str]:
@@ -262,9 +265,9 @@ ROWS = [
     FaultRow("MP4 corrupt in the middle", corrupt_middle, 0, "2 packet(s) could not be decoded and were skipped",
              Keeps(frames=(15, 24))),
     FaultRow("capture device missing", missing_device, 2, "capture device /dev/video99 not found", NOTHING),
-    FaultRow("device vanishes, comes back", device_comes_back, 0, "reconnected", Keeps(frames=(10, 45)),
+    FaultRow("device vanishes, comes back", device_comes_back, 0, "reconnected", Keeps(frames=(10, 60)),
              not_said="truncated or damaged"),
-    FaultRow("device vanishes for good", device_gone, 2, "did not come back within 0.5 s", Keeps(frames=(2, 60))),
+    FaultRow("device vanishes for good", device_gone, 2, "did not come back within 0.5 s", Keeps(frames=(1, 30))),
     FaultRow("engine raises mid-stream", engine_raises, 2, "inference failed: CUDA error", Keeps(frames=(5, 5)),
              fail_after=5),
     FaultRow("corrupt ONNX", corrupt_onnx, 2, "not a readable ONNX model", NOTHING),
@@ -292,24 +295,8 @@ ROWS = [
 
 
 # --------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def onnx_cache(tmp_path_factory: pytest.TempPathFactory, atto_checkpoint: Path) -> Path:
-    """A private ONNX cache, filled once for the module (the CPU path exports a checkpoint to ONNX)."""
-    folder = tmp_path_factory.mktemp("onnx-cache")
-    previous = os.environ.get("POLYP_LIVE_CACHE")
-    os.environ["POLYP_LIVE_CACHE"] = str(folder)
-    from engines.cache import cached_onnx
-
-    cached_onnx(atto_checkpoint)
-    yield folder
-    if previous is None:
-        os.environ.pop("POLYP_LIVE_CACHE", None)
-    else:
-        os.environ["POLYP_LIVE_CACHE"] = previous
-
-
 @pytest.fixture
-def env(tmp_path: Path, atto_checkpoint: Path, onnx_cache: Path, monkeypatch: pytest.MonkeyPatch) -> FaultEnv:
+def env(tmp_path: Path, atto_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> FaultEnv:
     clip = CVC / CLIP_NAME / f"{CLIP_NAME}.mp4"
     if not clip.exists():
         pytest.skip(f"real data not present: {clip}")
@@ -466,3 +453,15 @@ def run_stalled_display(row: FaultRow, env: FaultEnv) -> None:
     drawn = {_hash_of(env.camera.render(i)) for i in range(90)}
     assert engine.fed and set(engine.fed) <= drawn
     assert not pipeline_threads()
+
+
+def test_every_row_is_documented() -> None:
+    """``docs/reliability.md`` lists every row of the table with its exit code (the README copies it)."""
+    from tests.conftest import REPO
+
+    doc = (REPO / "docs" / "reliability.md").read_text()
+    rows = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in doc.splitlines()
+            if line.startswith("| ") and line.count("|") >= 5}
+    for row in ROWS:
+        assert row.name in rows, f"fault row {row.name!r} is missing from docs/reliability.md"
+        assert rows[row.name] == str(row.code), row.name

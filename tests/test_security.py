@@ -20,7 +20,7 @@ import pytest
 
 from realtime import cli
 from tests.conftest import CVC, REPO
-from tests.fault_helpers import check_message, plan_with_sidecar
+from tests.fault_helpers import check_message, onnx_cache, plan_with_sidecar  # noqa: F401 - fixture
 from train.cli_utils import run_cli
 
 PACKAGES = ("train", "engines", "realtime", "calibration")
@@ -28,6 +28,8 @@ SCRIPTS = ("benchmarks", "tests")
 UNPICKLING_MODULES = {"pickle", "cPickle", "_pickle", "dill", "joblib", "shelve", "marshal", "cloudpickle"}
 SHELL_CALLS = {"os.system", "os.popen", "subprocess.getoutput", "subprocess.getstatusoutput"}
 TRT_SENTENCE = "A TensorRT plan is executable code"
+
+pytestmark = pytest.mark.usefixtures("onnx_cache")  # checkpoints run through one private ONNX export
 
 
 # --------------------------------------------------------------------------- helpers
@@ -161,14 +163,12 @@ def test_malformed_engine_sidecar_is_refused(case: str, edit: Callable[[dict[str
     check_message(err, code, message)
 
 
-def test_onnx_with_a_tampered_contract_is_refused(atto_checkpoint: Path, clip: Path, tmp_path: Path,
-                                                  capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_onnx_with_a_tampered_contract_is_refused(atto_checkpoint: Path, clip: Path, tmp_path: Path, capsys) -> None:
     import onnx
 
     from engines.cache import cached_onnx
     from engines.onnx_export import META_CONTRACT
 
-    monkeypatch.setenv("POLYP_LIVE_CACHE", str(tmp_path / "cache"))
     model = onnx.load(str(cached_onnx(atto_checkpoint)))
     for prop in model.metadata_props:
         if prop.key == META_CONTRACT:
