@@ -449,6 +449,8 @@ def run_stalled_display(row: FaultRow, env: FaultEnv) -> None:
     end_to_end = next(item for item in summary.latency if item.stage == "end_to_end")
     assert end_to_end.p95_ms <= (2 / fps + 0.25) * 1000
     assert check_kept(row.keeps, env) == summary.frames_out
+    newest = display.take()  # a display that wakes up is shown the newest frame, never a backlog
+    assert newest is not None and newest.index == read_jsonl(env.jsonl)[-1]["index"]
     assert engine.zero_frames == 0
     drawn = {_hash_of(env.camera.render(i)) for i in range(90)}
     assert engine.fed and set(engine.fed) <= drawn
