@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,7 @@ class FaultEnv:
     input: Path | None = None  # the file input whose decoded frames are the reference
     camera: Any = None  # the simulated camera of the device rows
     extra: dict[str, Any] = field(default_factory=dict)
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def mp4(self) -> Path:
@@ -112,6 +114,7 @@ class FaultRow:
     fail_after: int | None = None  # the engine raises after this many inference calls
     signum: int = 0
     not_said: str = ""  # a fragment stderr must not hold (a misleading warning)
+    max_s: float = 30.0  # the run must end within this (never hang)
 
 
 # --------------------------------------------------------------------------- row set-ups
@@ -143,6 +146,18 @@ def truncated_index_last(env: FaultEnv) -> list[str]:
 def corrupt_middle(env: FaultEnv) -> list[str]:
     whole = remux_faststart(env.clip, env.tmp / "whole.mp4")
     return env.file_run(corrupt_packets(whole, env.tmp / "damaged.mp4", (8, 16)))
+
+
+def silent_stream(env: FaultEnv) -> list[str]:
+    """A server that accepts the connection (kernel backlog) and never says a word."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    env.cleanups.append(server.close)
+    return ["--input", f"http://127.0.0.1:{server.getsockname()[1]}/case.mp4", "--engine", str(env.checkpoint),
+            *env.outputs()]
 
 
 def missing_device(env: FaultEnv) -> list[str]:
@@ -264,6 +279,7 @@ ROWS = [
              NOTHING),
     FaultRow("MP4 corrupt in the middle", corrupt_middle, 0, "2 packet(s) could not be decoded and were skipped",
              Keeps(frames=(15, 24))),
+    FaultRow("stream that never answers", silent_stream, 2, "cannot open http://127.0.0.1:", NOTHING, max_s=15.0),
     FaultRow("capture device missing", missing_device, 2, "capture device /dev/video99 not found", NOTHING),
     FaultRow("device vanishes, comes back", device_comes_back, 0, "reconnected", Keeps(frames=(10, 60)),
              not_said="truncated or damaged"),
@@ -323,14 +339,20 @@ def table() -> list[Any]:
 def test_fault(row: FaultRow, env: FaultEnv, capsys: pytest.CaptureFixture[str],
                caplog: pytest.LogCaptureFixture) -> None:
     before = set(threading.enumerate())
-    if row.runner == "signal":
-        run_signal_row(row, env)
-    elif row.runner == "limited":
-        run_limited_row(row, env)
-    elif row.runner == "pipeline":
-        run_stalled_display(row, env)
-    else:
-        run_cli_row(row, env, capsys, caplog)
+    started = time.monotonic()
+    try:
+        if row.runner == "signal":
+            run_signal_row(row, env)
+        elif row.runner == "limited":
+            run_limited_row(row, env)
+        elif row.runner == "pipeline":
+            run_stalled_display(row, env)
+        else:
+            run_cli_row(row, env, capsys, caplog)
+    finally:
+        for cleanup in env.cleanups:
+            cleanup()
+    assert time.monotonic() - started <= row.max_s, "the run took too long (hung?)"
     assert settle_threads(before) == [], "threads left running"
 
 
