@@ -489,3 +489,17 @@ def test_every_row_is_documented() -> None:
     for row in ROWS:
         assert row.name in rows, f"fault row {row.name!r} is missing from docs/reliability.md"
         assert rows[row.name] == str(row.code), row.name
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    """The one-line rule has one exception: ``--debug`` shows the full traceback (for bug reports)."""
+    import subprocess
+    import sys
+
+    missing = tmp_path / "missing.mp4"
+    quiet = subprocess.run([sys.executable, "-m", "realtime.cli", "--input", str(missing), "--no-view"],
+                           capture_output=True, text=True, timeout=60, env=headless_env())
+    loud = subprocess.run([sys.executable, "-m", "realtime.cli", "--input", str(missing), "--no-view", "--debug"],
+                          capture_output=True, text=True, timeout=60, env=headless_env())
+    assert quiet.returncode == 2 and quiet.stderr.strip() == f"polyp-live: error: input not found: {missing}"
+    assert loud.returncode != 0 and "Traceback" in loud.stderr and "SourceError: input not found" in loud.stderr
