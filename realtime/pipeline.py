@@ -145,7 +145,7 @@ class Pipeline:
             self.source.open()
         info = self.source.info
         self.live = info.live if self.config.live is None else self.config.live
-        self.stats = RunStats(live=self.live)
+        self.stats = RunStats(live=self.live, gap_frames=self.config.episode_gap_frames)
         self.batch = 1 if self.live else self._file_batch()
         self._make_queues()
         sync = self.config.sync or not self.live
@@ -472,7 +472,7 @@ class Pipeline:
             decode_errors=int(self.source.decode_errors), wall_s=round(wall, 3),
             throughput_fps=round(frames_out / wall, 2) if wall else 0.0, latency=self.stats.latency(),
             frames_with_polyp=self.stats.frames_with_polyp,
-            episodes=self.stats.episodes(self.config.episode_gap_frames),
+            episodes=self.stats.episodes(),
             episode_gap_frames=self.config.episode_gap_frames, stopped=stopped, error=error,
             expected_frames=src.frame_count if src else None,
             outputs=tuple(str(getattr(s, "path", "")) for s in self.sinks if getattr(s, "path", None)),

@@ -30,45 +30,70 @@ def latency_stats(stage: str, seconds: Sequence[float]) -> LatencyStats:
                         round(float(p99), 3), round(float(ms.max()), 3))
 
 
+class EpisodeTracker:
+    """Builds episodes online from ``(index, source_time, polyp_present)`` in output order.
+
+    Memory is O(number of episodes), not O(frames), so a live run of hours keeps no per-frame list.
+    Gaps are counted in output frames (frames dropped in live mode are not seen and do not count).
+    """
+
+    def __init__(self, gap_frames: int = DEFAULT_EPISODE_GAP_FRAMES) -> None:
+        self.gap_frames = gap_frames
+        self.closed: list[Episode] = []
+        self._start: tuple[int, float] | None = None
+        self._last: tuple[int, float] = (0, 0.0)
+        self._present = 0
+        self._misses = 0
+
+    def update(self, index: int, when: float, flag: bool) -> None:
+        if flag:
+            if self._start is None:
+                self._start, self._present = (index, when), 0
+            self._last = (index, when)
+            self._present += 1
+            self._misses = 0
+        elif self._start is not None:
+            self._misses += 1
+            if self._misses > self.gap_frames:
+                self.closed.append(self._episode(self._start))
+                self._start, self._misses = None, 0
+
+    def _episode(self, start: tuple[int, float]) -> Episode:
+        return Episode(start[0], self._last[0], start[1], self._last[1], self._present)
+
+    def episodes(self) -> tuple[Episode, ...]:
+        """The closed episodes plus the one still open, if any."""
+        open_one = [self._episode(self._start)] if self._start is not None else []
+        return (*self.closed, *open_one)
+
+
 def find_episodes(
     flags: Iterable[tuple[int, float, bool]], gap_frames: int = DEFAULT_EPISODE_GAP_FRAMES
 ) -> tuple[Episode, ...]:
-    """``(index, source_time, polyp_present)`` in output order -> episodes, merging gaps <= ``gap_frames``.
-
-    The gap is counted in output frames (frames dropped in live mode are not seen and do not count).
-    """
-    episodes: list[Episode] = []
-    start: tuple[int, float] | None = None
-    last: tuple[int, float] | None = None
-    present = 0
-    misses = 0
+    """``(index, source_time, polyp_present)`` in output order -> episodes, merging gaps <= ``gap_frames``."""
+    tracker = EpisodeTracker(gap_frames)
     for index, when, flag in flags:
-        if flag:
-            if start is None:
-                start, present = (index, when), 0
-            last = (index, when)
-            present += 1
-            misses = 0
-        elif start is not None:
-            misses += 1
-            if misses > gap_frames:
-                episodes.append(Episode(start[0], last[0], start[1], last[1], present))  # type: ignore[index]
-                start, last, misses = None, None, 0
-    if start is not None and last is not None:
-        episodes.append(Episode(start[0], last[0], start[1], last[1], present))
-    return tuple(episodes)
+        tracker.update(index, when, flag)
+    return tracker.episodes()
+
+
+# Live runs last hours: their latency percentiles describe the most recent frames (about 18 minutes at
+# 60 fps), so memory stays flat. File runs keep every frame's timings.
+LIVE_LATENCY_WINDOW = 1 << 16
 
 
 class RunStats:
     """Collects per-frame timings and polyp flags from the output stage (thread-safe)."""
 
-    def __init__(self, live: bool = False) -> None:
+    def __init__(self, live: bool = False, gap_frames: int = DEFAULT_EPISODE_GAP_FRAMES) -> None:
         self.live = live
         self._lock = threading.Lock()
-        self._stage: dict[str, list[float]] = {name: [] for name in STAGES}
-        self._end_to_end: list[float] = []
-        self._mask_age: list[float] = []
-        self._flags: list[tuple[int, float, bool]] = []
+        window = LIVE_LATENCY_WINDOW if live else None
+        self._stage: dict[str, deque[float]] = {name: deque(maxlen=window) for name in STAGES}
+        self._end_to_end: deque[float] = deque(maxlen=window)
+        self._mask_age: deque[float] = deque(maxlen=window)
+        self._episodes = EpisodeTracker(gap_frames)
+        self._frames_with_polyp = 0
         self.frames_out = 0
         self.first_output: float | None = None
         self.last_output: float | None = None
@@ -96,7 +121,8 @@ class RunStats:
             self._recent.append(done)
             if result.prediction is not None and result.prediction.frame is not result.frame:
                 self._mask_age.append(done - result.prediction.frame.capture_time)
-            self._flags.append((result.index, result.frame.source_ts, result.polyp_present))
+            self._episodes.update(result.index, result.frame.source_ts, result.polyp_present)
+            self._frames_with_polyp += bool(result.polyp_present)
             if self.first_output is None:
                 self.first_output = done
             self.last_output = done
@@ -104,7 +130,7 @@ class RunStats:
     @property
     def frames_with_polyp(self) -> int:
         with self._lock:
-            return sum(1 for _, _, flag in self._flags if flag)
+            return self._frames_with_polyp
 
     def latency(self) -> tuple[LatencyStats, ...]:
         with self._lock:
@@ -114,10 +140,9 @@ class RunStats:
                 items.append(latency_stats("mask_age", self._mask_age))
             return tuple(items)
 
-    def episodes(self, gap_frames: int = DEFAULT_EPISODE_GAP_FRAMES) -> tuple[Episode, ...]:
+    def episodes(self) -> tuple[Episode, ...]:
         with self._lock:
-            flags = list(self._flags)
-        return find_episodes(flags, gap_frames)
+            return self._episodes.episodes()
 
     def recent_fps(self) -> float:
         """Output rate over the last 30 frames (for the HUD and status bar)."""

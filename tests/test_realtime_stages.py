@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+import realtime.stats as stats_module
 from realtime.overlay import draw_overlay
 from realtime.postprocess import TemporalSmoother, find_regions, postprocess_logits
 from realtime.queues import EMPTY, END, BlockingQueue, LatestQueue
@@ -16,7 +17,7 @@ from realtime.settings import RenderSettings, SettingsBox
 from realtime.sinks import result_record
 from realtime.stages import inference_stage, overlay_stage, postprocess_stage, preprocess_stage
 from realtime.stats import find_episodes, latency_stats
-from realtime.types import Frame, Region
+from realtime.types import Frame, Prediction, Region, Result, StageTimes
 from tests.realtime_fakes import BrightSpotEngine, disc_frame
 
 
@@ -204,3 +205,25 @@ def test_summary_text_and_truncation_warning() -> None:
     assert "10 of 40 frames" in input_warnings(summary)[0]
     assert input_warnings(summary, max_frames=10) == []
     assert summary.to_dict()["latency"]["inference"]["p95_ms"] == 6
+
+
+def test_live_run_stats_stay_bounded_while_file_stats_keep_every_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stats_module, "LIVE_LATENCY_WINDOW", 8)
+    image = np.zeros((4, 4, 3), np.uint8)
+    live, offline = stats_module.RunStats(live=True), stats_module.RunStats(live=False)
+    flags = [i % 10 < 3 for i in range(40)]  # a polyp in frames 0-2, 10-12, 20-22, 30-32
+    for i, flag in enumerate(flags):
+        frame = Frame(i, image, i / 25, capture_time=100.0 + i)
+        region = (Region(0, 0, 1, 1, 0.1, 0.9),) if flag else ()
+        prediction = Prediction(frame, np.zeros((4, 4), np.uint8), region, StageTimes(inference=0.01 * (i + 1)))
+        result = Result(frame, prediction, image, StageTimes(inference=0.01 * (i + 1)))
+        for stats in (live, offline):
+            stats.add(result, done=100.0 + i + 0.05)
+    live_inference = next(s for s in live.latency() if s.stage == "inference")
+    file_inference = next(s for s in offline.latency() if s.stage == "inference")
+    assert (live_inference.count, file_inference.count) == (8, 40)
+    assert live_inference.max_ms == pytest.approx(400.0) and live_inference.p50_ms > file_inference.p50_ms
+    # episodes and polyp counts are exact in both modes (kept online, not per frame)
+    expected = find_episodes([(i, i / 25, f) for i, f in enumerate(flags)])
+    assert live.episodes() == offline.episodes() == expected and len(expected) == 4
+    assert live.frames_with_polyp == offline.frames_with_polyp == sum(flags)
