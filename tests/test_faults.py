@@ -371,6 +371,8 @@ def run_cli_row(row: FaultRow, env: FaultEnv, capsys: pytest.CaptureFixture[str]
     for path, data in inputs_before.items():  # no input was modified
         assert path.read_bytes() == data, path
     check_fed_frames(tap, env, frames, failed=code != 0)
+    if env.camera is not None and code == 0:  # the run went on across the outage through one reconnect
+        assert env.extra["source"].reconnects == 1 and env.camera.opens == 2
 
 
 def check_kept(keeps: Keeps, env: FaultEnv) -> int:
