@@ -12,7 +12,7 @@ import logging
 import os
 from pathlib import Path
 
-from engines.onnx_export import export_onnx, read_onnx_metadata
+from engines.onnx_export import export_onnx, read_onnx_metadata, read_onnx_props
 from train.contract import ModelContract
 from train.errors import PolypLiveError
 
@@ -59,3 +59,42 @@ def _still_valid(path: Path, sha256: str, contract: ModelContract) -> bool:
         logger.warning("ignoring a broken cached export (%s); exporting again", exc)
         return False
     return meta.source_sha256 == sha256 and meta.contract == contract
+
+
+INT8_SUFFIX = ".int8.onnx"
+_META_INT8_TARGET = "polyp_live.int8_target"  # written by polyp-calibrate
+
+
+def calibrated_companion(checkpoint: str | Path) -> Path | None:
+    """``NAME.int8.onnx`` beside checkpoint ``NAME.safetensors`` when it is a CPU-target INT8 model that
+    ``polyp-calibrate`` made from exactly these weights at this contract; else None (the reason is logged).
+
+    The bundled default ships one, so a CPU machine runs it in INT8 without calibrating anything.
+    """
+    from train.checkpoint import read_checkpoint
+
+    checkpoint = Path(checkpoint)
+    companion = checkpoint.with_name(checkpoint.name.removesuffix(checkpoint.suffix) + INT8_SUFFIX)
+    if not companion.is_file():
+        return None
+    info = read_checkpoint(checkpoint)
+    try:
+        meta = read_onnx_metadata(companion)
+        target = read_onnx_props(companion).get(_META_INT8_TARGET)
+    except PolypLiveError as exc:
+        logger.warning("ignoring %s: %s", companion, exc)
+        return None
+    problems = [
+        text
+        for bad, text in (
+            (meta.precision != "int8", f"it is {meta.precision}, not int8"),
+            (target != "cpu", f"its INT8 target is {target!r}, not 'cpu'"),
+            (meta.source_sha256 != info.weights_sha256, "it was calibrated from other weights"),
+            (meta.contract != info.contract, "its model contract differs from the checkpoint's"),
+        )
+        if bad
+    ]
+    if problems:
+        logger.warning("ignoring %s: %s; recalibrate with polyp-calibrate", companion, "; ".join(problems))
+        return None
+    return companion

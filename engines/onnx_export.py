@@ -285,6 +285,11 @@ def read_onnx_metadata(path: str | Path) -> OnnxMetadata:
     return OnnxMetadata(contract, precision, props.get(META_SOURCE, ""), batch, props.get(META_IO_DTYPE, "float32"))
 
 
+def read_onnx_props(path: str | Path) -> dict[str, str]:
+    """All ``metadata_props`` of an ONNX file (one-line errors for a file that is not ONNX)."""
+    return _load_props(Path(path))[0]
+
+
 def read_onnx_contract(path: str | Path) -> ModelContract:
     """The model contract stored in an ONNX file's metadata."""
     return read_onnx_metadata(path).contract

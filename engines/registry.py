@@ -4,9 +4,10 @@
 backend this machine has, and logs what it picked and why:
 
 * ``.safetensors`` on a CUDA machine -> PyTorch FP16 on the GPU;
-* ``.safetensors`` on a CPU machine -> exported once to ONNX (cache keyed by the weights' SHA-256 and
-  input size, see :mod:`engines.cache`) and run by ONNX Runtime; PyTorch FP32 on the CPU when
-  onnxruntime is missing (the reason is logged);
+* ``.safetensors`` on a CPU machine -> ONNX Runtime: the calibrated INT8 model ``NAME.int8.onnx`` beside
+  the checkpoint when there is one (the bundled default ships one; ``precision="fp32"`` opts out), else an
+  ONNX export made once into a cache keyed by the weights' SHA-256 and input size (:mod:`engines.cache`);
+  PyTorch FP32 on the CPU when onnxruntime is missing (the reason is logged);
 * ``.onnx`` -> ONNX Runtime (CUDA provider when onnxruntime-gpu is installed);
 * ``.engine`` / ``.plan`` -> TensorRT.
 
@@ -131,6 +132,25 @@ def _conversion_hint(backend: str) -> str:
     return hints[backend]
 
 
+def _cpu_onnx(checkpoint: Path, options: dict[str, Any]) -> tuple[Path, str]:
+    """The ONNX file a checkpoint runs as on ONNX Runtime: its calibrated ``NAME.int8.onnx`` companion
+    unless ``precision`` asks for fp32/fp16, else a cached export at that precision."""
+    from engines.cache import INT8_SUFFIX, cached_onnx, calibrated_companion
+
+    precision = options.get("precision")
+    if precision in (None, "int8"):
+        companion = calibrated_companion(checkpoint)
+        if companion is not None:
+            options.pop("precision", None)
+            return companion, f"INT8 from the calibrated {companion.name} beside it"
+        if precision == "int8":
+            raise EngineError(
+                f"no calibrated INT8 model beside {checkpoint}; make one with: polyp-calibrate --checkpoint "
+                f"{checkpoint} --images FRAMES_DIR --target cpu --out {checkpoint.with_suffix('')}{INT8_SUFFIX}"
+            )
+    return cached_onnx(checkpoint, precision=precision or "fp32"), f"{precision or 'fp32'} ONNX export (cached)"
+
+
 def open_engine(path: str | Path = "default", backend: str = "auto", device: str = "auto", **options: Any) -> Engine:
     """Open a model file (or bundled name) with the fastest available backend, warmed up.
 
@@ -147,13 +167,11 @@ def open_engine(path: str | Path = "default", backend: str = "auto", device: str
     cls = backend_class(plan.backend)
     source = resolved
     if plan.via_onnx_cache:
-        from engines.cache import cached_onnx
-
         reason = cls.unavailable_reason(device)
         if reason:
             raise BackendUnavailableError(f"backend {plan.backend} is not available: {reason}")
-
-        source = cached_onnx(resolved, precision=options.get("precision") or "fp32")
+        source, why = _cpu_onnx(resolved, options)
+        plan = EnginePlan(plan.backend, plan.path, plan.via_onnx_cache, f"{plan.reason}, {why}")
     logger.info("engine %s: %s backend, because %s", resolved, plan.backend, plan.reason)
     engine = cls.load(source, device=device, **options)  # each backend raises BackendUnavailableError itself
     logger.info("engine ready: %s", engine.describe())
