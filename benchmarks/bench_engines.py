@@ -261,9 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls before timing (3)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--threads", type=int, help="CPU threads per engine (default: the backend's)")
-    parser.add_argument("--json", type=Path, help="JSON output (default benchmarks/results/bench_engines-TAG.json)")
-    parser.add_argument("--md", type=Path, help="Markdown output (default next to the JSON)")
-    parser.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
+    common.add_output_args(parser, SCRIPT)
     return parser
 
 
@@ -332,14 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     report = run(args, on_row=print_row)
-    tag = report["machine"]["tag"]
-    json_path = args.json or common.default_output(SCRIPT, tag, ".json")
-    md_path = args.md or json_path.with_suffix(".md")
-    text = to_markdown(report)
-    common.write_json(json_path, report)
-    common.write_text(md_path, text)
-    print(text)
-    print(f"wrote {json_path} and {md_path}")
+    common.write_report(SCRIPT, args, report, to_markdown(report))
     failed = [r for r in report["rows"] if r["status"] == "error"]
     return 1 if failed else 0
 

@@ -390,9 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--upscale-1080p", action="store_true", help="resize every frame to 1920x1080 at capture")
     parser.add_argument("--loops", type=int, default=1, help="with --decoder opencv: play each clip N times")
     parser.add_argument("--repeat", type=int, default=1, help="alternate naive/pipeline runs N times, keep the best")
-    parser.add_argument("--json", type=Path, help="JSON output (default benchmarks/results/bench_pipeline-TAG.json)")
-    parser.add_argument("--md", type=Path, help="Markdown output (default next to the JSON)")
-    parser.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
+    common.add_output_args(parser, SCRIPT)
     return parser
 
 
@@ -465,13 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     report = run(args)
-    json_path = args.json or common.default_output(SCRIPT, report["machine"]["tag"], ".json")
-    md_path = args.md or json_path.with_suffix(".md")
-    text = to_markdown(report)
-    common.write_json(json_path, report)
-    common.write_text(md_path, text)
-    print(text)
-    print(f"wrote {json_path} and {md_path}")
+    common.write_report(SCRIPT, args, report, to_markdown(report))
     return 0
 
 

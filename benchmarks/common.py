@@ -166,20 +166,12 @@ class Timer:
 
     def __init__(self, cuda: bool = False) -> None:
         self.cuda = cuda
-        if cuda:
-            import torch
-
-            self._torch = torch
 
     def __call__(self, fn: Callable[[], Any]) -> float:
         if self.cuda:
-            torch = self._torch
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            return float(start.elapsed_time(end))
+            from engines.gpu_check import cuda_event_ms
+
+            return cuda_event_ms(fn)
         begin = time.perf_counter()
         fn()
         return (time.perf_counter() - begin) * 1000.0
@@ -373,6 +365,24 @@ def machine_line(machine: dict[str, Any]) -> str:
 
 def default_output(script: str, tag: str, suffix: str) -> Path:
     return RESULTS_DIR / f"{script}-{tag}{suffix}"
+
+
+def add_output_args(parser: Any, script: str) -> None:
+    """``--json``, ``--md`` and ``--debug``, the same for every benchmark script."""
+    parser.add_argument("--json", type=Path, help=f"JSON output (default benchmarks/results/{script}-TAG.json)")
+    parser.add_argument("--md", type=Path, help="Markdown output (default next to the JSON)")
+    parser.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
+
+
+def write_report(script: str, args: Any, report: dict[str, Any], markdown: str) -> tuple[Path, Path]:
+    """Write ``report`` as JSON and ``markdown`` beside it (``--json`` / ``--md`` or the defaults), print it."""
+    json_path = args.json or default_output(script, report["machine"]["tag"], ".json")
+    md_path = args.md or json_path.with_suffix(".md")
+    write_json(json_path, report)
+    write_text(md_path, markdown)
+    print(markdown)
+    print(f"wrote {json_path} and {md_path}")
+    return json_path, md_path
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:

@@ -76,9 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=float, default=60.0, help="camera rate (60)")
     parser.add_argument("--resolution", default="640x480", help="camera WxH (640x480)")
     add_engine_args(parser)
-    parser.add_argument("--json", type=Path, help="JSON output (default benchmarks/results/soak-TAG.json)")
-    parser.add_argument("--md", type=Path, help="Markdown output (default next to the JSON)")
-    parser.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
+    common.add_output_args(parser, SCRIPT)
     return parser
 
 
@@ -110,13 +108,7 @@ def main(argv: list[str] | None = None, engine: Any = None) -> int:
                               "engine": engine.describe(), "engine_note": note, "session": session,
                               "verdict": lines, "passed": ok}
     report["machine"]["load_average_end"] = common.load_average()
-    json_path = args.json or common.default_output(SCRIPT, report["machine"]["tag"], ".json")
-    md_path = args.md or json_path.with_suffix(".md")
-    text = to_markdown(report)
-    common.write_json(json_path, report)
-    common.write_text(md_path, text)
-    print(text)
-    print(f"wrote {json_path} and {md_path}")
+    common.write_report(SCRIPT, args, report, to_markdown(report))
     return 0 if ok else 1
 
 

@@ -86,13 +86,14 @@ def time_calls(fn: Any, iterations: int, device: str, warmup: int = 10) -> dict[
     ``perf_counter`` on the CPU (``--device cpu`` is a dry run of this script)."""
     for _ in range(warmup):
         fn()
-    times = [_cuda_ms(fn) if device.startswith("cuda") else _wall_ms(fn) for _ in range(iterations)]
+    times = [cuda_event_ms(fn) if device.startswith("cuda") else _wall_ms(fn) for _ in range(iterations)]
     values = np.asarray(times)
     return {"median_ms": float(np.median(values)), "p90_ms": float(np.percentile(values, 90)),
             "mean_ms": float(values.mean())}
 
 
-def _cuda_ms(fn: Any) -> float:
+def cuda_event_ms(fn: Any) -> float:
+    """Milliseconds of ``fn()`` on the current CUDA stream, timed with CUDA events."""
     import torch
 
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
