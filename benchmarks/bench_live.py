@@ -119,7 +119,7 @@ def live_session(engine: Any, *, fps: float, width: int, height: int, seconds: f
     recorder = LatencyRecorder()
     camera = SimulatedCamera(fps, width, height, frames=None, realtime=True)
     pipeline = Pipeline(camera, engine, PipelineConfig(live=True, deliver=False), [recorder])
-    all_records: list[Record] = []
+    chunks: list[np.ndarray] = []  # one float64 array per window: the harness must not grow like a leak
     windows: list[dict[str, Any]] = []
     pipeline.start()
     try:
@@ -137,7 +137,8 @@ def live_session(engine: Any, *, fps: float, width: int, height: int, seconds: f
             stats = window_stats(records, last_index, t0)
             if records:
                 last_index = records[-1][3]
-            all_records += records
+            if records:
+                chunks.append(np.asarray(records, dtype=np.float64))
             windows.append(stats)
             if on_window:
                 on_window(stats)
@@ -146,6 +147,7 @@ def live_session(engine: Any, *, fps: float, width: int, height: int, seconds: f
         pipeline.wait(10.0)
         pipeline.close()
     summary = pipeline.summary()
+    all_records = np.concatenate(chunks) if chunks else np.empty((0, 6))
     time.sleep(0.05)
     leftover = [t.name for t in pipeline_threads()]
     return {"fps": fps, "resolution": f"{width}x{height}", "seconds": seconds, "window_s": window_s,
@@ -160,11 +162,11 @@ def _inference_p50(summary: Any) -> float:
     return next((item.p50_ms for item in summary.latency if item.stage == "inference" and item.count), 0.0)
 
 
-def overall(records: Sequence[Record], summary: Any, fps: float) -> dict[str, Any]:
+def overall(records: Sequence[Record] | np.ndarray, summary: Any, fps: float) -> dict[str, Any]:
     stage = {item.stage: item for item in summary.latency}
     display = common.percentiles([r[1] * 1000.0 for r in records])
     ages = common.percentiles([r[2] * 1000.0 for r in records if not math.isnan(r[2])])
-    ticks = (records[-1][3] - records[0][3] + 1) if records else 0
+    ticks = int(records[-1][3] - records[0][3] + 1) if len(records) else 0
     period = 1000.0 / fps
     model_p95 = sum(stage[s].p95_ms for s in ("preprocess", "inference", "postprocess") if s in stage)
     infer_p50 = stage["inference"].p50_ms if "inference" in stage else math.nan
@@ -181,7 +183,7 @@ def overall(records: Sequence[Record], summary: Any, fps: float) -> dict[str, An
     return out
 
 
-def trend(records: Sequence[Record]) -> dict[str, Any]:
+def trend(records: Sequence[Record] | np.ndarray) -> dict[str, Any]:
     """Least-squares slope of display latency and mask age over time, in ms per minute."""
     if len(records) < 10:
         return {"display_ms_per_min": None, "mask_age_ms_per_min": None}

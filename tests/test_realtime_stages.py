@@ -207,23 +207,28 @@ def test_summary_text_and_truncation_warning() -> None:
     assert summary.to_dict()["latency"]["inference"]["p95_ms"] == 6
 
 
-def test_live_run_stats_stay_bounded_while_file_stats_keep_every_frame(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stats_module, "LIVE_LATENCY_WINDOW", 8)
+def test_live_run_stats_use_constant_memory_and_keep_whole_run_percentiles() -> None:
     image = np.zeros((4, 4, 3), np.uint8)
     live, offline = stats_module.RunStats(live=True), stats_module.RunStats(live=False)
-    flags = [i % 10 < 3 for i in range(40)]  # a polyp in frames 0-2, 10-12, 20-22, 30-32
+    flags = [i % 10 < 3 for i in range(400)]  # a polyp in frames 0-2, 10-12, ...
+    rng = np.random.default_rng(0)
+    inference = rng.lognormal(np.log(0.03), 0.5, size=len(flags))
     for i, flag in enumerate(flags):
         frame = Frame(i, image, i / 25, capture_time=100.0 + i)
         region = (Region(0, 0, 1, 1, 0.1, 0.9),) if flag else ()
-        prediction = Prediction(frame, np.zeros((4, 4), np.uint8), region, StageTimes(inference=0.01 * (i + 1)))
-        result = Result(frame, prediction, image, StageTimes(inference=0.01 * (i + 1)))
+        times = StageTimes(inference=float(inference[i]))
+        result = Result(frame, Prediction(frame, np.zeros((4, 4), np.uint8), region, times), image, times)
         for stats in (live, offline):
             stats.add(result, done=100.0 + i + 0.05)
     live_inference = next(s for s in live.latency() if s.stage == "inference")
     file_inference = next(s for s in offline.latency() if s.stage == "inference")
-    assert (live_inference.count, file_inference.count) == (8, 40)
-    assert live_inference.max_ms == pytest.approx(400.0) and live_inference.p50_ms > file_inference.p50_ms
+    assert live_inference.count == file_inference.count == 400
+    assert live_inference.max_ms == file_inference.max_ms and live_inference.mean_ms == file_inference.mean_ms
+    for field in ("p50_ms", "p95_ms", "p99_ms"):  # histogram bins are 1 % wide
+        assert getattr(live_inference, field) == pytest.approx(getattr(file_inference, field), rel=0.02)
+    histogram = live._stage["inference"]
+    assert isinstance(histogram, stats_module.LatencyHistogram) and histogram.counts.nbytes < 20_000
     # episodes and polyp counts are exact in both modes (kept online, not per frame)
     expected = find_episodes([(i, i / 25, f) for i, f in enumerate(flags)])
-    assert live.episodes() == offline.episodes() == expected and len(expected) == 4
+    assert live.episodes() == offline.episodes() == expected and len(expected) == 40
     assert live.frames_with_polyp == offline.frames_with_polyp == sum(flags)
