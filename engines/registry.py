@@ -97,7 +97,7 @@ def _auto_choices(natural: str, device: str) -> list[tuple[str, bool, Callable[[
 
     return [
         ("torch", False, no_cuda, "a checkpoint on a CUDA machine: PyTorch FP16 on the GPU"),
-        ("onnxruntime", True, ort_missing, "a checkpoint on a CPU machine: ONNX Runtime (cached ONNX export)"),
+        ("onnxruntime", True, ort_missing, "a checkpoint on a CPU machine: ONNX Runtime"),
         ("torch", False, lambda: None, "PyTorch FP32 on the CPU"),
     ]
 
