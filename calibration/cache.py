@@ -29,6 +29,7 @@ from typing import Any
 
 from calibration.errors import CalibrationError
 from calibration.quantize import METHODS, TensorRanges
+from train.jsonfile import read_json_file
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +76,7 @@ def save_cache(path: str | Path, key: CacheKey, ranges: TensorRanges) -> Path:
 def read_cache(path: str | Path) -> dict[str, Any]:
     """Parse and validate a cache file; malformed files raise :class:`CalibrationError`."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CalibrationError(f"calibration cache {path} is not valid JSON ({exc}); delete it") from None
+    data = read_json_file(path, what="calibration cache", error=CalibrationError, hint="delete it")
     problem = _problem(data)
     if problem:
         raise CalibrationError(f"calibration cache {path} is malformed ({problem}); delete it")

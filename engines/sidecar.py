@@ -20,11 +20,11 @@ from engines.errors import EngineError, EngineMismatchError
 from engines.onnx_export import BatchProfile
 from train.contract import ModelContract
 from train.errors import ContractError
+from train.jsonfile import read_json_file
 
 ENGINE_FORMAT = "polyp-live.engine/1"
 SIDECAR_SUFFIX = ".json"
 ENGINE_PRECISIONS = ("fp32", "fp16", "int8")
-_MAX_SIDECAR_BYTES = 1 << 20
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _TARGET_RE = re.compile(r"^sm[0-9]{2,3}$")
 # key -> expected JSON type(s)
@@ -115,12 +115,7 @@ def read_sidecar(plan: str | Path) -> EngineSidecar:
             f"{plan}: engine sidecar {path.name} is missing; polyp-live only loads engines built by "
             "polyp-export --format engine (rebuild it)"
         )
-    if path.stat().st_size > _MAX_SIDECAR_BYTES:
-        raise EngineError(f"{path}: larger than {_MAX_SIDECAR_BYTES} bytes; not an engine sidecar")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EngineError(f"{path}: engine sidecar is not valid JSON ({exc})") from None
+    data = read_json_file(path, what="engine sidecar", error=EngineError)
     problem = sidecar_problem(data)
     if problem:
         raise EngineError(f"{path}: invalid engine sidecar: {problem}")

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from train.contract import ModelContract
 from train.errors import CheckpointError, ContractError, UnknownVariantError
+from train.jsonfile import read_json_file
 from train.pefnet import PEFNet
 from train.variants import create_model, get_variant
 
@@ -38,7 +39,6 @@ _MODEL_KEYS = {"variant", "drop_path_rate"}
 _WEIGHTS_KEYS = {"file", "sha256", "dtype", "num_tensors"}
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _PICKLE_MAGICS = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
-_MAX_SIDECAR_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -219,12 +219,7 @@ def _refuse_pickle(path: Path) -> None:
 
 
 def _read_sidecar(path: Path) -> dict[str, Any]:
-    if path.stat().st_size > _MAX_SIDECAR_BYTES:
-        raise CheckpointError(f"{path}: sidecar is larger than {_MAX_SIDECAR_BYTES} bytes; not a checkpoint sidecar")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: sidecar is not valid JSON ({exc})") from None
+    data = read_json_file(path, what="checkpoint sidecar", error=CheckpointError)
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: sidecar must be a JSON object")
     problems = _sidecar_problems(data)
