@@ -248,19 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--window-seconds", type=float, default=5.0, help="window for the trend (5)")
     parser.add_argument("--warmup-seconds", type=float, default=2.0, help="discarded start (2)")
     parser.add_argument("--resolution", default="640x480", help="camera WxH (640x480)")
-    add_engine_args(parser)
+    common.add_engine_args(parser)
     common.add_output_args(parser, SCRIPT)
     return parser
-
-
-def add_engine_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--engine", default="auto", help="model path, 'default' or random:VARIANT (auto: default "
-                        "if bundled, else random:atto)")
-    parser.add_argument("--size", type=int, help="input size for random weights (256)")
-    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "tensorrt"))
-    parser.add_argument("--precision", help="fp32 | fp16 | int8 (default: the backend's)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--threads", type=int, help="CPU threads of the engine")
 
 
 def parse_resolution(text: str) -> tuple[int, int]:

@@ -375,14 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", action="append", type=Path,
                         help="video file (repeatable; default: the CVC-ClinicDB clips and the 1080p sample)")
     parser.add_argument("--max-frames", type=int, help="at most N frames per input")
-    parser.add_argument("--engine", default="auto",
-                        help="checkpoint/ONNX path, 'default', or random:VARIANT (auto: default if bundled, "
-                             "else random:atto)")
-    parser.add_argument("--size", type=int, help="input size for random weights or to resize a checkpoint (256)")
-    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "tensorrt"))
-    parser.add_argument("--precision", help="fp32 | fp16 | int8 (default: the backend's)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--threads", type=int, help="CPU threads of the engine")
+    common.add_engine_args(parser)
     parser.add_argument("--decoder", default="auto", choices=("auto", "av", "opencv"),
                         help="auto: PyAV when installed, else OpenCV into memory")
     parser.add_argument("--sink", default="auto", choices=("auto", "mp4", "jsonl", "null"),

@@ -367,6 +367,18 @@ def default_output(script: str, tag: str, suffix: str) -> Path:
     return RESULTS_DIR / f"{script}-{tag}{suffix}"
 
 
+def add_engine_args(parser: Any) -> None:
+    """The engine options every pipeline-level benchmark takes (read by ``bench_pipeline.open_bench_engine``)."""
+    parser.add_argument("--engine", default="auto",
+                        help="checkpoint/ONNX path, 'default', or random:VARIANT (auto: default if bundled, "
+                             "else random:atto)")
+    parser.add_argument("--size", type=int, help="input size for random weights or to resize a checkpoint (256)")
+    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "tensorrt"))
+    parser.add_argument("--precision", help="fp32 | fp16 | int8 (default: the backend's)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--threads", type=int, help="CPU threads of the engine")
+
+
 def add_output_args(parser: Any, script: str) -> None:
     """``--json``, ``--md`` and ``--debug``, the same for every benchmark script."""
     parser.add_argument("--json", type=Path, help=f"JSON output (default benchmarks/results/{script}-TAG.json)")

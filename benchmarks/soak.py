@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/soak.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import common
-from benchmarks.bench_live import DRIFT_FLOORS, add_engine_args, live_session, parse_resolution
+from benchmarks.bench_live import DRIFT_FLOORS, live_session, parse_resolution
 
 logger = logging.getLogger("benchmarks.soak")
 
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup-seconds", type=float, default=2.0, help="discarded start (2)")
     parser.add_argument("--fps", type=float, default=60.0, help="camera rate (60)")
     parser.add_argument("--resolution", default="640x480", help="camera WxH (640x480)")
-    add_engine_args(parser)
+    common.add_engine_args(parser)
     common.add_output_args(parser, SCRIPT)
     return parser
 

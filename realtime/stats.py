@@ -86,6 +86,7 @@ class LatencyHistogram:
     """
 
     EDGES = np.geomspace(1e-5, 100.0, int(np.log(1e7) / np.log(1.01)) + 1)
+    CENTRES = np.concatenate(([EDGES[0]], np.sqrt(EDGES[1:] * EDGES[:-1]), [EDGES[-1]]))  # one per bin
 
     def __init__(self) -> None:
         self.counts = np.zeros(self.EDGES.size + 1, dtype=np.int64)
@@ -105,11 +106,10 @@ class LatencyHistogram:
         if not count:
             return LatencyStats(stage, 0, 0.0, 0.0, 0.0, 0.0, 0.0)
         cumulative = np.cumsum(self.counts)
-        centres = np.concatenate(([self.EDGES[0]], np.sqrt(self.EDGES[1:] * self.EDGES[:-1]), [self.EDGES[-1]]))
 
         def percentile(q: float) -> float:
             index = int(np.searchsorted(cumulative, q / 100.0 * count))
-            return round(min(float(centres[index]), self.maximum) * 1000.0, 3)
+            return round(min(float(self.CENTRES[index]), self.maximum) * 1000.0, 3)
 
         return LatencyStats(stage, count, round(self.total / count * 1000.0, 3), percentile(50), percentile(95),
                             percentile(99), round(self.maximum * 1000.0, 3))
