@@ -125,6 +125,7 @@ class Pipeline:
         self._closed = False
         self._stopped_by_user = False
         self._end_reason = "end of input"
+        self._input_ended = threading.Event()  # capture reached the end (or --max-frames): not a user stop
         self.frames_in = 0
         self._t_start = 0.0
         self._t_end: float | None = None
@@ -189,7 +190,9 @@ class Pipeline:
 
     def stop(self) -> None:
         """Ask the run to end: capture stops now, everything already captured is still processed and written."""
-        if not self.finished.is_set():
+        # A stop that races the end of the input (the viewer closing on the output stage's "finished"
+        # signal, before ``finished`` is set) is not a user stop: the input had already ended.
+        if not (self.finished.is_set() or self._input_ended.is_set()):
             self._stopped_by_user = True
         self._stop.set()
         self._resume.set()
@@ -234,7 +237,7 @@ class Pipeline:
         if not self._started:
             self.source.close()
             return
-        if self._threads[0].is_alive() and self._error is None:
+        if self._threads[0].is_alive() and self._error is None and not self._input_ended.is_set():
             self._stopped_by_user = True  # closed before the input ended (e.g. the loop broke early)
         self._stop.set()
         self._resume.set()
@@ -310,9 +313,11 @@ class Pipeline:
                 continue
             if limit is not None and self.frames_in >= limit:
                 self._end_reason = "max frames"
+                self._input_ended.set()
                 return
             frame = self.source.read()
             if frame is None:
+                self._input_ended.set()
                 return
             self.frames_in += 1
             for queue in outboxes:

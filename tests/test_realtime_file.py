@@ -161,3 +161,45 @@ def test_variable_frame_rate_timestamps_are_kept(tmp_path: Path) -> None:
     run_to_completion(source, BrightSpotEngine(64), PipelineConfig(), sinks)
     assert [round(r["time"] * 1000) for r in read_jsonl(tmp_path / "o.jsonl")] == in_ms
     assert timestamps_ms(tmp_path / "o.mp4") == in_ms
+
+
+class _StopOnCloseSink:
+    """Calls ``pipeline.stop()`` when the run closes it -- what the viewer does when the file ends."""
+
+    name = "stop-on-close"
+
+    def __init__(self) -> None:
+        self.pipeline: Pipeline | None = None
+        self.written = 0
+
+    def write(self, result: object) -> None:
+        self.written += 1
+
+    def close(self) -> None:
+        assert self.pipeline is not None
+        self.pipeline.stop()
+
+
+def test_stop_after_the_input_ended_is_not_a_user_stop(tmp_path: Path) -> None:
+    # The viewer closes its window on the output stage's "finished" signal, which is emitted from the
+    # sinks' close() -- before Pipeline.finished is set. That stop must not turn "end of input" into "stopped".
+    clip = write_disc_video(tmp_path / "in.mp4", 10)
+    sink = _StopOnCloseSink()
+    pipeline = Pipeline(VideoFileSource(clip), BrightSpotEngine(64), PipelineConfig(deliver=False), [sink])
+    sink.pipeline = pipeline
+    with pipeline:
+        assert pipeline.wait(30)
+    summary = pipeline.summary()
+    assert sink.written == summary.frames_out == 10
+    assert summary.stopped == "end of input" and not pipeline.stop_requested
+
+
+def test_stop_before_the_input_ended_is_a_user_stop(tmp_path: Path) -> None:
+    clip = write_disc_video(tmp_path / "in.mp4", 40)
+    pipeline = Pipeline(VideoFileSource(clip), BrightSpotEngine(64), PipelineConfig(deliver=False))
+    pipeline.pause()
+    with pipeline:
+        pipeline.stop()
+        assert pipeline.wait(30)
+    summary = pipeline.summary()
+    assert summary.stopped == "stopped" and summary.frames_out < 40 and pipeline.stop_requested
