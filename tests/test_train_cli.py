@@ -198,3 +198,34 @@ def test_resume_without_state_files_is_an_error(trained_run: tuple[Path, Path], 
     code = run_cli(train_main, args, prog="polyp-train")
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "PEFNet-atto" in err[-1]
+
+
+def test_init_fine_tunes_from_a_checkpoint_at_another_size(trained_run: tuple[Path, Path], tmp_path: Path) -> None:
+    import torch
+
+    from train.checkpoint import load_state_dict
+
+    data, out = trained_run
+    source = read_checkpoint(out / "best")
+    # lr 1e-12: conv/linear weights stay the source's; only BatchNorm running statistics move.
+    args = _args(data, tmp_path / "ft", 1, "--no-augment", "--init", str(out / "best"), "--lr", "1e-12")
+    args[args.index("--size") + 1] = "96"
+    assert train_main(args) == 0
+    tuned = read_checkpoint(tmp_path / "ft" / "last")
+    assert tuned.contract.input_size == (96, 96)
+    assert tuned.training["init"] == {"file": "best", "sha256": source.weights_sha256}
+    before, after = load_state_dict(source), load_state_dict(tuned)
+    weights = [k for k in before if k.endswith("weight") and before[k].ndim == 4]
+    assert len(weights) > 20
+    for key in weights:
+        torch.testing.assert_close(after[key], before[key], atol=1e-6, rtol=0)
+
+
+def test_init_of_another_variant_is_one_line(trained_run: tuple[Path, Path], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    data, out = trained_run
+    args = _args(data, tmp_path / "ft", 1, "--init", str(out / "best"))
+    args[args.index("--variant") + 1] = "femto"
+    code = run_cli(train_main, args, prog="polyp-train")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "PEFNet-atto" in err[0] and "--variant atto" in err[0], err

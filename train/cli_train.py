@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-path", type=float, default=0.0, help="stochastic depth rate of the encoder")
     p.add_argument("--multi-scale", default="", help="training scales, e.g. 0.75,1.0,1.25 (sides rounded to 32)")
     p.add_argument("--backbone-weights", type=Path, help="ImageNet ConvNeXt weights (.safetensors, timm or official)")
+    p.add_argument("--init", type=Path, metavar="CHECKPOINT",
+                   help="fine-tune: start from all weights of this checkpoint (same variant, any --size)")
     p.add_argument("--resume", type=Path, help="continue from OUT/last (reads last.state.safetensors/.json)")
     p.add_argument("--time-budget", type=float, metavar="MINUTES", help="shorten the run to end within this time")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation (debugging)")
@@ -105,7 +107,8 @@ def config_from_args(args: argparse.Namespace, command: str) -> TrainConfig:
         loss=args.loss, loss_alpha=args.loss_alpha, seed=args.seed, split=parse_ratios(args.split),
         split_file=split_file, recursive=args.recursive, val_every=args.val_every, device=args.device,
         amp=args.amp, clip_grad=args.clip_grad, ema=args.ema, drop_path=args.drop_path,
-        multi_scale=_scales(args.multi_scale), backbone_weights=args.backbone_weights, resume=args.resume,
+        multi_scale=_scales(args.multi_scale), backbone_weights=args.backbone_weights, init=args.init,
+        resume=args.resume,
         time_budget_min=args.time_budget, cache_scale=args.cache_scale,
         augment=NO_AUGMENT if args.no_augment else AugmentConfig(), tensorboard=args.tensorboard,
         progress=not args.no_progress, save_interval_s=args.save_interval, workers=args.workers,

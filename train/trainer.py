@@ -76,6 +76,7 @@ class TrainConfig:
     drop_path: float = 0.0
     multi_scale: tuple[float, ...] = ()
     backbone_weights: Path | None = None
+    init: Path | None = None  # fine-tune: start from all weights of this polyp-live checkpoint
     resume: Path | None = None
     time_budget_min: float | None = None
     cache_scale: float = 1.25
@@ -217,6 +218,9 @@ class Trainer:
         cache_side = round(max(self.sizes) * cfg.cache_scale)
         self.data = prepare_data(cfg, self.contract, self.device, cache_side)
         self.model = create_model(cfg.variant, drop_path_rate=cfg.drop_path, backbone_weights=cfg.backbone_weights)
+        self.init_source: dict[str, str] | None = None
+        if cfg.init is not None:
+            self._init_from(cfg.init)
         self.model.to(self.device)
         if self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
@@ -427,6 +431,7 @@ class Trainer:
             "drop_path": self.cfg.drop_path,
             "seed": self.cfg.seed,
             "backbone_weights": Path(self.cfg.backbone_weights).name if self.cfg.backbone_weights else None,
+            "init": self.init_source,
         }
 
     def _flush(self, final: bool) -> None:
@@ -512,6 +517,17 @@ class Trainer:
                        "ema": self.cfg.ema, "loss": self.cfg.loss},
         }
         write_state(last, groups, self.optimizer, meta)
+
+    def _init_from(self, path: Path) -> None:
+        """Copy every weight of a validated checkpoint of the same variant (any input size: the
+        positional embeddings are computed per size, not stored)."""
+        source, _, info = load_checkpoint(path)
+        if info.variant != self.cfg.variant:
+            raise CheckpointError(f"--init {path}: it holds PEFNet-{info.variant}, this run trains "
+                                  f"{self.cfg.variant}; pass --variant {info.variant} to fine-tune it")
+        self.model.load_state_dict(source.state_dict())
+        self.init_source = {"file": Path(path).name, "sha256": info.weights_sha256}
+        logger.info("initialised all weights from %s (PEFNet-%s)", path, info.variant)
 
     def _load_state(self, last: Path) -> None:
         meta = read_state_meta(last)
