@@ -65,6 +65,12 @@ INT8_SUFFIX = ".int8.onnx"
 _META_INT8_TARGET = "polyp_live.int8_target"  # written by polyp-calibrate
 
 
+def companion_path(checkpoint: str | Path) -> Path:
+    """Where checkpoint ``NAME.safetensors``'s calibrated INT8 model lies: ``NAME.int8.onnx`` beside it."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.name.removesuffix(checkpoint.suffix) + INT8_SUFFIX)
+
+
 def calibrated_companion(checkpoint: str | Path) -> Path | None:
     """``NAME.int8.onnx`` beside checkpoint ``NAME.safetensors`` when it is a CPU-target INT8 model that
     ``polyp-calibrate`` made from exactly these weights at this contract; else None (the reason is logged).
@@ -73,8 +79,7 @@ def calibrated_companion(checkpoint: str | Path) -> Path | None:
     """
     from train.checkpoint import read_checkpoint
 
-    checkpoint = Path(checkpoint)
-    companion = checkpoint.with_name(checkpoint.name.removesuffix(checkpoint.suffix) + INT8_SUFFIX)
+    companion = companion_path(checkpoint)
     if not companion.is_file():
         return None
     info = read_checkpoint(checkpoint)

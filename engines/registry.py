@@ -135,7 +135,7 @@ def _conversion_hint(backend: str) -> str:
 def _cpu_onnx(checkpoint: Path, options: dict[str, Any]) -> tuple[Path, str]:
     """The ONNX file a checkpoint runs as on ONNX Runtime: its calibrated ``NAME.int8.onnx`` companion
     unless ``precision`` asks for fp32/fp16, else a cached export at that precision."""
-    from engines.cache import INT8_SUFFIX, cached_onnx, calibrated_companion
+    from engines.cache import cached_onnx, calibrated_companion, companion_path
 
     precision = options.get("precision")
     if precision in (None, "int8"):
@@ -146,7 +146,7 @@ def _cpu_onnx(checkpoint: Path, options: dict[str, Any]) -> tuple[Path, str]:
         if precision == "int8":
             raise EngineError(
                 f"no calibrated INT8 model beside {checkpoint}; make one with: polyp-calibrate --checkpoint "
-                f"{checkpoint} --images FRAMES_DIR --target cpu --out {checkpoint.with_suffix('')}{INT8_SUFFIX}"
+                f"{checkpoint} --images FRAMES_DIR --target cpu --out {companion_path(checkpoint)}"
             )
     return cached_onnx(checkpoint, precision=precision or "fp32"), f"{precision or 'fp32'} ONNX export (cached)"
 
