@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU wheel of torch lies on this machine's disk; naming the version keeps pip from pulling a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,onnx,tensorrt-rtx
+EXTRAS ?= dev,onnx,tensorrt-rtx,pretrained
 SAMPLE ?= samples/colonoscopy_1080p_30f.mp4
 
 .PHONY: venv test lint demo clean

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import cv2
@@ -129,3 +130,17 @@ def test_cuda_matches_the_alignment_property() -> None:
                                           STRONG, torch.Generator(device=dev).manual_seed(0))
     agree = ((aug_images[..., 0] >= 128) == (aug_masks[:, 0] > 0.5)).float().mean()
     assert float(agree) >= 0.99
+
+
+def test_colour_jitter_changes_the_image_only() -> None:
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(30, 220, (6, 32, 32, 3), dtype=torch.uint8)
+    masks = (torch.rand(6, 32, 32) > 0.5).to(torch.uint8) * 255
+    plain_img, plain_mask = augment_batch(images, masks, (32, 32), NO_AUGMENT, gen)
+    cfg = dataclasses.replace(NO_AUGMENT, color_jitter=0.3, color_p=1.0)
+    jit_img, jit_mask = augment_batch(images, masks, (32, 32), cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(plain_img, images) and torch.equal(jit_mask, plain_mask)
+    changed = (jit_img.float() - images.float()).abs().mean(dim=(1, 2, 3))
+    assert bool((changed > 1.0).all())
+    assert "colour jitter" in cfg.describe() and "colour" not in NO_AUGMENT.describe()

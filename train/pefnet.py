@@ -1,4 +1,4 @@
-"""PEFNet: ConvNeXt encoder + UNet-style decoder with Multi-Kernel Positional Embedding blocks.
+"""PEFNet: an encoder (ConvNeXt or EfficientNet-Lite), a UNet-style decoder, Multi-Kernel Positional Embedding.
 
 Nguyen-Mau et al., "PEFNet: Positional Embedding Feature for Polyp Segmentation" /
 "Multi Kernel Positional Embedding ConvNeXt for Polyp Segmentation" (RIVF 2022).
@@ -20,8 +20,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from train.convnext import ConvNeXtEncoder
 
 _PE_CACHE_LIMIT = 16
 
@@ -108,36 +106,71 @@ class UpBlock(nn.Sequential):
         )
 
 
+class SkipProjection(nn.Sequential):
+    """1x1 conv + BN: brings a skip to the decoder width when the two differ."""
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__(nn.Conv2d(in_ch, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch))
+
+
+def _skip(in_ch: int, out_ch: int) -> nn.Module:
+    return nn.Identity() if in_ch == out_ch else SkipProjection(in_ch, out_ch)
+
+
 class DecoderStage(nn.Module):
-    def __init__(self, in_ch: int, skip_ch: int) -> None:
+    """Up block to ``out_ch``, add the (projected) skip, a Multi-Kernel block, an MPE block (or none)."""
+
+    def __init__(self, in_ch: int, skip_ch: int, out_ch: int | None = None, mpe: bool = True) -> None:
         super().__init__()
-        self.up = UpBlock(in_ch, skip_ch)
-        self.mk = MultiKernelBlock(skip_ch)
-        self.mpe = MPEBlock(skip_ch)
+        out_ch = skip_ch if out_ch is None else out_ch
+        self.up = UpBlock(in_ch, out_ch)
+        self.skip = _skip(skip_ch, out_ch)
+        self.mk = MultiKernelBlock(out_ch)
+        self.mpe: nn.Module = MPEBlock(out_ch) if mpe else nn.Identity()
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return self.mpe(self.mk(self.up(x) + skip))
+        return self.mpe(self.mk(self.up(x) + self.skip(skip)))
 
 
 class PEFNet(nn.Module):
-    """Segmentation network; ``forward`` maps ``(N, 3, H, W)`` to logits ``(N, 1, H, W)``."""
+    """Segmentation network; ``forward`` maps ``(N, 3, H, W)`` to logits ``(N, 1, H, W)``.
 
-    def __init__(self, depths: Sequence[int], dims: Sequence[int], drop_path_rate: float = 0.0) -> None:
+    ``encoder(x)`` returns features at strides 4, 8, 16, 32 (ConvNeXt) or 2, 4, 8, 16, 32
+    (EfficientNet-Lite), ``skip_channels`` wide. ``decoder_widths`` are the decoder's widths at
+    strides 16, 8, 4 and 2; by default the skips' own widths and half the stride-4 width, as in the
+    paper. A stride-2 feature, when the encoder gives one, is added (projected) before the last MPE
+    block. ``mpe=False`` removes every MPE block (the paper's ablation).
+    """
+
+    def __init__(self, encoder: nn.Module, skip_channels: Sequence[int],
+                 decoder_widths: Sequence[int] | None = None, mpe: bool = True) -> None:
         super().__init__()
-        self.encoder = ConvNeXtEncoder(depths, dims, drop_path_rate)
-        widths = list(dims)
-        self.decoder = nn.ModuleList(DecoderStage(widths[i + 1], widths[i]) for i in reversed(range(3)))
-        half = max(widths[0] // 2, 1)
-        self.final_up = UpBlock(widths[0], half)
-        self.final_mpe = MPEBlock(half)
-        self.head = nn.Conv2d(half, 1, kernel_size=1)
+        self.encoder = encoder
+        channels = list(skip_channels)
+        if len(channels) not in (4, 5):
+            raise ValueError(f"PEFNet needs 4 or 5 encoder levels, got {channels}")
+        deep = channels[-4:]  # strides 4, 8, 16, 32
+        widths = list(decoder_widths) if decoder_widths else [deep[2], deep[1], deep[0], max(deep[0] // 2, 1)]
+        ins = [deep[3], *widths[:2]]
+        self.decoder = nn.ModuleList(
+            DecoderStage(ins[i], deep[2 - i], widths[i], mpe=mpe) for i in range(3)
+        )
+        self.has_stride2 = len(channels) == 5
+        self.final_up = UpBlock(widths[2], widths[3])
+        if self.has_stride2:
+            self.final_skip = SkipProjection(channels[0], widths[3])
+        self.final_mpe: nn.Module = MPEBlock(widths[3]) if mpe else nn.Identity()
+        self.head = nn.Conv2d(widths[3], 1, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.encoder(x)
         y = features[-1]
-        for stage, skip in zip(self.decoder, reversed(features[:-1]), strict=True):
+        for stage, skip in zip(self.decoder, reversed(features[-4:-1]), strict=True):
             y = stage(y, skip)
-        y = self.head(self.final_mpe(self.final_up(y)))
+        y = self.final_up(y)
+        if self.has_stride2:
+            y = y + self.final_skip(features[0])
+        y = self.head(self.final_mpe(y))
         return F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
 
 

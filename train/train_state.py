@@ -41,8 +41,9 @@ class CosineSchedule:
         return low + (self.base_lr - low) * 0.5 * (1.0 + math.cos(math.pi * t))
 
     def _apply(self) -> None:
+        lr = self.lr()
         for group in self.optimizer.param_groups:
-            group["lr"] = self.lr()
+            group["lr"] = lr * group.get("lr_scale", 1.0)
 
     def step(self) -> None:
         self.step_count += 1

