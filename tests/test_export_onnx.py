@@ -117,3 +117,25 @@ def test_qdq_onnx_reads_as_int8_and_runs(atto_checkpoint: Path, tmp_path: Path) 
         quantized = engine.infer(batch)
     reference = _run(fp32, batch)
     assert np.linalg.norm(quantized - reference) / np.linalg.norm(reference) < 0.1
+
+
+# One variant per encoder family, and the no-MPE ablation: every graph the factory can build exports.
+FAMILY_VARIANTS = ["atto", "lite0", "lite0-nompe"]
+
+
+@pytest.mark.parametrize("variant", FAMILY_VARIANTS)
+def test_every_encoder_family_exports_with_parity(variant: str, tmp_path: Path) -> None:
+    import torch
+
+    from train.checkpoint import save_checkpoint
+    from train.contract import ModelContract
+    from train.variants import VARIANTS, create_model
+
+    assert {VARIANTS[v].family for v in FAMILY_VARIANTS} == {s.family for s in VARIANTS.values()}
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(tmp_path / variant, create_model(variant).eval(), ModelContract(variant, (64, 96)))
+    result = export_onnx(checkpoint, tmp_path / f"{variant}.onnx")
+    assert result.parity is not None and result.parity.passed and result.parity.agreement >= 0.999
+    ops = {n.op_type for n in onnx.load(str(result.path)).graph.node}
+    assert not ops & {"Sin", "Cos"}
+    assert _run(result.path, np.zeros((1, 3, 64, 96), np.float32)).shape == (1, 1, 64, 96)

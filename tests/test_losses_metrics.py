@@ -124,3 +124,12 @@ def test_structure_loss_ranks_predictions_and_weights_the_boundary() -> None:
     edge[:, :, 15:17, 16:48] *= -1  # a 2-pixel band across the top edge
     far[:, :, 0:2, 16:48] *= -1  # a band of the same size far from the polyp
     assert float(structure_loss(edge, target)) > float(structure_loss(far, target))
+
+
+def test_box_mean_equals_the_square_average_pool() -> None:
+    import torch.nn.functional as F
+
+    from train.losses import box_mean
+
+    x = (torch.rand(2, 1, 40, 52, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    assert torch.allclose(box_mean(x, 31), F.avg_pool2d(x, 31, stride=1, padding=15), atol=1e-6)

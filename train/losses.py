@@ -49,6 +49,13 @@ def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 1.0
     return bce + dice_loss(logits, target, alpha)
 
 
+def box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
+    """``avg_pool2d(x, k, stride=1, padding=k // 2)`` (zero padding counted) as two 1D passes: 2k, not k², ops a pixel."""
+    pad = k // 2
+    rows = F.avg_pool2d(x, (k, 1), stride=1, padding=(pad, 0))
+    return F.avg_pool2d(rows, (1, k), stride=1, padding=(0, pad))
+
+
 def structure_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     """PraNet's structure loss: boundary-weighted BCE + weighted soft IoU (Fan et al., MICCAI 2020).
 
@@ -56,7 +63,7 @@ def structure_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 1.
     six times, so the boundary, where masks differ most, is learnt first.
     """
     logits, target = logits.float(), target.float()
-    weight = 1.0 + 5.0 * torch.abs(F.avg_pool2d(target, 31, stride=1, padding=15) - target)
+    weight = 1.0 + 5.0 * torch.abs(box_mean(target, 31) - target)
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     wbce = (weight * bce).sum(dim=(2, 3)) / weight.sum(dim=(2, 3))
     p = torch.sigmoid(logits)
