@@ -278,8 +278,8 @@ def resolve_axes(args: argparse.Namespace, on_gpu: bool) -> tuple[list[str], lis
 
 
 def run(args: argparse.Namespace, on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    from engines.devices import resolve_device
     from engines.registry import available_backends
+    from train.devices import resolve_device
 
     device = resolve_device(args.device)
     on_gpu = device.startswith("cuda")

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from engines.base import Engine
-from engines.devices import cuda_available
 from engines.errors import BackendUnavailableError, EngineError
+from train.devices import cuda_available
 
 logger = logging.getLogger(__name__)
 

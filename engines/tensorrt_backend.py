@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 
 from engines.base import Engine, EngineInfo
-from engines.devices import cuda_available, device_index, gpu_info, gpu_prepare, resolve_device
+from engines.devices import device_index, engine_device, gpu_prepare
 from engines.errors import BackendUnavailableError, EngineError
 from engines.sidecar import EngineSidecar, check_loadable, read_sidecar
 from engines.trt_flavours import FLAVOURS, import_flavour, installed_flavours, make_logger
 from train.checkpoint import sha256_file
+from train.devices import cuda_available, gpu_info
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class TensorRTEngine(Engine):
         )
         if gpu is None:
             raise BackendUnavailableError(f"{path}: TensorRT engines run on a CUDA GPU; none is available here")
-        target_device = resolve_device(f"cuda:{index}")
+        target_device = engine_device(f"cuda:{index}")
         parts = _deserialize(module, path, sidecar, target_device)
         info = EngineInfo(
             backend=cls.name,

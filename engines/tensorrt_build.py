@@ -27,11 +27,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from engines.devices import gpu_info
 from engines.errors import BackendUnavailableError, EngineError, ExportError
 from engines.onnx_export import INPUT_NAME, OnnxMetadata, read_onnx_metadata
 from engines.sidecar import EngineSidecar, write_sidecar
 from engines.trt_flavours import TrtFlavour, compute_capability_enum, make_logger, parse_targets, resolve_flavour
+from train.devices import gpu_info
 
 logger = logging.getLogger(__name__)
 

@@ -204,7 +204,7 @@ def plan_other_version(env: FaultEnv) -> list[str]:
 
 
 def plan_other_gpu(env: FaultEnv) -> list[str]:
-    from engines.devices import GpuInfo
+    from train.devices import GpuInfo
 
     env.monkeypatch.setattr("engines.tensorrt_backend.gpu_info", lambda index=0: GpuInfo(index, "NVIDIA H100", "sm90"))
     return env.engine_run(plan_with_sidecar(env.tmp, env.checkpoint, targets=("sm86",)))

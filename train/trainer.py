@@ -35,6 +35,7 @@ from train.augment import AugmentConfig, augment_batch
 from train.checkpoint import load_checkpoint, save_checkpoint
 from train.contract import SIZE_MULTIPLE, ModelContract, check_input_size
 from train.data import find_pairs, load_cache, load_resized, load_split, make_split, save_split, select
+from train.devices import resolve_device
 from train.ema import ModelEMA
 from train.errors import CheckpointError, DatasetError, PolypLiveError
 from train.losses import get_loss
@@ -99,15 +100,6 @@ class TrainResult:
     best_val_dice: float
     epochs_run: int
     metrics: dict[str, Any]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise PolypLiveError("--device cuda was asked for but no CUDA device is available")
-    return device
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
@@ -207,7 +199,7 @@ class Trainer:
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
-        self.device = resolve_device(cfg.device)
+        self.device = torch.device(resolve_device(cfg.device))
         self.amp = resolve_amp(cfg.amp, self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
