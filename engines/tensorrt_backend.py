@@ -26,8 +26,8 @@ from engines.devices import device_index, engine_device, gpu_prepare
 from engines.errors import BackendUnavailableError, EngineError
 from engines.sidecar import EngineSidecar, check_loadable, read_sidecar
 from engines.trt_flavours import FLAVOURS, import_flavour, installed_flavours, make_logger
-from train.checkpoint import sha256_file
 from train.devices import cuda_available, gpu_info
+from train.hashing import sha256_file
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ only the header's magic before it needs CUDA), so loading is verified on a GPU m
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -32,6 +31,7 @@ from engines.onnx_export import INPUT_NAME, OnnxMetadata, read_onnx_metadata
 from engines.sidecar import EngineSidecar, write_sidecar
 from engines.trt_flavours import TrtFlavour, compute_capability_enum, make_logger, parse_targets, resolve_flavour
 from train.devices import gpu_info
+from train.hashing import sha256_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +101,8 @@ def build_engine(
         trt_version=module.__version__,
         targets=chosen,
         builder_gpu=gpu.name if gpu else "none",
-        onnx_sha256=hashlib.sha256(onnx_bytes).hexdigest(),
-        plan_sha256=hashlib.sha256(plan_bytes).hexdigest(),
+        onnx_sha256=sha256_bytes(onnx_bytes),
+        plan_sha256=sha256_bytes(plan_bytes),
         source_sha256=meta.source_sha256,
         source=source or str(onnx_path),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

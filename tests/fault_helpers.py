@@ -195,8 +195,8 @@ def plan_with_sidecar(folder: Path, checkpoint: Path, *, version: str | None = N
 
     from engines.onnx_export import BatchProfile
     from engines.sidecar import EngineSidecar, write_sidecar
-    from train.checkpoint import sha256_file
     from train.contract import ModelContract
+    from train.hashing import sha256_file
 
     plan = folder / "model.engine"
     plan.write_bytes(b"ftrt" + os.urandom(64_000))

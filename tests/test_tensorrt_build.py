@@ -28,8 +28,8 @@ from tests.engines_helpers import (
     exported,
     one_torch_thread,  # noqa: F401  (fixture)
 )
-from train.checkpoint import sha256_file
 from train.devices import GpuInfo
+from train.hashing import sha256_file
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -9,7 +9,6 @@ Loading validates the sidecar against a schema, checks the hash, and never unpic
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -24,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from train.contract import ModelContract
 from train.errors import CheckpointError, ContractError, UnknownVariantError
+from train.hashing import sha256_file
 from train.jsonfile import read_json_file
 from train.pefnet import PEFNet
 from train.variants import create_model, get_variant
@@ -63,14 +63,6 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
     else:
         stem = path
     return stem.with_name(stem.name + WEIGHTS_SUFFIX), stem.with_name(stem.name + SIDECAR_SUFFIX)
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_checkpoint(

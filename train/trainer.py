@@ -18,7 +18,6 @@ at the end or on interrupt.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import random
@@ -38,6 +37,7 @@ from train.data import find_pairs, load_cache, load_resized, load_split, make_sp
 from train.devices import resolve_device
 from train.ema import ModelEMA
 from train.errors import CheckpointError, DatasetError, PolypLiveError
+from train.hashing import sha256_file
 from train.losses import get_loss
 from train.metrics import MetricAccumulator
 from train.pefnet import count_parameters
@@ -140,10 +140,6 @@ class _Data:
     fingerprint: str
 
 
-def _sha256_text(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def prepare_data(cfg: TrainConfig, contract: ModelContract, device: torch.device, cache_side: int) -> _Data:
     """Find pairs, make or load the split, decode the train cache and the validation set onto ``device``."""
     pairs = find_pairs(cfg.data, recursive=cfg.recursive)
@@ -172,7 +168,7 @@ def prepare_data(cfg: TrainConfig, contract: ModelContract, device: torch.device
         val_images=torch.from_numpy(val_images).to(device),
         val_masks=torch.from_numpy(val_masks).to(device),
         split_path=split_path,
-        split_sha256=_sha256_text(split_path),
+        split_sha256=sha256_file(split_path),
         fingerprint=split.fingerprint,
     )
 
