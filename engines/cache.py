@@ -12,7 +12,8 @@ import logging
 import os
 from pathlib import Path
 
-from engines.onnx_export import export_onnx, read_onnx_metadata, read_onnx_props
+from engines.onnx_export import export_onnx
+from engines.onnx_format import META_INT8_TARGET, read_onnx_metadata, read_onnx_props
 from train.contract import ModelContract
 from train.errors import PolypLiveError
 
@@ -62,7 +63,6 @@ def _still_valid(path: Path, sha256: str, contract: ModelContract) -> bool:
 
 
 INT8_SUFFIX = ".int8.onnx"
-_META_INT8_TARGET = "polyp_live.int8_target"  # written by polyp-calibrate
 
 
 def companion_path(checkpoint: str | Path) -> Path:
@@ -85,7 +85,7 @@ def calibrated_companion(checkpoint: str | Path) -> Path | None:
     info = read_checkpoint(checkpoint)
     try:
         meta = read_onnx_metadata(companion)
-        target = read_onnx_props(companion).get(_META_INT8_TARGET)
+        target = read_onnx_props(companion).get(META_INT8_TARGET)
     except PolypLiveError as exc:
         logger.warning("ignoring %s: %s", companion, exc)
         return None

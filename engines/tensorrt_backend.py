@@ -24,6 +24,7 @@ import numpy as np
 from engines.base import Engine, EngineInfo
 from engines.devices import device_index, engine_device, gpu_prepare
 from engines.errors import BackendUnavailableError, EngineError
+from engines.onnx_format import INPUT_NAME, OUTPUT_NAME
 from engines.sidecar import EngineSidecar, check_loadable, read_sidecar
 from engines.trt_flavours import FLAVOURS, import_flavour, installed_flavours, make_logger
 from train.devices import cuda_available, gpu_info
@@ -31,8 +32,6 @@ from train.hashing import sha256_file
 
 logger = logging.getLogger(__name__)
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
 _TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16"}
 
 

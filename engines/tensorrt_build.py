@@ -27,7 +27,7 @@ from types import ModuleType
 from typing import Any
 
 from engines.errors import BackendUnavailableError, EngineError, ExportError
-from engines.onnx_export import INPUT_NAME, OnnxMetadata, read_onnx_metadata
+from engines.onnx_format import INPUT_NAME, OnnxMetadata, read_onnx_metadata
 from engines.sidecar import EngineSidecar, write_sidecar
 from engines.trt_flavours import TrtFlavour, compute_capability_enum, make_logger, parse_targets, resolve_flavour
 from train.devices import gpu_info
