@@ -11,8 +11,8 @@ class              full-queue policy                used for
 
 Both are closed by the producer (:meth:`close`: the consumer drains what is left, then gets
 :data:`END`) or cancelled by the consumer (:meth:`cancel`: a failed stage tells its producer to stop;
-``put`` returns ``False`` from then on). Capacities of the pipeline's queues are listed in
-:mod:`realtime.pipeline`.
+``put`` returns ``False`` from then on). The pipeline's set of queues is :class:`PipelineQueues`
+(its capacities are tabled in :mod:`realtime.pipeline`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Final
 
 
@@ -136,6 +137,53 @@ class LatestQueue(_BoundedQueue):
                 self.dropped += 1
             self._append(item)
             return True
+
+
+StageQueue = BlockingQueue | LatestQueue
+
+
+@dataclass(frozen=True)
+class PipelineQueues:
+    """The queues between the pipeline's stages, named by what they carry; ``display`` only in live mode."""
+
+    frames: StageQueue  # capture -> preprocess
+    batches: StageQueue  # preprocess -> inference
+    inferences: StageQueue  # inference -> postprocess
+    predictions: StageQueue  # postprocess -> overlay
+    results: StageQueue  # overlay -> output
+    delivered: StageQueue  # output -> the run's iterator
+    display: StageQueue | None = None  # capture -> overlay (live mode: frames shown without waiting for the model)
+
+    @classmethod
+    def file(cls, batch: int) -> PipelineQueues:
+        """Back-pressure everywhere: every frame is processed and written, in order."""
+        return cls(
+            frames=BlockingQueue("frames", 2 * batch),
+            batches=BlockingQueue("batches", 2),
+            inferences=BlockingQueue("inferences", 2 * batch),
+            predictions=BlockingQueue("predictions", 4),
+            results=BlockingQueue("results", 4),
+            delivered=BlockingQueue("delivered", 8),
+        )
+
+    @classmethod
+    def live(cls) -> PipelineQueues:
+        """One slot each, latest wins: stale items are dropped and counted."""
+        return cls(
+            frames=LatestQueue("frames", 1),
+            display=LatestQueue("display", 1),
+            batches=LatestQueue("batches", 1),
+            inferences=LatestQueue("inferences", 1),
+            predictions=LatestQueue("predictions", 1),
+            results=LatestQueue("results", 1),
+            delivered=LatestQueue("delivered", 1),
+        )
+
+    def values(self) -> tuple[StageQueue, ...]:
+        """Every queue of the run, in pipeline order."""
+        ordered = (self.frames, self.display, self.batches, self.inferences, self.predictions, self.results,
+                   self.delivered)
+        return tuple(q for q in ordered if q is not None)
 
 
 class LatestValue:

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from realtime.errors import OutputError
+from realtime.ports import SinkBase
 from realtime.types import Result, SourceInfo
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def check_output_path(path: str | Path, inputs: tuple[str, ...] = (), *, folder:
     return path
 
 
-class VideoWriterSink:
+class VideoWriterSink(SinkBase):
     """Annotated frames -> H.264 (libx264, yuv420p) MP4 with ``+faststart``, playable in browsers.
 
     Frame rate and time base are the source's; each frame's pts is its source timestamp (relative to the
@@ -147,7 +148,7 @@ def result_record(result: Result) -> dict[str, Any]:
     }
 
 
-class JsonlSink:
+class JsonlSink(SinkBase):
     """One JSON object per line and frame; each line goes out in one ``write`` call, unbuffered,
     so a crash or kill never leaves a partial last line; a line cut short by a full disk is cut off again."""
 
@@ -185,7 +186,7 @@ class JsonlSink:
             self._fd = None
 
 
-class MaskPngSink:
+class MaskPngSink(SinkBase):
     """The binary mask of each shown frame as ``DIR/frame_000123.png`` (0 / 255, frame size)."""
 
     name = "masks"
@@ -207,7 +208,7 @@ class MaskPngSink:
         pass
 
 
-class LatestResultSlot:
+class LatestResultSlot(SinkBase):
     """Keeps only the newest result for a consumer in another thread (a display).
 
     ``write`` never waits; a result replaced before the consumer took it is counted in ``dropped``.
@@ -245,7 +246,7 @@ class LatestResultSlot:
         self.closed.set()
 
 
-class ToggleRecorder:
+class ToggleRecorder(SinkBase):
     """A recorder the viewer switches on and off while the pipeline runs (writer opened in the output thread)."""
 
     name = "recorder"
