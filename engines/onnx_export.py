@@ -23,7 +23,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from engines.parity import (
 )
 from train.contract import ModelContract
 from train.errors import ContractError
+
+if TYPE_CHECKING:
+    from train.checkpoint import CheckpointInfo
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +75,7 @@ class ExportResult:
 
 
 def export_onnx(
-    checkpoint: str | Path,
+    checkpoint: str | Path | CheckpointInfo,
     out: str | Path,
     *,
     precision: str = "fp32",
@@ -83,12 +86,13 @@ def export_onnx(
     opset: int = 17,
     verify: bool = True,
 ) -> ExportResult:
-    """Export a checkpoint (path or bundled name) to ONNX and, with ``verify``, check it and its parity.
+    """Export a checkpoint (path, bundled name, or a :class:`~train.checkpoint.CheckpointInfo` already read,
+    so not read again) to ONNX and, with ``verify``, check it and its parity.
 
     Raises :class:`ExportError` for bad options, a failed export or failed parity, and
     :class:`~train.errors.ContractError` for an input size that is not a multiple of 32.
     """
-    from train.checkpoint import load_checkpoint
+    from train.checkpoint import CheckpointInfo, load_model, read_checkpoint
     from train.zoo import resolve_checkpoint
 
     if precision not in PRECISIONS:
@@ -98,7 +102,8 @@ def export_onnx(
     if io_dtype == "float16" and precision != "fp16":
         raise ExportError("io_dtype float16 needs precision fp16")
     profile = make_batch_profile(batch, dynamic_batch)
-    model, contract, info = load_checkpoint(resolve_checkpoint(checkpoint))
+    info = checkpoint if isinstance(checkpoint, CheckpointInfo) else read_checkpoint(resolve_checkpoint(checkpoint))
+    model, contract = load_model(info), info.contract
     contract = _sized_contract(contract, size)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -165,13 +165,18 @@ def load_checkpoint(
 ) -> tuple[PEFNet, ModelContract, CheckpointInfo]:
     """Build the model of a checkpoint, load its weights (as float32) and put it in eval mode."""
     info = read_checkpoint(path)
+    return load_model(info, device=device), info.contract, info
+
+
+def load_model(info: CheckpointInfo, *, device: str | torch.device = "cpu") -> PEFNet:
+    """The model of a checkpoint already validated by :func:`read_checkpoint` (its weights not hashed again)."""
     state = load_state_dict(info)
     model = create_model(info.variant)
     expected = model.state_dict()
     _check_state_dict(state, expected, info)
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
     model.eval().to(device)
-    return model, info.contract, info
+    return model
 
 
 def _check_state_dict(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], info: CheckpointInfo) -> None:
