@@ -48,7 +48,6 @@ class _BoundedQueue:
         self._cond = threading.Condition()
         self._closed = False
         self._cancelled = False
-        self.put_count = 0
         self.dropped = 0
         self.max_depth = 0
 
@@ -80,7 +79,6 @@ class _BoundedQueue:
 
     def _append(self, item: Any) -> None:
         self._items.append(item)
-        self.put_count += 1
         self.max_depth = max(self.max_depth, len(self._items))
         self._cond.notify_all()
 
@@ -98,9 +96,6 @@ class _BoundedQueue:
             item = self._items.popleft()
             self._cond.notify_all()
             return item
-
-    def get_nowait(self) -> Any:
-        return self.get(timeout=0.0)
 
 
 class BlockingQueue(_BoundedQueue):
@@ -192,12 +187,10 @@ class LatestValue:
     def __init__(self, value: Any = None) -> None:
         self._lock = threading.Lock()
         self._value = value
-        self.version = 0
 
     def set(self, value: Any) -> None:
         with self._lock:
             self._value = value
-            self.version += 1
 
     def get(self) -> Any:
         with self._lock:

@@ -142,7 +142,6 @@ class Prediction:
     mask: np.ndarray  # uint8 {0, 1}, (H, W) like the frame
     regions: tuple[Region, ...]
     times: StageTimes
-    prob: np.ndarray | None = None  # float32 probabilities at the model's input size (after smoothing)
 
     @property
     def polyp_present(self) -> bool:
@@ -155,7 +154,7 @@ class Result:
 
     In file mode and live ``--sync`` mode ``prediction.frame is frame``. In live mode the frame is shown
     at once with the newest prediction available, which may come from an earlier frame
-    (``mask_age_frames`` > 0), or none yet (``prediction is None``).
+    (``mask_index < index``), or none yet (``prediction is None``).
     """
 
     frame: Frame
