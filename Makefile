@@ -25,6 +25,7 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check train engines realtime calibration benchmarks tests
+	$(BIN)/lint-imports
 
 demo: venv
 	$(BIN)/polyp-live --input $(SAMPLE) --output demo_annotated.mp4 --stats demo_summary.json

@@ -54,8 +54,9 @@ def int8_onnx(checkpoint: Path, target: str = "cpu", frames: Sequence[np.ndarray
     import onnx
 
     from calibration.layers import DEFAULT_KEEP_FLOAT, parse_keep_float, select_keep_float
-    from calibration.quantize import compute_ranges, onnx_metadata, prepare_model, quantize_model
+    from calibration.quantize import compute_ranges, prepare_model, quantize_model
     from engines.onnx_export import export_onnx
+    from engines.onnx_format import read_onnx_props
     from train.checkpoint import read_checkpoint
 
     info = read_checkpoint(checkpoint)
@@ -75,7 +76,7 @@ def int8_onnx(checkpoint: Path, target: str = "cpu", frames: Sequence[np.ndarray
                                  parse_keep_float(DEFAULT_KEEP_FLOAT))
         exclude = tuple(dict.fromkeys(name for names in keep.values() for name in names))
         ranges = compute_ranges(prepared, list(frames), info.contract, INT8_METHOD, progress=False)
-        quantize_model(prepared, out, ranges, target, exclude=exclude, metadata=onnx_metadata(fp32))
+        quantize_model(prepared, out, ranges, target, exclude=exclude, metadata=read_onnx_props(fp32))
     return out, f"calibrated ({INT8_METHOD}, {origin}, keep-float {DEFAULT_KEEP_FLOAT})"
 
 
@@ -278,8 +279,8 @@ def resolve_axes(args: argparse.Namespace, on_gpu: bool) -> tuple[list[str], lis
 
 
 def run(args: argparse.Namespace, on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    from engines.devices import resolve_device
     from engines.registry import available_backends
+    from train.devices import resolve_device
 
     device = resolve_device(args.device)
     on_gpu = device.startswith("cuda")

@@ -29,6 +29,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/bench_live.py`
 import numpy as np
 
 from benchmarks import common
+from realtime.ports import SinkBase
 
 logger = logging.getLogger("benchmarks.bench_live")
 
@@ -53,7 +54,7 @@ DRIFT_FLOORS: dict[str, tuple[float, float, float]] = {
 Record = tuple[float, float, float, int, float, float]
 
 
-class LatencyRecorder:
+class LatencyRecorder(SinkBase):
     """A sink that timestamps every shown result: :data:`Record` (done, display latency s, mask age s or NaN,
     frame index, the drawn mask's preprocess + inference + postprocess s or NaN, its inference s or NaN)."""
 

@@ -39,6 +39,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/bench_pipeline.py`
 import numpy as np
 
 from benchmarks import common
+from realtime.ports import SinkBase
 
 logger = logging.getLogger("benchmarks.bench_pipeline")
 
@@ -50,7 +51,7 @@ UPSCALE_SIZE = (1920, 1080)
 WARMUP_FRAMES = 8
 
 
-class NullSink:
+class NullSink(SinkBase):
     """Discards results (measures the pipeline without any output cost)."""
 
     name = "null"

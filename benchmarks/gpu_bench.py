@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None, on_done: Callable[[dict[str, Any]], None
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.device.startswith("cuda"):
-        from engines.devices import cuda_available
+        from train.devices import cuda_available
 
         if not cuda_available():
             from train.errors import PolypLiveError

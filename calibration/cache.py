@@ -18,7 +18,6 @@ Policy (see :func:`load_cache`):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -29,6 +28,7 @@ from typing import Any
 
 from calibration.errors import CalibrationError
 from calibration.quantize import METHODS, TensorRanges
+from train.hashing import sha256_bytes
 from train.jsonfile import read_json_file
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class CacheKey:
 def model_key(weights_sha256: str, input_size: tuple[int, int], tool: str = "") -> str:
     """SHA-256 identifying a checkpoint exported at one input size (and prepared by one ``tool`` version,
     since ORT's graph optimisation decides the tensor names the ranges are keyed by)."""
-    return hashlib.sha256(f"{weights_sha256}:{input_size[0]}x{input_size[1]}:{tool}".encode()).hexdigest()
+    return sha256_bytes(f"{weights_sha256}:{input_size[0]}x{input_size[1]}:{tool}".encode())
 
 
 def save_cache(path: str | Path, key: CacheKey, ranges: TensorRanges) -> Path:

@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-md", type=Path, help="write the report as Markdown")
     p.add_argument("--size", type=int, help="square input size (multiple of 32; default: the checkpoint's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the frame sampling (default 0)")
-    p.add_argument("--threads", type=int, help="ONNX Runtime CPU threads for the latency rows (default: all cores)")
+    p.add_argument("--threads", type=int,
+                   help="ONNX Runtime CPU threads for the latency rows (default: as polyp-live: all cores up to 4)")
     p.add_argument("--latency-runs", type=int, default=20, help="timed runs per model (median; default 20)")
     p.add_argument("--no-compare-targets", action="store_true", help="skip the other target's row in the report")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

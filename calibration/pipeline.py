@@ -24,15 +24,12 @@ from calibration.errors import AccuracyGateError, CalibrationError
 from calibration.frames import FrameSet, frames_from_images, frames_from_split, frames_from_video, masked_frames
 from calibration.layers import DEFAULT_KEEP_FLOAT, parse_keep_float, select_keep_float, worst_layers
 from calibration.quantize import (
-    INPUT_NAME,
-    META_CALIBRATION,
     TARGETS,
     QuantizedModel,
     TensorRanges,
     check_method,
     compute_ranges,
     get_target,
-    onnx_metadata,
     prepare_model,
     quantize_model,
 )
@@ -43,11 +40,12 @@ from calibration.report import (
     GateResult,
     ModelInfo,
     QuantizationInfo,
-    default_threads,
     gate,
     score_models,
     write_report,
 )
+from engines.onnx_format import INPUT_NAME, META_CALIBRATION, read_onnx_props
+from engines.onnxruntime_backend import default_threads
 from train.contract import ModelContract
 from train.preprocess import preprocess_batch
 
@@ -240,7 +238,7 @@ def calibrate(config: CalibrationConfig) -> CalibrationOutcome:
         keep = select_keep_float(onnx.load(str(prepared), load_external_data=False), config.keep_float)
         exclude = tuple(dict.fromkeys(name for names in keep.values() for name in names))
         ranges, cache_path, hit, seconds = _ranges(config, prepared, calib, contract, key, cached)
-        metadata = dict(onnx_metadata(fp32))
+        metadata = read_onnx_props(fp32)
         metadata[META_CALIBRATION] = json.dumps(
             {"method": ranges.method, "samples": ranges.samples, "source": calib.source,
              "data_fingerprint": key.data_fingerprint, "keep_float": list(config.keep_float)}, sort_keys=True)

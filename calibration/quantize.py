@@ -33,15 +33,12 @@ import numpy as np
 from tqdm import tqdm
 
 from calibration.errors import CalibrationError
+from engines.onnx_format import INPUT_NAME, META_INT8_TARGET, META_PRECISION, QDQ_OPS, write_props
 from train.contract import ModelContract
 from train.preprocess import preprocess_batch
 
 logger = logging.getLogger(__name__)
 
-INPUT_NAME = "input"
-META_PRECISION = "polyp_live.precision"
-META_TARGET = "polyp_live.int8_target"
-META_CALIBRATION = "polyp_live.calibration"
 CHUNK = 8  # frames per collect_data call: the calibrator holds every intermediate tensor of a chunk
 
 
@@ -283,7 +280,7 @@ def quantize_model(
                 "delete the calibration cache and rerun)"
             ) from None
         model = onnx.load(str(tmp_model))
-        _set_metadata(model, {**(metadata or {}), META_PRECISION: "int8", META_TARGET: target})
+        write_props(model, {**(metadata or {}), META_PRECISION: "int8", META_INT8_TARGET: target}, merge=True)
         try:
             onnx.checker.check_model(model)
         except onnx.checker.ValidationError as exc:
@@ -294,14 +291,6 @@ def quantize_model(
     summary = summarize_quantization(model, exclude, spec_op_types(spec) if op_types is None else op_types)
     logger.info("wrote %s (%s: %d Q/DQ nodes)", out, target, summary[1])
     return QuantizedModel(out, target, summary[0], tuple(exclude), summary[1])
-
-
-def _set_metadata(model: object, metadata: Mapping[str, str]) -> None:
-    props = {p.key: p.value for p in model.metadata_props}  # type: ignore[attr-defined]
-    props.update(metadata)
-    del model.metadata_props[:]  # type: ignore[attr-defined]
-    for key, value in sorted(props.items()):
-        model.metadata_props.add(key=key, value=value)  # type: ignore[attr-defined]
 
 
 def summarize_quantization(
@@ -320,7 +309,7 @@ def summarize_quantization(
     counts: Counter[str] = Counter()
     qdq = 0
     for node in nodes:
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+        if node.op_type in QDQ_OPS:
             qdq += 1
         elif (allowed is None or node.op_type in allowed) and node.name not in skip and any(
             i in dequantized for i in node.input
@@ -328,10 +317,3 @@ def summarize_quantization(
             counts[node.op_type] += 1
     return dict(sorted(counts.items())), qdq
 
-
-def onnx_metadata(path: str | Path) -> dict[str, str]:
-    """The ``metadata_props`` of an ONNX file, as a dict."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}

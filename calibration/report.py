@@ -1,6 +1,7 @@
 """The accuracy report: FP32 vs INT8 masks, Dice / IoU, pixel agreement and CPU latency.
 
-Every model row is run through ONNX Runtime on the CPU with the same thread count. Masks are
+Every model row is run through ONNX Runtime on the CPU as polyp-live runs it
+(:func:`engines.onnxruntime_backend.ort_session`, same threads and session options). Masks are
 compared at the model's input size (ground-truth masks are resized with nearest-neighbour sampling);
 a pixel is polyp when ``sigmoid(logit) >= contract.threshold`` (i.e. ``logit >= logit(threshold)``).
 Dice and IoU are per-image means; an image where both masks are empty scores 1.
@@ -15,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from engines.onnx_format import INPUT_NAME
+from engines.onnxruntime_backend import ort_session
 from train.contract import ModelContract
 
 logger = logging.getLogger(__name__)
 
-INPUT_NAME = "input"
 
 
 @dataclass(frozen=True)
@@ -154,16 +155,6 @@ def logit_threshold(contract: ModelContract) -> float:
     return math.log(t / (1.0 - t))
 
 
-def cpu_session(path: str | Path, threads: int) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def run_logits(session: Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Batch-1 inference of each ``(1, 3, h, w)`` input -> logits ``(h, w)``."""
     return [np.asarray(session.run(None, {INPUT_NAME: x})[0], dtype=np.float32)[0, 0] for x in inputs]
@@ -184,10 +175,6 @@ def interleaved_latency_ms(sessions: Sequence[Any], sample: np.ndarray, runs: in
     return [float(np.median(t) * 1000.0) for t in times]
 
 
-def default_threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
-
 def score_models(
     models: Sequence[tuple[str, Path, bool]],
     inputs: Sequence[np.ndarray],
@@ -199,7 +186,7 @@ def score_models(
 ) -> list[ModelRow]:
     """Score ``(name, path, is_output)`` models; the first one is the FP32 reference."""
     cut = logit_threshold(contract)
-    sessions = [cpu_session(path, threads) for _, path, _ in models]
+    sessions = [ort_session(path, threads) for _, path, _ in models]
     masks = [[logits >= cut for logits in run_logits(session, inputs)] for session in sessions]
     latencies = interleaved_latency_ms(sessions, inputs[0], latency_runs)
     del sessions

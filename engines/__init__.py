@@ -2,7 +2,7 @@
 
 Entry points (import them from their modules; importing this package loads nothing):
 :func:`engines.registry.open_engine`, :func:`engines.registry.available_backends`,
-:func:`engines.onnx_export.export_onnx`, :func:`engines.onnx_export.read_onnx_contract`,
+:func:`engines.onnx_export.export_onnx`, :func:`engines.onnx_format.read_onnx_contract` (the ONNX file format),
 :func:`engines.tensorrt_build.build_engine`, ``polyp-export`` (:mod:`engines.cli_export`) and
 ``python -m engines.gpu_check``.
 """

@@ -11,10 +11,15 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engines.onnx_export import export_onnx, read_onnx_metadata, read_onnx_props
+from engines.onnx_export import export_onnx
+from engines.onnx_format import META_INT8_TARGET, read_onnx_metadata, read_onnx_props
 from train.contract import ModelContract
 from train.errors import PolypLiveError
+
+if TYPE_CHECKING:
+    from train.checkpoint import CheckpointInfo
 
 logger = logging.getLogger(__name__)
 
@@ -26,11 +31,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "polyp-live")
 
 
-def cached_onnx(checkpoint: str | Path, *, size: int | tuple[int, int] | None = None, precision: str = "fp32") -> Path:
-    """The checkpoint exported to ONNX (dynamic batch 1..16), exporting and verifying it on first use."""
-    from train.checkpoint import read_checkpoint
+def _checkpoint_info(checkpoint: str | Path | CheckpointInfo) -> CheckpointInfo:
+    from train.checkpoint import CheckpointInfo, read_checkpoint
 
-    info = read_checkpoint(checkpoint)
+    return checkpoint if isinstance(checkpoint, CheckpointInfo) else read_checkpoint(checkpoint)
+
+
+def cached_onnx(
+    checkpoint: str | Path | CheckpointInfo, *, size: int | tuple[int, int] | None = None, precision: str = "fp32"
+) -> Path:
+    """The checkpoint (a path, or a :class:`~train.checkpoint.CheckpointInfo` already read) exported to ONNX
+    (dynamic batch 1..16), exporting and verifying it on first use."""
+    info = _checkpoint_info(checkpoint)
     contract = info.contract
     if size is not None:
         contract = contract.with_size(*(size if isinstance(size, tuple) else (size, size)))
@@ -43,7 +55,7 @@ def cached_onnx(checkpoint: str | Path, *, size: int | tuple[int, int] | None = 
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.partial.onnx")
     logger.info("exporting %s to the ONNX cache (%s, %dx%d); this happens once", info.weights_path, precision, h, w)
     try:
-        export_onnx(info.weights_path, tmp, precision=precision, size=(h, w), dynamic_batch=(1, 1, CACHE_MAX_BATCH))
+        export_onnx(info, tmp, precision=precision, size=(h, w), dynamic_batch=(1, 1, CACHE_MAX_BATCH))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -62,7 +74,6 @@ def _still_valid(path: Path, sha256: str, contract: ModelContract) -> bool:
 
 
 INT8_SUFFIX = ".int8.onnx"
-_META_INT8_TARGET = "polyp_live.int8_target"  # written by polyp-calibrate
 
 
 def companion_path(checkpoint: str | Path) -> Path:
@@ -71,21 +82,23 @@ def companion_path(checkpoint: str | Path) -> Path:
     return checkpoint.with_name(checkpoint.name.removesuffix(checkpoint.suffix) + INT8_SUFFIX)
 
 
-def calibrated_companion(checkpoint: str | Path) -> Path | None:
+def calibrated_companion(checkpoint: str | Path | CheckpointInfo) -> Path | None:
     """``NAME.int8.onnx`` beside checkpoint ``NAME.safetensors`` when it is a CPU-target INT8 model that
     ``polyp-calibrate`` made from exactly these weights at this contract; else None (the reason is logged).
 
     The bundled default ships one, so a CPU machine runs it in INT8 without calibrating anything.
+    ``checkpoint`` may be a :class:`~train.checkpoint.CheckpointInfo` already read (not hashed again).
     """
-    from train.checkpoint import read_checkpoint
+    from train.checkpoint import CheckpointInfo
 
-    companion = companion_path(checkpoint)
+    weights = checkpoint.weights_path if isinstance(checkpoint, CheckpointInfo) else checkpoint
+    companion = companion_path(weights)
     if not companion.is_file():
         return None
-    info = read_checkpoint(checkpoint)
+    info = _checkpoint_info(checkpoint)
     try:
         meta = read_onnx_metadata(companion)
-        target = read_onnx_props(companion).get(_META_INT8_TARGET)
+        target = read_onnx_props(companion).get(META_INT8_TARGET)
     except PolypLiveError as exc:
         logger.warning("ignoring %s: %s", companion, exc)
         return None

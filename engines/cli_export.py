@@ -131,7 +131,7 @@ def _engine(args: argparse.Namespace) -> BuildResult:
 
 
 def _engine_from_onnx(args: argparse.Namespace, build: dict) -> BuildResult:
-    from engines.onnx_export import read_onnx_metadata
+    from engines.onnx_format import read_onnx_metadata
 
     found = read_onnx_metadata(args.onnx).precision
     if found != args.precision:

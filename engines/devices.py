@@ -1,65 +1,30 @@
-"""What devices this machine has, asked through torch (imported lazily; CPU-only torch is fine)."""
+"""Device helpers of the engines; what devices this machine has, and the device-name rule, is :mod:`train.devices`."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from engines.errors import BackendUnavailableError, EngineError
 from train.contract import ModelContract
+from train.devices import resolve_device
+from train.errors import DeviceError, DeviceUnavailableError
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class GpuInfo:
-    index: int
-    name: str
-    target: str  # compute capability as "sm89"
-
-
-def cuda_available() -> bool:
+def engine_device(device: str = "auto") -> str:
+    """:func:`train.devices.resolve_device` with the engines' errors: a CUDA GPU this machine lacks is a
+    :class:`BackendUnavailableError`, a bad name an :class:`EngineError`."""
     try:
-        import torch
-    except ImportError:
-        return False
-    try:
-        return bool(torch.cuda.is_available())
-    except RuntimeError:  # a broken driver: treat as no GPU
-        return False
-
-
-def gpu_info(index: int = 0) -> GpuInfo | None:
-    """The CUDA GPU ``index``, or None when there is none."""
-    if not cuda_available():
-        return None
-    import torch
-
-    if index >= torch.cuda.device_count():
-        return None
-    major, minor = torch.cuda.get_device_capability(index)
-    return GpuInfo(index, torch.cuda.get_device_name(index), f"sm{major}{minor}")
-
-
-def resolve_device(device: str = "auto") -> str:
-    """``"auto"`` -> ``"cuda:0"`` when a GPU is present else ``"cpu"``; ``"cuda"`` -> ``"cuda:0"``; validated."""
-    text = str(device).strip().lower()
-    if text == "auto":
-        return "cuda:0" if cuda_available() else "cpu"
-    if text == "cpu":
-        return "cpu"
-    if text == "cuda" or text.startswith("cuda:"):
-        index_text = text.partition(":")[2] or "0"
-        if not index_text.isdigit():
-            raise EngineError(f"bad device {device!r}; use auto, cpu, cuda or cuda:N")
-        if gpu_info(int(index_text)) is None:
-            raise BackendUnavailableError(f"device {device!r} requested but no such CUDA GPU is available here")
-        return f"cuda:{int(index_text)}"
-    raise EngineError(f"bad device {device!r}; use auto, cpu, cuda or cuda:N")
+        return resolve_device(device)
+    except DeviceUnavailableError as exc:
+        raise BackendUnavailableError(str(exc)) from None
+    except DeviceError as exc:
+        raise EngineError(str(exc)) from None
 
 
 def device_index(device: str) -> int:

@@ -10,26 +10,25 @@ FP16 exports the ``.half()`` model traced on the CPU (weights and activations FP
 ``LayerNormalization`` keeps its default ``stash_type=1``, i.e. mean/variance in FP32). With
 ``io_dtype="float32"`` the graph keeps ``float32`` input and output and casts inside.
 
-Input ``input`` ``(N, 3, H, W)``, output ``logits`` ``(N, 1, H, W)``. ``metadata_props`` hold
-``polyp_live.contract`` (the contract JSON), ``polyp_live.precision``, ``polyp_live.source_sha256``
-(the checkpoint weights' SHA-256), ``polyp_live.batch`` (``{"min", "opt", "max"}``) and
-``polyp_live.io_dtype``. Verified after export: ``onnx.checker.check_model`` and parity against
-PyTorch FP32 through ONNX Runtime on real frames (see :mod:`engines.parity`).
+The file format (tensor names, ``metadata_props``) is :mod:`engines.onnx_format`. Verified after
+export: ``onnx.checker.check_model`` and parity against PyTorch FP32 through ONNX Runtime on real frames
+(see :mod:`engines.parity`).
 """
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import logging
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engines.errors import EngineError, ExportError
+from engines.onnx_format import INPUT_NAME, OUTPUT_NAME, SINGLE_BATCH, BatchProfile, export_props, write_props
 from engines.parity import (
     ParityReport,
     parity_report,
@@ -40,47 +39,15 @@ from engines.parity import (
 from train.contract import ModelContract
 from train.errors import ContractError
 
+if TYPE_CHECKING:
+    from train.checkpoint import CheckpointInfo
+
 logger = logging.getLogger(__name__)
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
-META_CONTRACT = "polyp_live.contract"
-META_PRECISION = "polyp_live.precision"
-META_SOURCE = "polyp_live.source_sha256"
-META_BATCH = "polyp_live.batch"
-META_IO_DTYPE = "polyp_live.io_dtype"
 PRECISIONS = ("fp32", "fp16")
 IO_DTYPES = ("float32", "float16")
-QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 FORBIDDEN_OPS = ("Sin", "Cos")  # the positional embedding must be a constant
 PARITY_FRAMES = 4
-
-
-@dataclass(frozen=True)
-class BatchProfile:
-    """Batch sizes an artifact accepts: static when ``min == opt == max``."""
-
-    min: int
-    opt: int
-    max: int
-
-    @property
-    def dynamic(self) -> bool:
-        return not self.min == self.opt == self.max
-
-    def to_dict(self) -> dict[str, int]:
-        return {"min": self.min, "opt": self.opt, "max": self.max}
-
-    @classmethod
-    def from_dict(cls, data: Any) -> BatchProfile:
-        if not isinstance(data, dict) or set(data) != {"min", "opt", "max"}:
-            raise EngineError(f"batch profile must be an object with keys min, opt, max; got {data!r}")
-        values = [data[k] for k in ("min", "opt", "max")]
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-            raise EngineError(f"batch profile values must be integers, got {data!r}")
-        if not 1 <= values[0] <= values[1] <= values[2]:
-            raise EngineError(f"batch profile needs 1 <= min <= opt <= max, got {data!r}")
-        return cls(*values)
 
 
 def make_batch_profile(batch: int = 1, dynamic_batch: tuple[int, ...] | None = None) -> BatchProfile:
@@ -98,28 +65,17 @@ def make_batch_profile(batch: int = 1, dynamic_batch: tuple[int, ...] | None = N
 
 
 @dataclass(frozen=True)
-class OnnxMetadata:
-    """What polyp-live wrote into an ONNX file's ``metadata_props``."""
-
-    contract: ModelContract
-    precision: str
-    source_sha256: str
-    batch: BatchProfile
-    io_dtype: str
-
-
-@dataclass(frozen=True)
 class ExportResult:
     path: Path
     contract: ModelContract
     precision: str
     parity: ParityReport | None
-    batch: BatchProfile = BatchProfile(1, 1, 1)
+    batch: BatchProfile = SINGLE_BATCH
     io_dtype: str = "float32"
 
 
 def export_onnx(
-    checkpoint: str | Path,
+    checkpoint: str | Path | CheckpointInfo,
     out: str | Path,
     *,
     precision: str = "fp32",
@@ -130,12 +86,13 @@ def export_onnx(
     opset: int = 17,
     verify: bool = True,
 ) -> ExportResult:
-    """Export a checkpoint (path or bundled name) to ONNX and, with ``verify``, check it and its parity.
+    """Export a checkpoint (path, bundled name, or a :class:`~train.checkpoint.CheckpointInfo` already read,
+    so not read again) to ONNX and, with ``verify``, check it and its parity.
 
     Raises :class:`ExportError` for bad options, a failed export or failed parity, and
     :class:`~train.errors.ContractError` for an input size that is not a multiple of 32.
     """
-    from train.checkpoint import load_checkpoint
+    from train.checkpoint import CheckpointInfo, load_model, read_checkpoint
     from train.zoo import resolve_checkpoint
 
     if precision not in PRECISIONS:
@@ -145,20 +102,14 @@ def export_onnx(
     if io_dtype == "float16" and precision != "fp16":
         raise ExportError("io_dtype float16 needs precision fp16")
     profile = make_batch_profile(batch, dynamic_batch)
-    model, contract, info = load_checkpoint(resolve_checkpoint(checkpoint))
+    info = checkpoint if isinstance(checkpoint, CheckpointInfo) else read_checkpoint(resolve_checkpoint(checkpoint))
+    model, contract = load_model(info), info.contract
     contract = _sized_contract(contract, size)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     _trace_to_onnx(model, tmp, contract, precision, io_dtype, profile, opset)
-    metadata = {
-        META_CONTRACT: contract.to_json(),
-        META_PRECISION: precision,
-        META_SOURCE: info.weights_sha256,
-        META_BATCH: json.dumps(profile.to_dict(), sort_keys=True),
-        META_IO_DTYPE: io_dtype,
-    }
-    _finish_onnx(tmp, metadata)
+    _finish_onnx(tmp, export_props(contract, precision, info.weights_sha256, profile, io_dtype))
     os.replace(tmp, out)
     logger.info("exported %s (%s, %dx%d, batch %s) to %s", info.weights_path.name, precision, *contract.input_size,
                 _batch_text(profile), out)
@@ -250,67 +201,13 @@ def _finish_onnx(path: Path, metadata: dict[str, str]) -> None:
     forbidden = sorted({n.op_type for n in graph_model.graph.node if n.op_type in FORBIDDEN_OPS})
     if forbidden:
         raise ExportError(f"exported graph computes {forbidden}: the positional embedding was not folded to a constant")
-    del graph_model.metadata_props[:]
-    for key, value in metadata.items():
-        graph_model.metadata_props.add(key=key, value=value)
+    write_props(graph_model, metadata)
     graph_model.producer_name = "polyp-live"
     try:
         onnx.checker.check_model(graph_model, full_check=True)
     except onnx.checker.ValidationError as exc:
         raise ExportError(f"exported ONNX fails onnx.checker: {str(exc).splitlines()[0]}") from None
     onnx.save(graph_model, str(path))
-
-
-def read_onnx_metadata(path: str | Path) -> OnnxMetadata:
-    """Read and validate polyp-live's ``metadata_props`` of an ONNX file (one-line errors).
-
-    The precision is ``int8`` whenever the graph holds QuantizeLinear/DequantizeLinear nodes (a
-    ``polyp-calibrate`` model), else the exported ``polyp_live.precision``.
-    """
-    props, has_qdq = _load_props(Path(path))
-    if META_CONTRACT not in props:
-        raise EngineError(
-            f"{path}: ONNX file has no {META_CONTRACT} metadata; export it with polyp-export --format onnx"
-        )
-    try:
-        contract = ModelContract.from_json(props[META_CONTRACT])
-    except ContractError as exc:
-        raise ContractError(f"{path}: {exc}") from None
-    precision = "int8" if has_qdq else props.get(META_PRECISION, "fp32")
-    batch_text = props.get(META_BATCH, '{"min": 1, "opt": 1, "max": 1}')
-    try:
-        batch = BatchProfile.from_dict(json.loads(batch_text))
-    except (json.JSONDecodeError, ExportError) as exc:
-        raise EngineError(f"{path}: bad {META_BATCH} metadata ({exc})") from None
-    return OnnxMetadata(contract, precision, props.get(META_SOURCE, ""), batch, props.get(META_IO_DTYPE, "float32"))
-
-
-def read_onnx_props(path: str | Path) -> dict[str, str]:
-    """All ``metadata_props`` of an ONNX file (one-line errors for a file that is not ONNX)."""
-    return _load_props(Path(path))[0]
-
-
-def read_onnx_contract(path: str | Path) -> ModelContract:
-    """The model contract stored in an ONNX file's metadata."""
-    return read_onnx_metadata(path).contract
-
-
-def _load_props(path: Path) -> tuple[dict[str, str], bool]:
-    """``(metadata_props, graph has Q/DQ nodes)``; a file that is not an ONNX model is one EngineError line."""
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    if not path.is_file():
-        raise EngineError(f"ONNX file not found: {path}")
-    try:
-        graph_model = onnx.load(str(path), load_external_data=False)
-    except (DecodeError, ValueError, RuntimeError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else "corrupt"
-        raise EngineError(f"{path}: not a readable ONNX model ({reason})") from None
-    if not graph_model.graph.node:
-        raise EngineError(f"{path}: not a readable ONNX model (no graph nodes); re-export it with polyp-export")
-    has_qdq = any(n.op_type in QDQ_OPS for n in graph_model.graph.node)
-    return {p.key: p.value for p in graph_model.metadata_props}, has_qdq
 
 
 def verify_onnx_parity(
@@ -335,15 +232,12 @@ def verify_onnx_parity(
 
 
 def _cpu_session(path: Path) -> Any:
+    """The export on ONNX Runtime's CPU provider, set up as the onnxruntime backend runs it."""
+    from engines.onnxruntime_backend import ort_session
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise ExportError("parity check needs onnxruntime (pip install onnxruntime), or pass verify=False")
     try:
-        import onnxruntime as ort
-    except ImportError:
-        raise ExportError("parity check needs onnxruntime (pip install onnxruntime), or pass verify=False") from None
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = min(2, os.cpu_count() or 1)
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise ExportError(f"{path}: ONNX Runtime cannot load the export ({str(exc).splitlines()[0]})") from None
+        return ort_session(path)
+    except EngineError as exc:
+        raise ExportError(str(exc)) from None

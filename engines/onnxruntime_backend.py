@@ -1,15 +1,20 @@
 """ONNX Runtime backend: the CPU default, and CUDA / TensorRT execution providers with onnxruntime-gpu.
 
-The model contract, precision and batch profile come from the ONNX ``metadata_props`` written by
-:func:`engines.onnx_export.export_onnx` (or by ``polyp-calibrate`` for Q/DQ INT8 models). A static
+The model contract, precision and batch profile come from the ONNX ``metadata_props`` (:mod:`engines.onnx_format`)
+written by :func:`engines.onnx_export.export_onnx` (or by ``polyp-calibrate`` for Q/DQ INT8 models). A static
 batch-B model takes 1..B frames (short batches are padded); a dynamic one takes 1..max (the
 ``batch`` option, else the exported maximum). Verified on the CPU by the engines' test suite.
+
+:func:`default_threads` and :func:`ort_session` are the one home of how polyp-live runs an ONNX model
+on ONNX Runtime: the export's parity check and the calibration report's latency rows use them too, so
+the latency ``polyp-calibrate`` reports is the latency ``polyp-live`` gets.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +22,7 @@ import numpy as np
 
 from engines.base import Engine, EngineInfo
 from engines.errors import BackendUnavailableError, EngineError
-from engines.onnx_export import INPUT_NAME, OUTPUT_NAME, OnnxMetadata, read_onnx_metadata
+from engines.onnx_format import INPUT_NAME, OUTPUT_NAME, OnnxMetadata, read_onnx_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +31,9 @@ _PROVIDER_DEVICE = {
     "CUDAExecutionProvider": "cuda:0",
     "TensorrtExecutionProvider": "cuda:0",
 }
+
+
+CPU_PROVIDERS = ("CPUExecutionProvider",)
 
 
 def default_threads() -> int:
@@ -72,7 +80,7 @@ class OnnxRuntimeEngine(Engine):
             )
         threads = int(options.get("threads") or default_threads())
         providers = list(options.get("providers") or _providers(device, ort.get_available_providers()))
-        session = _session(ort, path, threads, providers)
+        session = ort_session(path, threads, providers)
         used = session.get_providers()[0]
         input_dtype = np.float16 if session.get_inputs()[0].type == "tensor(float16)" else np.float32
         max_batch = meta.batch.max
@@ -113,15 +121,19 @@ class OnnxRuntimeEngine(Engine):
 def _providers(device: str, available: list[str]) -> list[str]:
     text = str(device).lower()
     if text == "cpu":
-        return ["CPUExecutionProvider"]
+        return list(CPU_PROVIDERS)
     # TensorRT EP only when asked for with providers=[...]: it builds engines at session start (minutes)
     gpu = ["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []
     return [*gpu, "CPUExecutionProvider"]
 
 
-def _session(ort: Any, path: Path, threads: int, providers: list[str]) -> Any:
+def ort_session(path: str | Path, threads: int | None = None, providers: Sequence[str] = CPU_PROVIDERS) -> Any:
+    """An ONNX Runtime session as polyp-live runs every model (``threads`` None: :func:`default_threads`);
+    a file ONNX Runtime cannot load is one :class:`EngineError` line."""
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = threads or default_threads()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -130,7 +142,7 @@ def _session(ort: Any, path: Path, threads: int, providers: list[str]) -> Any:
     # (measured on 2 shared cores: atto 256x256 with 2 spinning threads 180-280 ms, not spinning 110-140 ms)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        return ort.InferenceSession(str(path), options, providers=providers)
+        return ort.InferenceSession(str(path), options, providers=list(providers))
     except Exception as exc:  # ORT raises its own exception types for corrupt or unsupported graphs
         text = str(exc).strip().splitlines()
         raise EngineError(f"{path}: ONNX Runtime cannot load it ({text[0] if text else type(exc).__name__})") from None

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from engines.base import Engine
-from engines.devices import cuda_available
 from engines.errors import BackendUnavailableError, EngineError
+from train.devices import cuda_available
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,33 @@ BACKENDS: dict[str, str] = {
     "onnxruntime": "engines.onnxruntime_backend:OnnxRuntimeEngine",
     "tensorrt": "engines.tensorrt_backend:TensorRTEngine",
 }
-OPTIONS = ("precision", "threads", "batch", "compile", "cuda_graphs", "providers", "warmup")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """What :func:`open_engine` passes on to a backend's ``load``; ``None``: the backend's default."""
+
+    precision: str | None = None  # fp32 | fp16 | int8
+    threads: int | None = None  # CPU threads
+    batch: int | None = None  # max batch
+    compile: bool | str | None = None  # torch.compile mode
+    cuda_graphs: bool | None = None
+    providers: Sequence[str] | None = None  # ONNX Runtime providers
+    warmup: bool | None = None
+
+    @classmethod
+    def from_kwargs(cls, options: dict[str, Any]) -> EngineOptions:
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise EngineError(f"unknown engine options {unknown}; valid options: {', '.join(OPTIONS)}")
+        return cls(**options)
+
+    def to_kwargs(self) -> dict[str, Any]:
+        """The options that are set, as keyword arguments of ``Engine.load``."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+OPTIONS = tuple(f.name for f in fields(EngineOptions))
 
 
 @dataclass(frozen=True)
@@ -132,23 +158,25 @@ def _conversion_hint(backend: str) -> str:
     return hints[backend]
 
 
-def _cpu_onnx(checkpoint: Path, options: dict[str, Any]) -> tuple[Path, str]:
-    """The ONNX file a checkpoint runs as on ONNX Runtime: its calibrated ``NAME.int8.onnx`` companion
-    unless ``precision`` asks for fp32/fp16, else a cached export at that precision."""
+def _cpu_onnx(checkpoint: Path, options: EngineOptions) -> tuple[Path, str, EngineOptions]:
+    """``(ONNX file, why, options for it)``: what a checkpoint runs as on ONNX Runtime: its calibrated
+    ``NAME.int8.onnx`` companion unless ``precision`` asks for fp32/fp16, else a cached export at that
+    precision. The checkpoint is read (and its weights hashed) once, here."""
     from engines.cache import cached_onnx, calibrated_companion, companion_path
+    from train.checkpoint import read_checkpoint
 
-    precision = options.get("precision")
+    info = read_checkpoint(checkpoint)
+    precision = options.precision
     if precision in (None, "int8"):
-        companion = calibrated_companion(checkpoint)
+        companion = calibrated_companion(info)
         if companion is not None:
-            options.pop("precision", None)
-            return companion, f"INT8 from the calibrated {companion.name} beside it"
+            return companion, f"INT8 from the calibrated {companion.name} beside it", replace(options, precision=None)
         if precision == "int8":
             raise EngineError(
                 f"no calibrated INT8 model beside {checkpoint}; make one with: polyp-calibrate --checkpoint "
                 f"{checkpoint} --images FRAMES_DIR --target cpu --out {companion_path(checkpoint)}"
             )
-    return cached_onnx(checkpoint, precision=precision or "fp32"), f"{precision or 'fp32'} ONNX export (cached)"
+    return cached_onnx(info, precision=precision or "fp32"), f"{precision or 'fp32'} ONNX export (cached)", options
 
 
 def open_engine(path: str | Path = "default", backend: str = "auto", device: str = "auto", **options: Any) -> Engine:
@@ -158,10 +186,7 @@ def open_engine(path: str | Path = "default", backend: str = "auto", device: str
     ``batch`` (max batch), ``compile`` (torch.compile mode), ``cuda_graphs`` (bool),
     ``providers`` (ONNX Runtime providers).
     """
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise EngineError(f"unknown engine options {unknown}; valid options: {', '.join(OPTIONS)}")
-    options = {k: v for k, v in options.items() if v is not None}
+    opts = EngineOptions.from_kwargs(options)
     resolved = resolve_engine_path(path)
     plan = plan_engine(resolved, backend, device)
     cls = backend_class(plan.backend)
@@ -170,9 +195,9 @@ def open_engine(path: str | Path = "default", backend: str = "auto", device: str
         reason = cls.unavailable_reason(device)
         if reason:
             raise BackendUnavailableError(f"backend {plan.backend} is not available: {reason}")
-        source, why = _cpu_onnx(resolved, options)
+        source, why, opts = _cpu_onnx(resolved, opts)
         plan = EnginePlan(plan.backend, plan.path, plan.via_onnx_cache, f"{plan.reason}, {why}")
     logger.info("engine %s: %s backend, because %s", resolved, plan.backend, plan.reason)
-    engine = cls.load(source, device=device, **options)  # each backend raises BackendUnavailableError itself
+    engine = cls.load(source, device=device, **opts.to_kwargs())  # each backend raises BackendUnavailableError itself
     logger.info("engine ready: %s", engine.describe())
     return engine

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.errors import EngineError, EngineMismatchError
-from engines.onnx_export import BatchProfile
+from engines.onnx_format import BatchProfile
 from train.contract import ModelContract
 from train.errors import ContractError
 from train.jsonfile import read_json_file

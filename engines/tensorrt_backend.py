@@ -16,31 +16,53 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from engines.base import Engine, EngineInfo
-from engines.devices import cuda_available, device_index, gpu_info, gpu_prepare, resolve_device
+from engines.devices import device_index, engine_device, gpu_prepare
 from engines.errors import BackendUnavailableError, EngineError
+from engines.onnx_format import INPUT_NAME, OUTPUT_NAME
 from engines.sidecar import EngineSidecar, check_loadable, read_sidecar
 from engines.trt_flavours import FLAVOURS, import_flavour, installed_flavours, make_logger
-from train.checkpoint import sha256_file
+from train.devices import cuda_available, gpu_info
+from train.hashing import sha256_file
 
 logger = logging.getLogger(__name__)
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
 _TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16"}
+
+
+@dataclass
+class _Runtime:
+    """TensorRT's objects for one deserialized plan, kept alive together (the context needs the engine,
+    the engine the runtime; the logger must outlive all three)."""
+
+    runtime: Any
+    engine: Any
+    context: Any
+    stream: Any  # torch.cuda.Stream
+    input: Any  # torch CUDA tensor (max batch, 3, h, w)
+    output: Any  # torch CUDA tensor (max batch, 1, h, w)
+    device: Any  # torch.device
+    logger: Any
+
+    def release(self) -> None:
+        """Drop everything: the TensorRT objects in dependency order (context, engine, runtime), then the
+        stream and the device buffers."""
+        self.context = self.engine = self.runtime = None
+        self.stream = self.input = self.output = self.logger = None
 
 
 class TensorRTEngine(Engine):
     name = "tensorrt"
 
-    def __init__(self, info: EngineInfo, parts: dict[str, Any], sidecar: EngineSidecar, cuda_graphs: bool) -> None:
+    def __init__(self, info: EngineInfo, parts: _Runtime, sidecar: EngineSidecar, cuda_graphs: bool) -> None:
         super().__init__(info)
-        self._parts = parts  # runtime, engine, context, stream, buffers; kept alive together
+        self._parts = parts
         self._sidecar = sidecar
         self._use_graphs = cuda_graphs
         self._graphs: dict[int, Any] = {}
@@ -78,7 +100,7 @@ class TensorRTEngine(Engine):
         )
         if gpu is None:
             raise BackendUnavailableError(f"{path}: TensorRT engines run on a CUDA GPU; none is available here")
-        target_device = resolve_device(f"cuda:{index}")
+        target_device = engine_device(f"cuda:{index}")
         parts = _deserialize(module, path, sidecar, target_device)
         info = EngineInfo(
             backend=cls.name,
@@ -98,7 +120,7 @@ class TensorRTEngine(Engine):
 
     def prepare(self, frames: Sequence[np.ndarray]) -> Any:
         """Upload ``uint8`` frames and preprocess on the GPU into the engine's input dtype."""
-        return gpu_prepare(frames, self.contract, self._parts["device"], self._parts["input"].dtype)
+        return gpu_prepare(frames, self.contract, self._parts.device, self._parts.input.dtype)
 
     def infer(self, batch: Any) -> np.ndarray:
         import torch
@@ -108,21 +130,21 @@ class TensorRTEngine(Engine):
         self.check_input_shape(tuple(batch.shape))
         count = int(batch.shape[0])
         parts = self._parts
-        stream = parts["stream"]
+        stream = parts.stream
         source = torch.from_numpy(np.ascontiguousarray(batch)) if isinstance(batch, np.ndarray) else batch
-        stream.wait_stream(torch.cuda.current_stream(parts["device"]))  # a prepared batch comes from that stream
+        stream.wait_stream(torch.cuda.current_stream(parts.device))  # a prepared batch comes from that stream
         with torch.cuda.stream(stream):
             rows = count if self._sidecar.batch.dynamic else self._sidecar.batch.max
-            parts["input"][:count].copy_(source, non_blocking=True)
+            parts.input[:count].copy_(source, non_blocking=True)
             if self._sidecar.batch.dynamic:
-                parts["context"].set_input_shape(INPUT_NAME, (rows, 3, *self.contract.input_size))
+                parts.context.set_input_shape(INPUT_NAME, (rows, 3, *self.contract.input_size))
             self._execute(rows)
-            result = parts["output"][:count].float().cpu()
+            result = parts.output[:count].float().cpu()
         stream.synchronize()
         return result.numpy()
 
     def _execute(self, rows: int) -> None:
-        context, stream = self._parts["context"], self._parts["stream"]
+        context, stream = self._parts.context, self._parts.stream
         if not self._use_graphs:
             if not context.execute_async_v3(stream.cuda_stream):
                 raise EngineError("TensorRT execute_async_v3 failed (see the TensorRT log above)")
@@ -136,7 +158,7 @@ class TensorRTEngine(Engine):
         """Capture one enqueue at ``rows`` as a CUDA graph (after a plain run so TensorRT allocates first)."""
         import torch
 
-        context, stream = self._parts["context"], self._parts["stream"]
+        context, stream = self._parts.context, self._parts.stream
         if not context.execute_async_v3(stream.cuda_stream):
             raise EngineError("TensorRT execute_async_v3 failed before CUDA graph capture")
         stream.synchronize()
@@ -149,9 +171,7 @@ class TensorRTEngine(Engine):
 
     def close(self) -> None:
         self._graphs.clear()
-        for key in ("context", "engine", "runtime"):  # destroy in dependency order
-            self._parts.pop(key, None)
-        self._parts.clear()
+        self._parts.release()
         super().close()
 
 
@@ -160,7 +180,7 @@ def _check_requested_precision(path: Path, sidecar: EngineSidecar, wanted: str |
         raise EngineError(f"{path} is a {sidecar.precision} engine but precision {wanted} was asked for")
 
 
-def _deserialize(module: Any, path: Path, sidecar: EngineSidecar, device: str) -> dict[str, Any]:
+def _deserialize(module: Any, path: Path, sidecar: EngineSidecar, device: str) -> _Runtime:
     import torch
 
     torch_device = torch.device(device)
@@ -184,16 +204,16 @@ def _deserialize(module: Any, path: Path, sidecar: EngineSidecar, device: str) -
         context.set_tensor_address(name, tensor.data_ptr())
     if not sidecar.batch.dynamic:
         context.set_input_shape(INPUT_NAME, (rows, 3, h, w))
-    return {
-        "runtime": runtime,
-        "engine": engine,
-        "context": context,
-        "stream": torch.cuda.Stream(device=torch_device),
-        "input": buffers[INPUT_NAME],
-        "output": buffers[OUTPUT_NAME],
-        "device": torch_device,
-        "logger": trt_logger,
-    }
+    return _Runtime(
+        runtime=runtime,
+        engine=engine,
+        context=context,
+        stream=torch.cuda.Stream(device=torch_device),
+        input=buffers[INPUT_NAME],
+        output=buffers[OUTPUT_NAME],
+        device=torch_device,
+        logger=trt_logger,
+    )
 
 
 def _torch_dtype(module: Any, engine: Any, name: str) -> Any:

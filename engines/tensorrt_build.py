@@ -15,7 +15,6 @@ only the header's magic before it needs CUDA), so loading is verified on a GPU m
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -27,11 +26,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from engines.devices import gpu_info
 from engines.errors import BackendUnavailableError, EngineError, ExportError
-from engines.onnx_export import INPUT_NAME, OnnxMetadata, read_onnx_metadata
+from engines.onnx_format import INPUT_NAME, OnnxMetadata, read_onnx_metadata
 from engines.sidecar import EngineSidecar, write_sidecar
 from engines.trt_flavours import TrtFlavour, compute_capability_enum, make_logger, parse_targets, resolve_flavour
+from train.devices import gpu_info
+from train.hashing import sha256_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -69,27 +69,12 @@ def build_engine(
     onnx_bytes = onnx_path.read_bytes()
     spec, module = resolve_flavour(flavour)
     chosen = _targets(spec, targets)
-    builder_logger = make_logger(module)
-    builder = module.Builder(builder_logger)
-    network, _parser = _parse(module, builder, builder_logger, onnx_path, onnx_bytes)  # parser owns the weights
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(module.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    _set_targets(spec, module, config, chosen)
-    _add_profile(builder, config, meta)
-    cache = _attach_timing_cache(spec, config, timing_cache)
-    monitor = _progress_monitor(module, progress)
-    config.progress_monitor = monitor
     logger.info("building a %s %s engine for %s (workspace %d MiB)", spec.name, meta.precision, ", ".join(chosen),
                 workspace_mb)
-    start = time.perf_counter()
-    plan = builder.build_serialized_network(network, config)
-    seconds = time.perf_counter() - start
-    monitor.close()
-    if plan is None:
-        raise ExportError(f"{onnx_path}: the TensorRT build failed (see the TensorRT errors above)")
-    if cache is not None:
-        _save_timing_cache(config, Path(cache))
-    plan_bytes = bytes(plan)
+    plan_bytes, seconds = _build_plan(
+        spec, module, onnx_path, onnx_bytes, meta, chosen, workspace_mb=workspace_mb, timing_cache=timing_cache,
+        progress=progress,
+    )
     _write_atomic(out, plan_bytes)
     gpu = gpu_info(0)
     sidecar = EngineSidecar(
@@ -101,8 +86,8 @@ def build_engine(
         trt_version=module.__version__,
         targets=chosen,
         builder_gpu=gpu.name if gpu else "none",
-        onnx_sha256=hashlib.sha256(onnx_bytes).hexdigest(),
-        plan_sha256=hashlib.sha256(plan_bytes).hexdigest(),
+        onnx_sha256=sha256_bytes(onnx_bytes),
+        plan_sha256=sha256_bytes(plan_bytes),
         source_sha256=meta.source_sha256,
         source=source or str(onnx_path),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -110,6 +95,40 @@ def build_engine(
     side = write_sidecar(out, sidecar)
     logger.info("built %s (%.1f MB) in %.1f s", out, len(plan_bytes) / 1e6, seconds)
     return BuildResult(out, side, sidecar, seconds, len(plan_bytes))
+
+
+def _build_plan(
+    spec: TrtFlavour,
+    module: ModuleType,
+    onnx_path: Path,
+    onnx_bytes: bytes,
+    meta: OnnxMetadata,
+    targets: tuple[str, ...],
+    *,
+    workspace_mb: int,
+    timing_cache: str | Path | None,
+    progress: bool,
+) -> tuple[bytes, float]:
+    """``(serialized plan, build seconds)``: parse the ONNX, configure the builder, build; saves the timing cache."""
+    builder_logger = make_logger(module)
+    builder = module.Builder(builder_logger)
+    network, _parser = _parse(module, builder, builder_logger, onnx_path, onnx_bytes)  # parser owns the weights
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(module.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    _set_targets(spec, module, config, targets)
+    _add_profile(builder, config, meta)
+    cache = _attach_timing_cache(spec, config, timing_cache)
+    monitor = _progress_monitor(module, progress)
+    config.progress_monitor = monitor
+    start = time.perf_counter()
+    plan = builder.build_serialized_network(network, config)
+    seconds = time.perf_counter() - start
+    monitor.close()
+    if plan is None:
+        raise ExportError(f"{onnx_path}: the TensorRT build failed (see the TensorRT errors above)")
+    if cache is not None:
+        _save_timing_cache(config, Path(cache))
+    return bytes(plan), seconds
 
 
 def _parse(

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from engines.base import Engine, EngineInfo
-from engines.devices import gpu_prepare, resolve_device
+from engines.devices import engine_device, gpu_prepare
 from engines.errors import BackendUnavailableError, EngineError
 from train.errors import CheckpointError
 
@@ -84,7 +84,7 @@ class TorchEngine(Engine):
 
         from train.checkpoint import load_checkpoint
 
-        target = resolve_device(device)
+        target = engine_device(device)
         on_cuda = target.startswith("cuda")
         precision = options.get("precision") or ("fp16" if on_cuda else "fp32")
         if precision not in ("fp32", "fp16"):

@@ -15,7 +15,8 @@ Library API (no Qt needed)::
         # or: with Pipeline(source, engine, PipelineConfig()) as run:
         #         for result in run: ...          # realtime.types.Result, in order
 
-Modules: ``types`` (frozen records), ``sources``, ``queues``, ``stages`` / ``postprocess`` / ``overlay``
+Modules: ``types`` (frozen records, run mode and stop reason enums), ``ports`` (the source and sink
+protocols), ``sources``, ``queues``, ``stages`` / ``postprocess`` / ``overlay``
 (pure stage functions), ``sinks``, ``pipeline`` (threads, queue table), ``stats`` / ``report`` (summary),
 ``settings`` (live-adjustable rendering), ``viewer`` (PyQt6, imported only when a window opens), ``cli``
 (``polyp-live``). Importing this package imports nothing heavy.

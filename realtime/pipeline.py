@@ -58,31 +58,22 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from engines.base import Engine
 from realtime.errors import PipelineError
+from realtime.ports import Sink, Source
 from realtime.postprocess import TemporalSmoother
-from realtime.queues import EMPTY, END, BlockingQueue, LatestQueue, LatestValue
+from realtime.queues import EMPTY, END, LatestValue, PipelineQueues, StageQueue
 from realtime.settings import RenderSettings, SettingsBox
-from realtime.sources import Source
 from realtime.stages import hud_lines, inference_stage, overlay_stage, postprocess_stage, preprocess_stage
 from realtime.stats import DEFAULT_EPISODE_GAP_FRAMES, RunStats
-from realtime.types import Frame, Prediction, Result, RunSummary
+from realtime.types import Frame, Prediction, Result, RunMode, RunSummary, StopReason
 
 logger = logging.getLogger(__name__)
 
 THREAD_PREFIX = "polyp-live-"
 MODEL_STAGES = ("preprocess", "inference", "postprocess")
 FRAME_STAGES = ("capture", "overlay", "output")
-
-
-class Sink(Protocol):
-    """Receives every result in the output thread; ``close`` is called once, from the same thread."""
-
-    def write(self, result: Result) -> None: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -124,7 +115,7 @@ class Pipeline:
         self._started = False
         self._closed = False
         self._stopped_by_user = False
-        self._end_reason = "end of input"
+        self._end_reason = StopReason.END_OF_INPUT
         self._input_ended = threading.Event()  # capture reached the end (or --max-frames): not a user stop
         self.frames_in = 0
         self._t_start = 0.0
@@ -136,7 +127,7 @@ class Pipeline:
         self.live = False
         self.batch = 1
         self.stats = RunStats()
-        self.queues: dict[str, Any] = {}
+        self._queues: PipelineQueues | None = None  # made by start()
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> Pipeline:
@@ -148,7 +139,7 @@ class Pipeline:
         self.live = info.live if self.config.live is None else self.config.live
         self.stats = RunStats(live=self.live, gap_frames=self.config.episode_gap_frames)
         self.batch = 1 if self.live else self._file_batch()
-        self._make_queues()
+        self._queues = PipelineQueues.live() if self.live else PipelineQueues.file(self.batch)
         sync = self.config.sync or not self.live
         targets: list[tuple[str, Callable[[], None]]] = [
             ("capture", self._capture_loop),
@@ -169,24 +160,22 @@ class Pipeline:
         return self
 
     @property
-    def mode(self) -> str:
+    def mode(self) -> RunMode:
         if not self.live:
-            return "file"
-        return "live-sync" if self.config.sync else "live"
+            return RunMode.FILE
+        return RunMode.LIVE_SYNC if self.config.sync else RunMode.LIVE
+
+    @property
+    def queues(self) -> PipelineQueues:
+        """The run's queues (made by :meth:`start`)."""
+        if self._queues is None:
+            raise PipelineError("the pipeline has not started, so it has no queues yet")
+        return self._queues
 
     def _file_batch(self) -> int:
         info = self.engine.info
         wanted = self.config.batch if self.config.batch is not None else info.preferred_batch
         return max(1, min(int(wanted), max(1, info.max_batch)))
-
-    def _make_queues(self) -> None:
-        b = self.batch
-        if self.live:
-            names = ("frames", "display", "batches", "inferences", "predictions", "results", "delivered")
-            self.queues = {name: LatestQueue(name, 1) for name in names}
-        else:
-            caps = {"frames": 2 * b, "batches": 2, "inferences": 2 * b, "predictions": 4, "results": 4, "delivered": 8}
-            self.queues = {name: BlockingQueue(name, cap) for name, cap in caps.items()}
 
     def stop(self) -> None:
         """Ask the run to end: capture stops now, everything already captured is still processed and written."""
@@ -194,8 +183,13 @@ class Pipeline:
         # signal, before ``finished`` is set) is not a user stop: the input had already ended.
         if not (self.finished.is_set() or self._input_ended.is_set()):
             self._stopped_by_user = True
+        self._halt()
+
+    def _halt(self) -> None:
+        """Capture stops: wake a paused capture, and tell the source (a reconnect back-off gives up)."""
         self._stop.set()
         self._resume.set()
+        self.source.stop()
 
     def pause(self, paused: bool = True) -> None:
         """Hold capture (file inputs); live sources keep running but nothing new is read."""
@@ -226,8 +220,7 @@ class Pipeline:
             if self._error is None:
                 self._error = (stage, exc)
                 logger.debug("stage %s failed", stage, exc_info=exc)
-        self._stop.set()
-        self._resume.set()
+        self._halt()
 
     def close(self) -> None:
         """Stop, let the stages drain, join every thread (with a timeout) and close the source."""
@@ -239,9 +232,8 @@ class Pipeline:
             return
         if self._threads[0].is_alive() and self._error is None and not self._input_ended.is_set():
             self._stopped_by_user = True  # closed before the input ended (e.g. the loop broke early)
-        self._stop.set()
-        self._resume.set()
-        self.queues["delivered"].cancel()  # nobody reads any more
+        self._halt()
+        self.queues.delivered.cancel()  # nobody reads any more
         deadline = time.monotonic() + self.config.join_timeout_s
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -262,7 +254,7 @@ class Pipeline:
         if not self.config.deliver:
             raise PipelineError("this pipeline was configured with deliver=False; results go to its sinks only")
         self.start()
-        delivered = self.queues["delivered"]
+        delivered = self.queues.delivered
         while True:
             item = delivered.get(timeout=0.2)
             if item is EMPTY:
@@ -284,7 +276,9 @@ class Pipeline:
         return self.finished.wait(timeout)
 
     # ----------------------------------------------------------------- stage threads
-    def _guard(self, stage: str, body: Callable[[], None], inbox: Any, outboxes: Sequence[Any]) -> None:
+    def _guard(
+        self, stage: str, body: Callable[[], None], inbox: StageQueue | None, outboxes: Sequence[StageQueue]
+    ) -> None:
         """Run a stage body; on failure record it and cancel the input; always close the outputs."""
         try:
             body()
@@ -297,22 +291,21 @@ class Pipeline:
                 queue.close()
 
     def _capture_loop(self) -> None:
-        outboxes = [self.queues["frames"]]
-        if self.live and not self.config.sync:
-            outboxes.append(self.queues["display"])
-        if hasattr(self.source, "stop"):
-            self.source.stop = self._stop  # a reconnecting source gives up waiting when the run stops
-        every = [self.queues[name] for name in ("frames", "display") if name in self.queues]
+        queues = self.queues
+        outboxes = [queues.frames]
+        if self.live and not self.config.sync and queues.display is not None:
+            outboxes.append(queues.display)
+        every = [q for q in (queues.frames, queues.display) if q is not None]
         self._guard("capture", lambda: self._capture(outboxes), None, every)
 
-    def _capture(self, outboxes: Sequence[Any]) -> None:
+    def _capture(self, outboxes: Sequence[StageQueue]) -> None:
         limit = self.config.max_frames
         while not self._stop.is_set():
             if not self._resume.is_set():
                 self._resume.wait(0.1)
                 continue
             if limit is not None and self.frames_in >= limit:
-                self._end_reason = "max frames"
+                self._end_reason = StopReason.MAX_FRAMES
                 self._input_ended.set()
                 return
             frame = self.source.read()
@@ -325,7 +318,7 @@ class Pipeline:
                     return
 
     def _preprocess_loop(self) -> None:
-        inbox, outbox = self.queues["frames"], self.queues["batches"]
+        inbox, outbox = self.queues.frames, self.queues.batches
 
         def live_body() -> None:
             # Pull, not push: prepare the newest frame only when inference asks for one, so frames that
@@ -357,7 +350,7 @@ class Pipeline:
         self._guard("preprocess", live_body if self.live else body, inbox, [outbox])
 
     def _inference_loop(self) -> None:
-        inbox, outbox = self.queues["batches"], self.queues["inferences"]
+        inbox, outbox = self.queues.batches, self.queues.inferences
 
         def body() -> None:
             if self.engine.info.device.startswith("cuda"):
@@ -376,7 +369,7 @@ class Pipeline:
         self._guard("inference", body, inbox, [outbox])
 
     def _postprocess_loop(self) -> None:
-        inbox, outbox = self.queues["inferences"], self.queues["predictions"]
+        inbox, outbox = self.queues.inferences, self.queues.predictions
         to_board = self.live and not self.config.sync
         threshold = self.engine.contract.threshold
 
@@ -399,7 +392,7 @@ class Pipeline:
                          f"{info.backend} {info.precision}", polyp)
 
     def _overlay_sync_loop(self) -> None:
-        inbox, outbox = self.queues["predictions"], self.queues["results"]
+        inbox, outbox = self.queues.predictions, self.queues.results
 
         def body() -> None:
             while (prediction := inbox.get()) is not END:
@@ -411,9 +404,11 @@ class Pipeline:
         self._guard("overlay", body, inbox, [outbox])
 
     def _overlay_live_loop(self) -> None:
-        inbox, outbox = self.queues["display"], self.queues["results"]
+        inbox, outbox = self.queues.display, self.queues.results
 
         def body() -> None:
+            if inbox is None:
+                raise PipelineError("live display without a display queue")
             while (frame := inbox.get()) is not END:
                 prediction = self._newest.get()
                 result = overlay_stage(frame, prediction, self.settings.get(), self._hud(prediction))
@@ -424,7 +419,7 @@ class Pipeline:
         self._guard("overlay", body, inbox, [outbox])
 
     def _output_loop(self) -> None:
-        inbox, delivered = self.queues["results"], self.queues["delivered"]
+        inbox, delivered = self.queues.results, self.queues.delivered
         stages = FRAME_STAGES if self.live and not self.config.sync else MODEL_STAGES + FRAME_STAGES
 
         def body() -> None:
@@ -455,8 +450,9 @@ class Pipeline:
     # ----------------------------------------------------------------- summary
     def drops(self) -> tuple[tuple[str, int], ...]:
         """Items dropped per latest-wins queue and per sink that keeps only the newest result (display)."""
-        counts = [(name, q.dropped) for name, q in self.queues.items() if name != "delivered" or self.config.deliver]
-        counts += [(getattr(s, "name", type(s).__name__), int(getattr(s, "dropped", 0))) for s in self.sinks]
+        queues = self._queues.values() if self._queues is not None else ()
+        counts = [(q.name, q.dropped) for q in queues if q.name != "delivered" or self.config.deliver]
+        counts += [(s.name, int(s.dropped)) for s in self.sinks]
         return tuple((name, n) for name, n in counts if n)
 
     def summary(self) -> RunSummary:
@@ -466,9 +462,9 @@ class Pipeline:
         wall = max(1e-9, end - self._t_start) if self._started else 0.0
         frames_out = self.stats.frames_out
         if self._error is not None:
-            stopped, error = "error", f"{self._error[0]} failed: {self._error[1]}"
+            stopped, error = StopReason.ERROR, f"{self._error[0]} failed: {self._error[1]}"
         else:
-            stopped, error = ("stopped" if self._stopped_by_user else self._end_reason), None
+            stopped, error = (StopReason.STOPPED if self._stopped_by_user else self._end_reason), None
         src = self.source.info if self.source.opened else None
         return RunSummary(
             source=src.description if src else "?", mode=self.mode, engine=info.describe(), backend=info.backend,
@@ -480,7 +476,7 @@ class Pipeline:
             episodes=self.stats.episodes(),
             episode_gap_frames=self.config.episode_gap_frames, stopped=stopped, error=error,
             expected_frames=src.frame_count if src else None,
-            outputs=tuple(str(getattr(s, "path", "")) for s in self.sinks if getattr(s, "path", None)),
+            outputs=tuple(str(s.path) for s in self.sinks if s.path is not None),
         )
 
 

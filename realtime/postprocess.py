@@ -16,20 +16,15 @@ from train.preprocess import sigmoid
 class TemporalSmoother:
     """Exponential moving average of probability maps across frames: ``p = (1 - a) * new + a * previous``.
 
-    ``factor`` ``a`` in [0, 1): 0 disables smoothing. The state resets when the map size changes.
+    ``factor`` ``a`` in [0, 1) comes with each map (the live setting, validated by
+    :class:`realtime.settings.RenderSettings`): 0 disables smoothing. The state resets when the map size changes.
     """
 
-    def __init__(self, factor: float = 0.0) -> None:
-        if not 0.0 <= factor < 1.0:
-            raise ValueError(f"smoothing factor must be in [0, 1), got {factor}")
-        self.factor = factor
+    def __init__(self) -> None:
         self._state: np.ndarray | None = None
 
-    def reset(self) -> None:
-        self._state = None
-
-    def __call__(self, prob: np.ndarray, factor: float | None = None) -> np.ndarray:
-        a = self.factor if factor is None else factor
+    def __call__(self, prob: np.ndarray, factor: float) -> np.ndarray:
+        a = factor
         if a <= 0.0 or self._state is None or self._state.shape != prob.shape:
             self._state = prob.astype(np.float32, copy=True)
         else:
@@ -111,7 +106,7 @@ def postprocess_logits(
     """
     prob = probabilities(logits)
     if smoother is not None:
-        prob = smoother(prob, smooth)
+        prob = smoother(prob, smooth or 0.0)
     cleaned, items = find_regions(prob, threshold, min_area_fraction)
     if not items:
         return np.zeros((height, width), dtype=np.uint8), (), prob

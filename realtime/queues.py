@@ -11,8 +11,8 @@ class              full-queue policy                used for
 
 Both are closed by the producer (:meth:`close`: the consumer drains what is left, then gets
 :data:`END`) or cancelled by the consumer (:meth:`cancel`: a failed stage tells its producer to stop;
-``put`` returns ``False`` from then on). Capacities of the pipeline's queues are listed in
-:mod:`realtime.pipeline`.
+``put`` returns ``False`` from then on). The pipeline's set of queues is :class:`PipelineQueues`
+(its capacities are tabled in :mod:`realtime.pipeline`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Final
 
 
@@ -47,7 +48,6 @@ class _BoundedQueue:
         self._cond = threading.Condition()
         self._closed = False
         self._cancelled = False
-        self.put_count = 0
         self.dropped = 0
         self.max_depth = 0
 
@@ -79,7 +79,6 @@ class _BoundedQueue:
 
     def _append(self, item: Any) -> None:
         self._items.append(item)
-        self.put_count += 1
         self.max_depth = max(self.max_depth, len(self._items))
         self._cond.notify_all()
 
@@ -97,9 +96,6 @@ class _BoundedQueue:
             item = self._items.popleft()
             self._cond.notify_all()
             return item
-
-    def get_nowait(self) -> Any:
-        return self.get(timeout=0.0)
 
 
 class BlockingQueue(_BoundedQueue):
@@ -138,18 +134,63 @@ class LatestQueue(_BoundedQueue):
             return True
 
 
+StageQueue = BlockingQueue | LatestQueue
+
+
+@dataclass(frozen=True)
+class PipelineQueues:
+    """The queues between the pipeline's stages, named by what they carry; ``display`` only in live mode."""
+
+    frames: StageQueue  # capture -> preprocess
+    batches: StageQueue  # preprocess -> inference
+    inferences: StageQueue  # inference -> postprocess
+    predictions: StageQueue  # postprocess -> overlay
+    results: StageQueue  # overlay -> output
+    delivered: StageQueue  # output -> the run's iterator
+    display: StageQueue | None = None  # capture -> overlay (live mode: frames shown without waiting for the model)
+
+    @classmethod
+    def file(cls, batch: int) -> PipelineQueues:
+        """Back-pressure everywhere: every frame is processed and written, in order."""
+        return cls(
+            frames=BlockingQueue("frames", 2 * batch),
+            batches=BlockingQueue("batches", 2),
+            inferences=BlockingQueue("inferences", 2 * batch),
+            predictions=BlockingQueue("predictions", 4),
+            results=BlockingQueue("results", 4),
+            delivered=BlockingQueue("delivered", 8),
+        )
+
+    @classmethod
+    def live(cls) -> PipelineQueues:
+        """One slot each, latest wins: stale items are dropped and counted."""
+        return cls(
+            frames=LatestQueue("frames", 1),
+            display=LatestQueue("display", 1),
+            batches=LatestQueue("batches", 1),
+            inferences=LatestQueue("inferences", 1),
+            predictions=LatestQueue("predictions", 1),
+            results=LatestQueue("results", 1),
+            delivered=LatestQueue("delivered", 1),
+        )
+
+    def values(self) -> tuple[StageQueue, ...]:
+        """Every queue of the run, in pipeline order."""
+        ordered = (self.frames, self.display, self.batches, self.inferences, self.predictions, self.results,
+                   self.delivered)
+        return tuple(q for q in ordered if q is not None)
+
+
 class LatestValue:
     """A one-slot, thread-safe holder of the newest value (no queueing; readers never wait)."""
 
     def __init__(self, value: Any = None) -> None:
         self._lock = threading.Lock()
         self._value = value
-        self.version = 0
 
     def set(self, value: Any) -> None:
         with self._lock:
             self._value = value
-            self.version += 1
 
     def get(self) -> Any:
         with self._lock:

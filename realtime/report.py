@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from realtime.types import RunSummary
+from realtime.types import RunMode, RunSummary, StopReason
 
 
 def _fmt_time(seconds: float) -> str:
@@ -44,7 +44,8 @@ def input_warnings(summary: RunSummary, max_frames: int | None = None) -> list[s
     """Lines about inputs that ended early or had undecodable parts."""
     warnings = []
     expected = summary.expected_frames
-    if (summary.stopped == "end of input" and summary.mode == "file" and expected and summary.frames_in < expected
+    ended = summary.stopped == StopReason.END_OF_INPUT and summary.mode == RunMode.FILE
+    if (ended and expected and summary.frames_in < expected
             and (max_frames is None or summary.frames_in < max_frames)):
         warnings.append(
             f"input ended after {summary.frames_in} of {expected} frames "

@@ -1,8 +1,8 @@
-"""Where results go: H.264 MP4 (PyAV), JSON Lines, mask PNGs, and a newest-only slot for displays.
+"""Where results go: H.264 MP4 (PyAV), JSON Lines, mask PNGs, and a recorder the viewer toggles.
 
 Sinks are called from the pipeline's output thread only (``write`` per result, ``close`` once at the
 end, even after an error or Ctrl+C), so they need no locks of their own except where another thread
-(the viewer) talks to them: :class:`LatestResultSlot` and :class:`ToggleRecorder`.
+(the viewer) talks to them: :class:`ToggleRecorder`.
 Verified in ``tests/test_realtime_file.py`` (frame count, rate, size and duration probed with PyAV).
 """
 
@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from realtime.errors import OutputError
+from realtime.ports import SinkBase
 from realtime.types import Result, SourceInfo
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def check_output_path(path: str | Path, inputs: tuple[str, ...] = (), *, folder:
     return path
 
 
-class VideoWriterSink:
+class VideoWriterSink(SinkBase):
     """Annotated frames -> H.264 (libx264, yuv420p) MP4 with ``+faststart``, playable in browsers.
 
     Frame rate and time base are the source's; each frame's pts is its source timestamp (relative to the
@@ -67,12 +68,11 @@ class VideoWriterSink:
 
     name = "video"
 
-    def __init__(self, path: str | Path, info: SourceInfo, *, preset: str = DEFAULT_PRESET, crf: int = DEFAULT_CRF,
-                 raw: bool = False) -> None:
+    def __init__(self, path: str | Path, info: SourceInfo, *, preset: str = DEFAULT_PRESET,
+                 crf: int = DEFAULT_CRF) -> None:
         import av
 
         self.path = Path(path)
-        self.raw = raw  # True: write the unannotated frames (recording without overlay)
         self.width, self.height = info.width - info.width % 2, info.height - info.height % 2
         self.time_base = info.time_base if info.time_base else Fraction(1, 1000)
         rate = info.rate or Fraction(info.fps).limit_denominator(1001)
@@ -99,7 +99,7 @@ class VideoWriterSink:
     def write(self, result: Result) -> None:
         import av
 
-        image = result.frame.rgb if self.raw else result.annotated
+        image = result.annotated
         if image.shape[:2] != (self.height, self.width):
             if image.shape[0] >= self.height and image.shape[1] >= self.width:
                 image = image[: self.height, : self.width]
@@ -147,7 +147,7 @@ def result_record(result: Result) -> dict[str, Any]:
     }
 
 
-class JsonlSink:
+class JsonlSink(SinkBase):
     """One JSON object per line and frame; each line goes out in one ``write`` call, unbuffered,
     so a crash or kill never leaves a partial last line; a line cut short by a full disk is cut off again."""
 
@@ -185,7 +185,7 @@ class JsonlSink:
             self._fd = None
 
 
-class MaskPngSink:
+class MaskPngSink(SinkBase):
     """The binary mask of each shown frame as ``DIR/frame_000123.png`` (0 / 255, frame size)."""
 
     name = "masks"
@@ -207,45 +207,7 @@ class MaskPngSink:
         pass
 
 
-class LatestResultSlot:
-    """Keeps only the newest result for a consumer in another thread (a display).
-
-    ``write`` never waits; a result replaced before the consumer took it is counted in ``dropped``.
-    ``on_new`` (if given) is called from the writer's thread whenever the slot goes from empty to full,
-    e.g. to emit a Qt signal.
-    """
-
-    name = "display"
-
-    def __init__(self, on_new: Any = None) -> None:
-        self._lock = threading.Lock()
-        self._result: Result | None = None
-        self.on_new = on_new
-        self.dropped = 0
-        self.delivered = 0
-        self.closed = threading.Event()
-
-    def write(self, result: Result) -> None:
-        with self._lock:
-            was_empty = self._result is None
-            if not was_empty:
-                self.dropped += 1
-            self._result = result
-        if was_empty and self.on_new is not None:
-            self.on_new()
-
-    def take(self) -> Result | None:
-        with self._lock:
-            result, self._result = self._result, None
-            if result is not None:
-                self.delivered += 1
-            return result
-
-    def close(self) -> None:
-        self.closed.set()
-
-
-class ToggleRecorder:
+class ToggleRecorder(SinkBase):
     """A recorder the viewer switches on and off while the pipeline runs (writer opened in the output thread)."""
 
     name = "recorder"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ MAX_CONSECUTIVE_DECODE_ERRORS = 100
 
 
 class Source(ABC):
-    """Open, read frames until ``None``, close. Usable as a context manager."""
+    """Open, read frames until ``None``, close (:class:`realtime.ports.Source`). Usable as a context manager."""
 
     def __init__(self) -> None:
         self.decode_errors = 0
@@ -57,6 +58,9 @@ class Source(ABC):
     @abstractmethod
     def read(self) -> Frame | None:
         """Next frame, or ``None`` at the end of the input."""
+
+    def stop(self) -> None:  # noqa: B027 - optional hook
+        """The run is ending (any thread): a ``read`` waiting for the input gives up soon."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the input; safe to call twice."""
@@ -406,14 +410,13 @@ class ReconnectingSource(Source):
 
     def __init__(
         self, source: Source, *, max_wait_s: float = 10.0, first_delay_s: float = 0.05, max_delay_s: float = 1.0,
-        stop: Any = None,
     ) -> None:
         super().__init__()
         self.source = source
         self.max_wait_s = max_wait_s
         self.first_delay_s = first_delay_s
         self.max_delay_s = max_delay_s
-        self.stop = stop  # threading.Event: give up waiting at once when set
+        self._stopping = threading.Event()  # set by stop(): give up waiting at once
         self.reconnects = 0
 
     @property
@@ -425,8 +428,13 @@ class ReconnectingSource(Source):
         pass
 
     def open(self) -> SourceInfo:
+        self._stopping.clear()
         self._info = self.source.open()
         return self._info
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.source.stop()
 
     def read(self) -> Frame | None:
         while True:
@@ -442,7 +450,7 @@ class ReconnectingSource(Source):
         delay = self.first_delay_s
         last: Exception | None = None
         while time.monotonic() < deadline:
-            if self.stop is not None and self.stop.is_set():
+            if self._stopping.is_set():
                 raise SourceDisconnected(f"{self.info.description}: stopped while reconnecting")
             try:
                 self.source.open()

@@ -52,12 +52,12 @@ def postprocess_stage(
     start = time.perf_counter()
     threshold = settings.threshold if settings.threshold is not None else default_threshold
     frame = inference.frame
-    mask, regions, prob = postprocess_logits(
+    mask, regions, _ = postprocess_logits(
         inference.logits, frame.height, frame.width, threshold,
         min_area_fraction=settings.min_area_fraction, smoother=smoother, smooth=settings.smooth,
     )
     times = inference.times.with_stage("postprocess", time.perf_counter() - start)
-    return Prediction(frame, mask, regions, times, prob)
+    return Prediction(frame, mask, regions, times)
 
 
 def overlay_stage(

@@ -9,12 +9,40 @@ every stage (the overlay draws on a copy).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from enum import Enum
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 STAGES = ("capture", "preprocess", "inference", "postprocess", "overlay", "output")
+
+
+class _TextEnum(str, Enum):
+    """A ``str``-valued enum that prints, formats and serialises to JSON as its value."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class RunMode(_TextEnum):
+    """How a run treats its frames (see :mod:`realtime.pipeline`)."""
+
+    FILE = "file"  # every frame, in order, back-pressure
+    LIVE = "live"  # latest frame wins; shown at once with the newest mask
+    LIVE_SYNC = "live-sync"  # latest frame wins; shown only with its own mask
+
+
+class StopReason(_TextEnum):
+    """Why a run ended (``RunSummary.stopped``)."""
+
+    END_OF_INPUT = "end of input"
+    MAX_FRAMES = "max frames"  # --max-frames reached
+    STOPPED = "stopped"  # Pipeline.stop() before the input ended: Ctrl+C, SIGTERM, window closed
+    ERROR = "error"  # a stage failed (RunSummary.error says which and why)
 
 
 @dataclass(frozen=True)
@@ -114,7 +142,6 @@ class Prediction:
     mask: np.ndarray  # uint8 {0, 1}, (H, W) like the frame
     regions: tuple[Region, ...]
     times: StageTimes
-    prob: np.ndarray | None = None  # float32 probabilities at the model's input size (after smoothing)
 
     @property
     def polyp_present(self) -> bool:
@@ -127,7 +154,7 @@ class Result:
 
     In file mode and live ``--sync`` mode ``prediction.frame is frame``. In live mode the frame is shown
     at once with the newest prediction available, which may come from an earlier frame
-    (``mask_age_frames`` > 0), or none yet (``prediction is None``).
+    (``mask_index < index``), or none yet (``prediction is None``).
     """
 
     frame: Frame
@@ -185,7 +212,7 @@ class RunSummary:
     """Everything ``polyp-live`` prints at the end of a run (and ``--stats`` writes as JSON)."""
 
     source: str
-    mode: str  # "file" | "live" | "live-sync"
+    mode: RunMode
     engine: str
     backend: str
     precision: str
@@ -201,7 +228,7 @@ class RunSummary:
     frames_with_polyp: int
     episodes: tuple[Episode, ...]
     episode_gap_frames: int
-    stopped: str  # "end of input" | "max frames" | "interrupted" | "error"
+    stopped: StopReason
     error: str | None = None
     expected_frames: int | None = None
     outputs: tuple[str, ...] = field(default_factory=tuple)

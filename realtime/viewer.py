@@ -40,6 +40,7 @@ from PyQt6.QtWidgets import (
 )
 
 from realtime.pipeline import Pipeline
+from realtime.ports import SinkBase
 from realtime.settings import SettingsBox
 from realtime.sinks import ToggleRecorder
 from realtime.types import Result, RunSummary
@@ -47,7 +48,7 @@ from realtime.types import Result, RunSummary
 logger = logging.getLogger(__name__)
 
 
-class QtDisplaySink(QObject):
+class QtDisplaySink(QObject, SinkBase):
     """Pipeline sink -> Qt signal, with at most one result in flight (newer ones dropped and counted)."""
 
     result_ready = pyqtSignal(object)

@@ -193,10 +193,10 @@ def plan_with_sidecar(folder: Path, checkpoint: Path, *, version: str | None = N
     """A stand-in plan (random bytes, never deserialized here) with a valid sidecar built for ``targets``."""
     import tensorrt_rtx
 
-    from engines.onnx_export import BatchProfile
+    from engines.onnx_format import BatchProfile
     from engines.sidecar import EngineSidecar, write_sidecar
-    from train.checkpoint import sha256_file
     from train.contract import ModelContract
+    from train.hashing import sha256_file
 
     plan = folder / "model.engine"
     plan.write_bytes(b"ftrt" + os.urandom(64_000))

@@ -131,6 +131,9 @@ class FailingSource:
         self.reads += 1
         return self.source.read()
 
+    def stop(self) -> None:
+        self.source.stop()
+
     def close(self) -> None:
         self.closed = True
         self.source.close()

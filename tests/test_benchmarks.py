@@ -148,7 +148,7 @@ def test_gpu_bench_skips_what_does_not_fit_the_budget(cache_dir: Path, tmp_path:
 
 
 def test_gpu_bench_refuses_cuda_without_gpu(tmp_path: Path) -> None:
-    from engines.devices import cuda_available
+    from train.devices import cuda_available
 
     if cuda_available():
         pytest.skip("a GPU is present")

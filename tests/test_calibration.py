@@ -20,7 +20,8 @@ from onnx import numpy_helper
 from calibration import pipeline
 from calibration.cli import main
 from calibration.frames import masked_frames
-from calibration.report import cpu_session, run_logits
+from calibration.report import run_logits
+from engines.onnxruntime_backend import ort_session
 from train.cli_utils import run_cli
 from train.contract import ModelContract
 from train.preprocess import preprocess_batch
@@ -130,8 +131,8 @@ def test_int8_agrees_with_fp32_on_held_out_real_frames(calibrated: dict, atto_ch
     contract = ModelContract("atto", (64, 64))
     frames = masked_frames(kvasir_dir, 8, contract, seed=123)  # other images than the 30 used for calibration
     inputs = [preprocess_batch([f.pixels], contract) for f in frames.frames]
-    reference = run_logits(cpu_session(fp32, 1), inputs)
-    quantized = run_logits(cpu_session(calibrated["out"], 1), inputs)
+    reference = run_logits(ort_session(fp32, 1), inputs)
+    quantized = run_logits(ort_session(calibrated["out"], 1), inputs)
     agreement = [((r >= np.median(r)) == (q >= np.median(r))).mean() for r, q in zip(reference, quantized, strict=True)]
     assert min(agreement) >= 0.98, agreement
     assert not np.allclose(reference[0], quantized[0], atol=1e-6), "INT8 output identical to FP32: not quantized?"

@@ -13,10 +13,11 @@ from safetensors.torch import save_file
 
 from tests.train_helpers import torch_threads
 from train.backbone_weights import convert_state_dict, load_backbone_weights
-from train.checkpoint import checkpoint_paths, load_checkpoint, read_checkpoint, save_checkpoint, sha256_file
+from train.checkpoint import checkpoint_paths, load_checkpoint, read_checkpoint, save_checkpoint
 from train.contract import ModelContract
 from train.convnext import ConvNeXtEncoder
 from train.errors import CheckpointError
+from train.hashing import sha256_file
 from train.variants import VARIANTS, create_model
 
 

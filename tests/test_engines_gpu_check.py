@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from engines.devices import cuda_available
 from engines.gpu_check import main
 from tests.engines_helpers import one_torch_thread  # noqa: F401  (fixture)
+from train.devices import cuda_available
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

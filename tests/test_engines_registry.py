@@ -54,6 +54,26 @@ def test_checkpoint_on_cpu_machine_goes_through_the_onnx_cache(
     assert cached.stat().st_mtime_ns == mtime and "using cached ONNX export" in caplog.text
 
 
+def test_opening_a_checkpoint_hashes_its_weights_once(
+    atto_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import train.checkpoint
+
+    monkeypatch.setenv("POLYP_LIVE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(registry, "cuda_available", lambda: False)
+    hashed: list[Path] = []
+
+    def counting(path: Path, chunk: int = 1 << 20) -> str:
+        hashed.append(Path(path))
+        return real(path, chunk)
+
+    real = train.checkpoint.sha256_file
+    monkeypatch.setattr(train.checkpoint, "sha256_file", counting)
+    with open_engine(atto_checkpoint, device="cpu", backend="onnxruntime"):  # companion check, cache miss, export
+        pass
+    assert hashed == [atto_checkpoint.with_suffix(".safetensors")]
+
+
 def test_checkpoint_without_onnxruntime_falls_back_to_torch_cpu(
     atto_checkpoint: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

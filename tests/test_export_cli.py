@@ -10,7 +10,7 @@ import pytest
 
 from engines.cli_export import main, parse_dynamic_batch, parse_size
 from engines.errors import ExportError
-from engines.onnx_export import read_onnx_metadata
+from engines.onnx_format import read_onnx_metadata
 from engines.sidecar import read_sidecar
 from tests.engines_helpers import (
     exported,

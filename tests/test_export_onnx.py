@@ -10,7 +10,8 @@ import onnxruntime as ort
 import pytest
 
 from engines.errors import EngineError, ExportError
-from engines.onnx_export import export_onnx, read_onnx_contract, read_onnx_metadata
+from engines.onnx_export import export_onnx
+from engines.onnx_format import read_onnx_contract, read_onnx_metadata
 from tests.engines_helpers import one_torch_thread  # noqa: F401  (fixture)
 from train.checkpoint import load_checkpoint
 from train.errors import ContractError

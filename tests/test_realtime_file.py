@@ -13,6 +13,7 @@ import pytest
 
 from realtime.errors import PipelineError
 from realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads, run_to_completion
+from realtime.ports import SinkBase
 from realtime.sinks import JsonlSink, MaskPngSink, VideoWriterSink
 from realtime.sources import ImageFolderSource, VideoFileSource
 from tests.conftest import SAMPLE_CLIP
@@ -163,7 +164,7 @@ def test_variable_frame_rate_timestamps_are_kept(tmp_path: Path) -> None:
     assert timestamps_ms(tmp_path / "o.mp4") == in_ms
 
 
-class _StopOnCloseSink:
+class _StopOnCloseSink(SinkBase):
     """Calls ``pipeline.stop()`` when the run closes it -- what the viewer does when the file ends."""
 
     name = "stop-on-close"

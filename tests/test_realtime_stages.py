@@ -62,14 +62,12 @@ def test_find_regions_threshold_controls_membership() -> None:
 
 
 def test_temporal_smoother_is_an_ema() -> None:
-    smoother = TemporalSmoother(0.5)
+    smoother = TemporalSmoother()
     ones, zeros = np.ones((4, 4), np.float32), np.zeros((4, 4), np.float32)
-    assert smoother(ones).mean() == 1.0
-    assert smoother(zeros).mean() == pytest.approx(0.5)
-    assert smoother(zeros).mean() == pytest.approx(0.25)
+    assert smoother(ones, 0.5).mean() == 1.0
+    assert smoother(zeros, 0.5).mean() == pytest.approx(0.5)
+    assert smoother(zeros, 0.5).mean() == pytest.approx(0.25)
     assert smoother(zeros, 0.0).mean() == 0.0  # factor 0: no memory
-    with pytest.raises(ValueError):
-        TemporalSmoother(1.0)
 
 
 def test_overlay_changes_only_pixels_inside_the_mask() -> None:

@@ -167,7 +167,7 @@ def test_onnx_with_a_tampered_contract_is_refused(atto_checkpoint: Path, clip: P
     import onnx
 
     from engines.cache import cached_onnx
-    from engines.onnx_export import META_CONTRACT
+    from engines.onnx_format import META_CONTRACT
 
     model = onnx.load(str(cached_onnx(atto_checkpoint)))
     for prop in model.metadata_props:

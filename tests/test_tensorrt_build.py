@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from engines import tensorrt_backend
-from engines.devices import GpuInfo
 from engines.errors import BackendUnavailableError, EngineError, EngineMismatchError
 from engines.registry import open_engine
 from engines.sidecar import read_sidecar, sidecar_path
@@ -29,7 +28,8 @@ from tests.engines_helpers import (
     exported,
     one_torch_thread,  # noqa: F401  (fixture)
 )
-from train.checkpoint import sha256_file
+from train.devices import GpuInfo
+from train.hashing import sha256_file
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

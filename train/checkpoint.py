@@ -9,7 +9,6 @@ Loading validates the sidecar against a schema, checks the hash, and never unpic
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -24,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from train.contract import ModelContract
 from train.errors import CheckpointError, ContractError, UnknownVariantError
+from train.hashing import sha256_file
 from train.jsonfile import read_json_file
 from train.pefnet import PEFNet
 from train.variants import create_model, get_variant
@@ -63,14 +63,6 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
     else:
         stem = path
     return stem.with_name(stem.name + WEIGHTS_SUFFIX), stem.with_name(stem.name + SIDECAR_SUFFIX)
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_checkpoint(
@@ -173,13 +165,18 @@ def load_checkpoint(
 ) -> tuple[PEFNet, ModelContract, CheckpointInfo]:
     """Build the model of a checkpoint, load its weights (as float32) and put it in eval mode."""
     info = read_checkpoint(path)
+    return load_model(info, device=device), info.contract, info
+
+
+def load_model(info: CheckpointInfo, *, device: str | torch.device = "cpu") -> PEFNet:
+    """The model of a checkpoint already validated by :func:`read_checkpoint` (its weights not hashed again)."""
     state = load_state_dict(info)
     model = create_model(info.variant)
     expected = model.state_dict()
     _check_state_dict(state, expected, info)
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
     model.eval().to(device)
-    return model, info.contract, info
+    return model
 
 
 def _check_state_dict(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], info: CheckpointInfo) -> None:

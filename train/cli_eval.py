@@ -31,6 +31,7 @@ from tqdm import tqdm
 from train.cli_utils import run_cli, setup_logging
 from train.contract import ModelContract
 from train.data import SPLIT_NAMES, Pair, find_pairs, load_split, read_pair, select
+from train.devices import resolve_device
 from train.errors import DatasetError, PolypLiveError
 from train.metrics import METRIC_NAMES, per_image_scores
 from train.preprocess import preprocess_batch, resize_mask
@@ -161,9 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     from train.zoo import resolve_checkpoint
 
     path = resolve_checkpoint(args.checkpoint)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise PolypLiveError("--device cuda was asked for but no CUDA device is available")
+    device = torch.device(resolve_device(args.device))
     model, contract, _ = load_checkpoint(path, device=device)
     if args.size is not None:
         contract = contract.with_size(args.size)

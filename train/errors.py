@@ -31,3 +31,11 @@ class CheckpointError(PolypLiveError):
 
 class DatasetError(PolypLiveError):
     """A dataset folder or split file is missing, empty, or holds a bad pair."""
+
+
+class DeviceError(PolypLiveError, ValueError):
+    """A device name that is not ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+
+
+class DeviceUnavailableError(DeviceError):
+    """A CUDA device was asked for that this machine does not have."""

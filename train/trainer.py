@@ -18,7 +18,6 @@ at the end or on interrupt.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import random
@@ -35,8 +34,10 @@ from train.augment import AugmentConfig, augment_batch
 from train.checkpoint import load_checkpoint, save_checkpoint
 from train.contract import SIZE_MULTIPLE, ModelContract, check_input_size
 from train.data import find_pairs, load_cache, load_resized, load_split, make_split, save_split, select
+from train.devices import resolve_device
 from train.ema import ModelEMA
 from train.errors import CheckpointError, DatasetError, PolypLiveError
+from train.hashing import sha256_file
 from train.losses import get_loss
 from train.metrics import MetricAccumulator
 from train.pefnet import count_parameters
@@ -103,15 +104,6 @@ class TrainResult:
     metrics: dict[str, Any]
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise PolypLiveError("--device cuda was asked for but no CUDA device is available")
-    return device
-
-
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     """``auto`` = bf16 on CUDA, off on CPU; ``bf16`` / ``fp16`` / ``off`` as asked."""
     if amp == "auto":
@@ -158,10 +150,6 @@ class _Data:
     fingerprint: str
 
 
-def _sha256_text(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def prepare_data(cfg: TrainConfig, contract: ModelContract, device: torch.device, cache_side: int) -> _Data:
     """Find pairs, make or load the split, decode the train cache and the validation set onto ``device``."""
     pairs = find_pairs(cfg.data, recursive=cfg.recursive)
@@ -190,7 +178,7 @@ def prepare_data(cfg: TrainConfig, contract: ModelContract, device: torch.device
         val_images=torch.from_numpy(val_images).to(device),
         val_masks=torch.from_numpy(val_masks).to(device),
         split_path=split_path,
-        split_sha256=_sha256_text(split_path),
+        split_sha256=sha256_file(split_path),
         fingerprint=split.fingerprint,
     )
 
@@ -217,7 +205,7 @@ class Trainer:
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
-        self.device = resolve_device(cfg.device)
+        self.device = torch.device(resolve_device(cfg.device))
         self.amp = resolve_amp(cfg.amp, self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True

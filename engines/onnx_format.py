@@ -1,0 +1,150 @@
+"""polyp-live's ONNX file format: tensor names, ``metadata_props`` keys, and reading and writing them.
+
+The one home of these facts for the exporter (:mod:`engines.onnx_export`), every backend, the ONNX
+cache (:mod:`engines.cache`) and ``polyp-calibrate`` (:mod:`calibration`).
+
+Input ``input`` ``(N, 3, H, W)``, output ``logits`` ``(N, 1, H, W)``. ``metadata_props`` hold
+``polyp_live.contract`` (the contract JSON), ``polyp_live.precision``, ``polyp_live.source_sha256``
+(the checkpoint weights' SHA-256), ``polyp_live.batch`` (``{"min", "opt", "max"}``) and
+``polyp_live.io_dtype``; a calibrated INT8 model adds ``polyp_live.int8_target`` (``cpu`` or
+``tensorrt``) and ``polyp_live.calibration`` (how its ranges were obtained).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engines.errors import EngineError
+from train.contract import ModelContract
+from train.errors import ContractError
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+META_CONTRACT = "polyp_live.contract"
+META_PRECISION = "polyp_live.precision"
+META_SOURCE = "polyp_live.source_sha256"
+META_BATCH = "polyp_live.batch"
+META_IO_DTYPE = "polyp_live.io_dtype"
+META_INT8_TARGET = "polyp_live.int8_target"  # written by polyp-calibrate
+META_CALIBRATION = "polyp_live.calibration"  # written by polyp-calibrate
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+@dataclass(frozen=True)
+class BatchProfile:
+    """Batch sizes an artifact accepts: static when ``min == opt == max``."""
+
+    min: int
+    opt: int
+    max: int
+
+    @property
+    def dynamic(self) -> bool:
+        return not self.min == self.opt == self.max
+
+    def to_dict(self) -> dict[str, int]:
+        return {"min": self.min, "opt": self.opt, "max": self.max}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> BatchProfile:
+        if not isinstance(data, dict) or set(data) != {"min", "opt", "max"}:
+            raise EngineError(f"batch profile must be an object with keys min, opt, max; got {data!r}")
+        values = [data[k] for k in ("min", "opt", "max")]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            raise EngineError(f"batch profile values must be integers, got {data!r}")
+        if not 1 <= values[0] <= values[1] <= values[2]:
+            raise EngineError(f"batch profile needs 1 <= min <= opt <= max, got {data!r}")
+        return cls(*values)
+
+
+SINGLE_BATCH = BatchProfile(1, 1, 1)  # what a file without polyp_live.batch accepts
+
+
+@dataclass(frozen=True)
+class OnnxMetadata:
+    """What polyp-live wrote into an ONNX file's ``metadata_props``."""
+
+    contract: ModelContract
+    precision: str
+    source_sha256: str
+    batch: BatchProfile
+    io_dtype: str
+
+
+def export_props(
+    contract: ModelContract, precision: str, source_sha256: str, batch: BatchProfile, io_dtype: str
+) -> dict[str, str]:
+    """The ``metadata_props`` an export writes (what :func:`read_onnx_metadata` reads back)."""
+    return {
+        META_CONTRACT: contract.to_json(),
+        META_PRECISION: precision,
+        META_SOURCE: source_sha256,
+        META_BATCH: json.dumps(batch.to_dict(), sort_keys=True),
+        META_IO_DTYPE: io_dtype,
+    }
+
+
+def write_props(model: Any, props: Mapping[str, str], *, merge: bool = False) -> None:
+    """Set an in-memory ``onnx.ModelProto``'s ``metadata_props`` to ``props``; with ``merge``, over the
+    props it has (the result sorted by key)."""
+    merged = dict(props)
+    if merge:
+        merged = dict(sorted(({p.key: p.value for p in model.metadata_props} | merged).items()))
+    del model.metadata_props[:]
+    for key, value in merged.items():
+        model.metadata_props.add(key=key, value=value)
+
+
+def read_onnx_metadata(path: str | Path) -> OnnxMetadata:
+    """Read and validate polyp-live's ``metadata_props`` of an ONNX file (one-line errors).
+
+    The precision is ``int8`` whenever the graph holds QuantizeLinear/DequantizeLinear nodes (a
+    ``polyp-calibrate`` model), else the exported ``polyp_live.precision``.
+    """
+    props, has_qdq = _load_props(Path(path))
+    if META_CONTRACT not in props:
+        raise EngineError(
+            f"{path}: ONNX file has no {META_CONTRACT} metadata; export it with polyp-export --format onnx"
+        )
+    try:
+        contract = ModelContract.from_json(props[META_CONTRACT])
+    except ContractError as exc:
+        raise ContractError(f"{path}: {exc}") from None
+    precision = "int8" if has_qdq else props.get(META_PRECISION, "fp32")
+    try:
+        batch = BatchProfile.from_dict(json.loads(props[META_BATCH])) if META_BATCH in props else SINGLE_BATCH
+    except (json.JSONDecodeError, EngineError) as exc:
+        raise EngineError(f"{path}: bad {META_BATCH} metadata ({exc})") from None
+    return OnnxMetadata(contract, precision, props.get(META_SOURCE, ""), batch, props.get(META_IO_DTYPE, "float32"))
+
+
+def read_onnx_props(path: str | Path) -> dict[str, str]:
+    """All ``metadata_props`` of an ONNX file (one-line errors for a file that is not ONNX)."""
+    return _load_props(Path(path))[0]
+
+
+def read_onnx_contract(path: str | Path) -> ModelContract:
+    """The model contract stored in an ONNX file's metadata."""
+    return read_onnx_metadata(path).contract
+
+
+def _load_props(path: Path) -> tuple[dict[str, str], bool]:
+    """``(metadata_props, graph has Q/DQ nodes)``; a file that is not an ONNX model is one EngineError line."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if not path.is_file():
+        raise EngineError(f"ONNX file not found: {path}")
+    try:
+        graph_model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else "corrupt"
+        raise EngineError(f"{path}: not a readable ONNX model ({reason})") from None
+    if not graph_model.graph.node:
+        raise EngineError(f"{path}: not a readable ONNX model (no graph nodes); re-export it with polyp-export")
+    has_qdq = any(n.op_type in QDQ_OPS for n in graph_model.graph.node)
+    return {p.key: p.value for p in graph_model.metadata_props}, has_qdq
