@@ -50,7 +50,9 @@ def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 1.0
 
 
 def box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
-    """``avg_pool2d(x, k, stride=1, padding=k // 2)`` (zero padding counted) as two 1D passes: 2k, not k², ops a pixel."""
+    """``avg_pool2d(x, k, stride=1, padding=k // 2)`` (zero padding counted) as two 1D passes.
+
+    2k instead of k² operations a pixel."""
     pad = k // 2
     rows = F.avg_pool2d(x, (k, 1), stride=1, padding=(pad, 0))
     return F.avg_pool2d(rows, (1, k), stride=1, padding=(0, pad))

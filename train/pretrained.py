@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from train.checkpoint import sha256_file
 from train.errors import CheckpointError, PolypLiveError
+from train.hashing import sha256_file
 
 logger = logging.getLogger(__name__)
 
