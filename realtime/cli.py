@@ -6,7 +6,9 @@
     polyp-live --input rtsp://host/stream --no-view --output rec.mp4
 
 The viewer opens when a display is available (``QT_QPA_PLATFORM`` set, or ``DISPLAY`` /
-``WAYLAND_DISPLAY``) and PyQt6 is installed, unless ``--no-view``; otherwise the run is headless.
+``WAYLAND_DISPLAY``), PyQt6 is installed and its platform plugin loads (a child-process probe,
+:mod:`realtime.qt_probe`: when it does not, one warning line says why), unless ``--no-view``; otherwise the
+run is headless. In the viewer, files play at their own frame rate (``--speed``, ``--fast``).
 A headless ``--input`` run with no ``--output``/``--jsonl``/``--masks`` says so, names the flags, and still
 processes the input to print the summary (a dry run that measures speed and finds polyp episodes).
 Ctrl+C / SIGTERM stop capture; what was captured is still processed and written, the MP4 stays playable,
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from realtime.errors import OptionError, PipelineError, SourceError
+from realtime.pacing import PacedSource
 from realtime.pipeline import Pipeline, PipelineConfig
 from realtime.report import format_summary, input_warnings
 from realtime.settings import RenderSettings, SettingsBox
@@ -49,6 +52,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Real-time polyp segmentation for colonoscopy video.")
     where = parser.add_mutually_exclusive_group(required=True)
@@ -66,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-area", type=float, default=0.0005, help="drop regions below this frame fraction")
     parser.add_argument("--boxes", action="store_true", help="draw region boxes")
     parser.add_argument("--no-view", action="store_true", help="never open the viewer")
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=positive_float, default=1.0,
+                      help="viewer: play files at this multiple of their own frame rate")
+    pace.add_argument("--fast", action="store_true", help="viewer: play files as fast as they are processed")
     parser.add_argument("--max-frames", type=positive_int, help="stop after N frames")
     parser.add_argument("--resolution", help="capture resolution WxH (devices)")
     parser.add_argument("--fps", type=float, help="capture rate (devices) or playback rate (image folders)")
@@ -94,6 +111,17 @@ def display_available() -> bool:
     has_display = bool(os.environ.get("QT_QPA_PLATFORM") or os.environ.get("DISPLAY")
                        or os.environ.get("WAYLAND_DISPLAY"))
     return has_display and importlib.util.find_spec("PyQt6") is not None
+
+
+def viewer_starts() -> bool:
+    """The Qt platform plugin loads (child-process probe); if not, one warning line and a headless run."""
+    from realtime.qt_probe import viewer_problem
+
+    problem = viewer_problem()
+    if problem is not None:
+        print(f"{PROG}: warning: no viewer, running headless (every output is still written): {problem}",  # noqa: T201
+              file=sys.stderr)
+    return problem is None
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -170,12 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.debug)
     render_settings(args, live=False)  # option values checked before anything is opened
     check_outputs(args)
-    view = display_available() and not args.no_view
+    want_view = display_available() and not args.no_view
     writes = bool(args.output or args.jsonl or args.masks)
     source = open_source(args.device or args.input, fps=args.fps, resolution=parse_resolution(args.resolution),
                          device=bool(args.device))
     info = source.open()
     try:
+        view = want_view and viewer_starts()
         if args.input and not view and not writes:
             print(f"{PROG}: nothing will be written (add --output FILE.mp4, --jsonl FILE or --masks DIR); "  # noqa: T201
                   "processing for the summary only", file=sys.stderr)
@@ -192,6 +221,8 @@ def run(args: argparse.Namespace, source: Any, engine: Any, settings: SettingsBo
     sinks = make_sinks(args, source.info)
     config = PipelineConfig(sync=args.sync, batch=args.batch, max_frames=args.max_frames,
                             settings=settings.get(), deliver=not view)
+    if view and not source.info.live and not args.fast:
+        source = PacedSource(source, args.speed)  # files play at their own rate in the viewer
     pipeline = Pipeline(source, engine, config, sinks, settings)
     total = source.info.frame_count if not source.info.live else None
     if total is not None and args.max_frames is not None:

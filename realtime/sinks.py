@@ -285,6 +285,7 @@ class ToggleRecorder:
         if self._writer is not None:
             self._writer.close()
             self.finished.append(self._writer.path)
+            logger.info("recording saved: %s", self._writer.path)
             self._writer = None
 
     def close(self) -> None:
