@@ -36,9 +36,15 @@ from realtime.settings import RenderSettings, SettingsBox
 from realtime.sinks import DEFAULT_PRESET, LIVE_PRESET, JsonlSink, MaskPngSink, VideoWriterSink, check_output_path
 from realtime.sources import open_source
 from realtime.types import RunSummary
-from train.cli_utils import run_cli, setup_logging
+from train.cli_utils import make_parser, run_cli, setup_logging
 
 PROG = "polyp-live"
+EXAMPLES = (
+    "polyp-live --device /dev/video0                      # live, Qt viewer, bundled model",
+    "polyp-live --input case.mp4 --output annotated.mp4 --jsonl case.jsonl --stats summary.json",
+    "polyp-live --input frames/ --fps 25 --masks masks/ --no-view",
+    "polyp-live --input case.mp4 --engine runs/atto --speed 0.5   # a training run's best model, half speed",
+)
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
@@ -63,18 +69,21 @@ def positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Real-time polyp segmentation for colonoscopy video.")
+    parser = make_parser(PROG, "Real-time polyp segmentation for colonoscopy video: live from a capture device or "
+                         "stream in a Qt viewer, or offline annotation of a file or image folder.", EXAMPLES)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--device", help="capture device, e.g. /dev/video0 or 0 (live mode)")
     where.add_argument("--input", help="video file, image folder, or rtsp:// / http:// URL")
-    parser.add_argument("--engine", default="default", help="model file (.safetensors/.onnx/.engine) or 'default'")
-    parser.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "torch", "onnxruntime"))
+    parser.add_argument("--engine", default="default",
+                        help="bundled model name, polyp-train run folder (its best), checkpoint, .onnx or .engine")
+    parser.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "torch", "onnxruntime"),
+                        help="runtime (auto: the fastest this machine has, and says which)")
     parser.add_argument("--output", help="annotated H.264 MP4 to write")
     parser.add_argument("--jsonl", help="JSON Lines file: one record per frame")
     parser.add_argument("--masks", help="folder for per-frame mask PNGs (frame_000123.png)")
     parser.add_argument("--stats", help="write the end-of-run summary as JSON")
     parser.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
-    parser.add_argument("--opacity", type=float, default=0.4, help="mask fill opacity 0..1 (default 0.4)")
+    parser.add_argument("--opacity", type=float, default=0.4, help="mask fill opacity 0..1")
     parser.add_argument("--smooth", type=float, default=0.0, help="temporal smoothing of probabilities 0..<1 (EMA)")
     parser.add_argument("--min-area", type=float, default=0.0005, help="drop regions below this frame fraction")
     parser.add_argument("--boxes", action="store_true", help="draw region boxes")
@@ -127,7 +136,9 @@ def viewer_starts() -> bool:
 def check_outputs(args: argparse.Namespace) -> None:
     """Every output path is writable and none is an input (video, model file, its sidecar) -- before anything
     is opened."""
-    engine = Path(args.engine)
+    from train.zoo import resolve_checkpoint
+
+    engine = resolve_checkpoint(args.engine)  # the file a run folder / stem / bundled name stands for
     inputs = (*((args.input,) if args.input else ()), str(engine), str(engine.with_suffix(".json")),
               str(engine.with_name(engine.name + ".json")))
     for flag in ("output", "jsonl", "stats"):

@@ -515,6 +515,9 @@ class Trainer:
             "elapsed_s": self.elapsed_before + time.monotonic() - self.t0,
             "config": {"variant": self.cfg.variant, "size": self.cfg.size, "batch_size": self.batch,
                        "ema": self.cfg.ema, "loss": self.cfg.loss},
+            # every option of the run, paths absolute: what `polyp-train --resume RUN` restores (train/cli_train.py)
+            "run": {**config_dict(self.cfg), "data": str(Path(self.cfg.data).resolve()),
+                    "split_file": str(self.data.split_path.resolve())},
         }
         write_state(last, groups, self.optimizer, meta)
 
