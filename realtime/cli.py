@@ -195,10 +195,11 @@ def stop_on_signals(pipeline: Pipeline) -> Iterator[dict[str, bool]]:
 
 
 def run_headless(pipeline: Pipeline, total: int | None) -> RunSummary:
-    """Drive the pipeline from this thread with a progress bar; returns the summary."""
-    from tqdm import tqdm
+    """Drive the pipeline from this thread with a progress bar (a line every few seconds off a terminal);
+    returns the summary."""
+    from train.progress import progress as progress_bar
 
-    with pipeline, tqdm(total=total, unit="frame", desc=PROG, disable=None, dynamic_ncols=True) as bar:
+    with pipeline, progress_bar(total=total, unit="frame", desc=PROG, dynamic_ncols=True) as bar:
         for _ in pipeline:
             bar.update(1)
     return pipeline.summary()

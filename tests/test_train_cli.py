@@ -251,7 +251,7 @@ def test_init_fine_tunes_from_a_checkpoint_at_another_size(trained_run: tuple[Pa
     assert train_main(args) == 0
     tuned = read_checkpoint(tmp_path / "ft" / "last")
     assert tuned.contract.input_size == (96, 96)
-    assert tuned.training["init"] == {"file": "best", "sha256": source.weights_sha256}
+    assert tuned.training["init"] == {"file": "best.safetensors", "sha256": source.weights_sha256}
     before, after = load_state_dict(source), load_state_dict(tuned)
     weights = [k for k in before if k.endswith("weight") and before[k].ndim == 4]
     assert len(weights) > 20

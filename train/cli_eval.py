@@ -26,7 +26,6 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from train.cli_utils import make_parser, run_cli, setup_logging
 from train.contract import ModelContract
@@ -34,6 +33,7 @@ from train.data import SPLIT_NAMES, Pair, find_pairs, load_split, read_pair, sel
 from train.errors import DatasetError, PolypLiveError
 from train.metrics import METRIC_NAMES, per_image_scores
 from train.preprocess import preprocess_batch, resize_mask
+from train.progress import progress as progress_bar
 
 logger = logging.getLogger("polyp_live.eval")
 
@@ -91,7 +91,7 @@ def evaluate(predict: Predict, contract: ModelContract, pairs: Sequence[Pair], *
         raise DatasetError("nothing to evaluate: no image/mask pairs")
     level = float(np.log(contract.threshold / (1.0 - contract.threshold)))
     per_image: dict[str, dict[str, float]] = {}
-    bar = tqdm(total=len(pairs), desc="evaluate", unit="img", disable=not progress, leave=False)
+    bar = progress_bar(total=len(pairs), desc="evaluate", unit="img", enabled=progress, leave=False)
     for batch in _batches(pairs, max(batch_size, 1), workers or min(8, os.cpu_count() or 1)):
         logits = np.asarray(predict(preprocess_batch([image for _, image, _ in batch], contract)), np.float32)
         logits = logits.reshape(len(batch), *contract.input_size)

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from train.augment import AugmentConfig, augment_batch
 from train.checkpoint import load_checkpoint, save_checkpoint
@@ -41,6 +40,7 @@ from train.losses import get_loss
 from train.metrics import MetricAccumulator
 from train.pefnet import count_parameters
 from train.preprocess import preprocess_torch
+from train.progress import progress as progress_bar
 from train.train_state import CosineSchedule, read_state, read_state_meta, write_state
 from train.variants import create_model
 
@@ -298,8 +298,8 @@ class Trainer:
         order = order.to(self.device)
         loss_sum = torch.zeros((), device=self.device)
         iou_sum = torch.zeros((), device=self.device)
-        bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {epoch}/{self.total_epochs}", unit="step",
-                   leave=False, disable=not self.cfg.progress, mininterval=1.0)
+        bar = progress_bar(range(self.steps_per_epoch), desc=f"epoch {epoch}/{self.total_epochs}", unit="step",
+                           enabled=self.cfg.progress, lines=False, leave=False, mininterval=1.0)  # a log line per epoch
         _sync(self.device)
         start = time.monotonic()
         for step in bar:
