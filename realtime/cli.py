@@ -31,6 +31,7 @@ from typing import Any
 from realtime.errors import OptionError, PipelineError, SourceError
 from realtime.pacing import PacedSource
 from realtime.pipeline import Pipeline, PipelineConfig
+from realtime.preview import PreviewSink, write_preview
 from realtime.report import format_summary, input_warnings
 from realtime.settings import RenderSettings, SettingsBox
 from realtime.sinks import DEFAULT_PRESET, LIVE_PRESET, JsonlSink, MaskPngSink, VideoWriterSink, check_output_path
@@ -42,7 +43,7 @@ PROG = "polyp-live"
 EXAMPLES = (
     "polyp-live --device /dev/video0                      # live, Qt viewer, bundled model",
     "polyp-live --input case.mp4 --output annotated.mp4 --jsonl case.jsonl --stats summary.json",
-    "polyp-live --input frames/ --fps 25 --masks masks/ --no-view",
+    "polyp-live --input samples/cvc_clinicdb_seq01-09.mp4 --output annotated.mp4 --preview sheet.png  # make demo",
     "polyp-live --input case.mp4 --engine runs/atto --speed 0.5   # a training run's best model, half speed",
 )
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
@@ -82,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jsonl", help="JSON Lines file: one record per frame")
     parser.add_argument("--masks", help="folder for per-frame mask PNGs (frame_000123.png)")
     parser.add_argument("--stats", help="write the end-of-run summary as JSON")
+    parser.add_argument("--preview", metavar="FILE.png",
+                        help="contact sheet: a grid of frames with the mask drawn, timestamps, the polyp episodes")
     parser.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
     parser.add_argument("--opacity", type=float, default=0.4, help="mask fill opacity 0..1")
     parser.add_argument("--smooth", type=float, default=0.0, help="temporal smoothing of probabilities 0..<1 (EMA)")
@@ -141,7 +144,9 @@ def check_outputs(args: argparse.Namespace) -> None:
     engine = resolve_checkpoint(args.engine)  # the file a run folder / stem / bundled name stands for
     inputs = (*((args.input,) if args.input else ()), str(engine), str(engine.with_suffix(".json")),
               str(engine.with_name(engine.name + ".json")))
-    for flag in ("output", "jsonl", "stats"):
+    if args.preview and Path(args.preview).suffix.lower() != ".png":
+        raise OptionError(f"--preview writes a PNG image; give a .png path, not {args.preview!r}")
+    for flag in ("output", "jsonl", "stats", "preview"):
         value = getattr(args, flag)
         if value:
             check_output_path(value, inputs)
@@ -167,6 +172,8 @@ def make_sinks(args: argparse.Namespace, info: Any) -> list[Any]:
             sinks.append(JsonlSink(args.jsonl))
         if args.masks:
             sinks.append(MaskPngSink(args.masks))
+        if args.preview:
+            sinks.append(PreviewSink(args.preview))
     except BaseException:
         for sink in sinks:
             sink.close()
@@ -211,15 +218,15 @@ def main(argv: list[str] | None = None) -> int:
     render_settings(args, live=False)  # option values checked before anything is opened
     check_outputs(args)
     want_view = display_available() and not args.no_view
-    writes = bool(args.output or args.jsonl or args.masks)
+    writes = bool(args.output or args.jsonl or args.masks or args.preview)
     source = open_source(args.device or args.input, fps=args.fps, resolution=parse_resolution(args.resolution),
                          device=bool(args.device))
     info = source.open()
     try:
         view = want_view and viewer_starts()
         if args.input and not view and not writes:
-            print(f"{PROG}: nothing will be written (add --output FILE.mp4, --jsonl FILE or --masks DIR); "  # noqa: T201
-                  "processing for the summary only", file=sys.stderr)
+            print(f"{PROG}: nothing will be written (add --output FILE.mp4, --jsonl FILE, --masks DIR or "  # noqa: T201
+                  "--preview FILE.png); processing for the summary only", file=sys.stderr)
         settings = SettingsBox(render_settings(args, info.live))
         from engines.registry import open_engine
 
@@ -252,6 +259,9 @@ def run(args: argparse.Namespace, source: Any, engine: Any, settings: SettingsBo
             if exc.summary is None:
                 raise
             error, summary = exc, exc.summary
+    preview = next((sink for sink in sinks if isinstance(sink, PreviewSink)), None)
+    if preview is not None and summary.frames_out:
+        write_preview(preview, summary)
     print(format_summary(summary))  # noqa: T201
     for line in input_warnings(summary, args.max_frames):
         print(f"{PROG}: warning: {line}", file=sys.stderr)  # noqa: T201
