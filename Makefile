@@ -1,13 +1,14 @@
 # Two commands do all set-up on a fresh machine:
 #   make test   create .venv, install with the dev extras, run the test suite
-#   make demo   create .venv, install, annotate the bundled sample clip with the default model
+#   make demo   create .venv, install, annotate the bundled polyp clip with the default model: an annotated MP4,
+#               a contact sheet PNG (look at it first) and the run summary
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU wheel of torch lies on this machine's disk; naming the version keeps pip from pulling a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev,onnx,tensorrt-rtx,pretrained
-SAMPLE ?= samples/colonoscopy_1080p_30f.mp4
+SAMPLE ?= samples/cvc_clinicdb_seq01-09.mp4
 
 .PHONY: venv test lint demo clean
 
@@ -28,7 +29,9 @@ lint: venv
 	$(BIN)/lint-imports
 
 demo: venv
-	$(BIN)/polyp-live --input $(SAMPLE) --output demo_annotated.mp4 --stats demo_summary.json
+	$(BIN)/polyp-live --input $(SAMPLE) --output demo_annotated.mp4 --stats demo_summary.json \
+		--preview demo_preview.png
+	@echo "make demo: look at demo_preview.png (frames with the polyp masks, the episodes), then demo_annotated.mp4"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

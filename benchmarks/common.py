@@ -25,9 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from engines.parity import shared_data_dir
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "benchmarks" / "results"
-SHARED_DATA = Path(os.environ.get("POLYP_LIVE_DATA", REPO.parent / "shared" / "data"))
+SHARED_DATA = shared_data_dir()
 KVASIR_IMAGES = SHARED_DATA / "kvasir-seg" / "images"
 CVC_DIR = SHARED_DATA / "cvc-clinicdb"
 SAMPLE_CLIP = REPO / "samples" / "colonoscopy_1080p_30f.mp4"

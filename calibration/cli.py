@@ -28,16 +28,22 @@ from calibration.pipeline import (
 )
 from calibration.quantize import METHODS, TARGETS, default_target
 from calibration.report import to_markdown
-from train.cli_utils import run_cli, setup_logging
+from train.cli_utils import make_parser, run_cli, setup_logging
+
+EXAMPLES = (
+    "polyp-calibrate --data ../shared/data/kvasir-seg --split train --split-file train/splits/kvasir_seg_600_200.json "
+    "--out model.int8.onnx",
+    "polyp-calibrate --checkpoint runs/atto --video clip.mp4 --target tensorrt --out model_qdq.onnx",
+    "polyp-calibrate --images frames/ --eval-data ../shared/data/kvasir-seg --out m.int8.onnx",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="polyp-calibrate",
-        description="Quantize a PEFNet checkpoint to an INT8 Q/DQ ONNX model calibrated on real frames, "
-        "and report its accuracy and CPU latency against FP32.",
-    )
-    p.add_argument("--checkpoint", required=True, help="checkpoint path, or a bundled model name ('default')")
+    p = make_parser("polyp-calibrate", "Quantize a PEFNet checkpoint to an INT8 Q/DQ ONNX model calibrated on real "
+                    "frames, and report its accuracy and CPU latency against FP32. Exit 3: the INT8 model failed "
+                    "the accuracy gate (moved to OUT.rejected.onnx).", EXAMPLES)
+    p.add_argument("--checkpoint", default="default",
+                   help="bundled model name, polyp-train run folder (its best), or checkpoint")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", type=Path, help="folder of calibration images (or DIR/images)")
     src.add_argument("--video", type=Path, help="video file; frames are spread over the whole clip")

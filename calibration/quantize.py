@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from calibration.errors import CalibrationError
 from engines.onnx_format import INPUT_NAME, META_INT8_TARGET, META_PRECISION, QDQ_OPS, write_props
 from train.contract import ModelContract
 from train.preprocess import preprocess_batch
+from train.progress import progress as progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ def compute_ranges(
             providers=["CPUExecutionProvider"],
             extra_options={"symmetric": False},
         )
-        with tqdm(total=len(frames), desc=f"calibrating ({method})", unit="frame", disable=not progress) as bar:
+        with progress_bar(total=len(frames), desc=f"calibrating ({method})", unit="frame", enabled=progress) as bar:
             for start in range(0, len(frames), CHUNK):
                 chunk = frames[start : start + CHUNK]
                 with quiet_stdout():

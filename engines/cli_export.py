@@ -22,34 +22,43 @@ from pathlib import Path
 from engines.errors import ExportError
 from engines.onnx_export import ExportResult, export_onnx
 from engines.tensorrt_build import DEFAULT_WORKSPACE_MB, BuildResult, build_engine
-from train.cli_utils import run_cli, setup_logging
+from train.cli_utils import make_parser, run_cli, setup_logging
 
 logger = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "onnx-fp16", "engine")
+EXAMPLES = (
+    "polyp-export --format onnx --out model.onnx                  # the bundled model, FP32",
+    "polyp-export --checkpoint runs/atto --format onnx-fp16 --dynamic-batch 1:4:8 --out model16.onnx",
+    "polyp-export --format engine --target sm86,sm89,sm120 --out model.engine",
+    "polyp-export --format engine --precision int8 --onnx model_qdq.onnx --out int8.engine",
+)
 ENGINE_PRECISIONS = ("fp16", "fp32", "int8")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="polyp-export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", help="checkpoint .safetensors path or a bundled name (default)")
-    parser.add_argument("--format", choices=FORMATS, required=True)
+    parser = make_parser("polyp-export", "Export a checkpoint to ONNX (FP32 / FP16, parity-checked against PyTorch) "
+                         "or build a TensorRT engine (FP16, or INT8 from a Q/DQ ONNX).", EXAMPLES)
+    parser.add_argument("--checkpoint", help="bundled model name, polyp-train run folder (its best), or checkpoint "
+                        "(default: default, the bundled model; with --onnx: none needed)")
+    parser.add_argument("--format", choices=FORMATS, required=True, help="what to write")
     parser.add_argument("--out", required=True, type=Path, help="output .onnx or .engine path")
-    parser.add_argument("--precision", choices=ENGINE_PRECISIONS, default="fp16", help="engine precision (fp16)")
+    parser.add_argument("--precision", choices=ENGINE_PRECISIONS, default="fp16", help="engine precision")
     parser.add_argument("--size", help="input size S or HxW, a multiple of 32 (default: the checkpoint's)")
     batch = parser.add_mutually_exclusive_group()
-    batch.add_argument("--batch", type=int, default=1, help="static batch size (1)")
+    batch.add_argument("--batch", type=int, default=1, help="static batch size")
     batch.add_argument("--dynamic-batch", metavar="MIN:OPT:MAX", help="dynamic batch profile, e.g. 1:4:8")
     parser.add_argument("--onnx", type=Path, help="build the engine from this ONNX (INT8: the Q/DQ ONNX)")
     parser.add_argument("--io-dtype", choices=("float32", "float16"), default="float32", help="FP16 model I/O dtype")
-    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset")
     parser.add_argument("--no-verify", action="store_true", help="skip the parity check (not recommended)")
-    parser.add_argument("--flavour", default="auto", choices=("auto", "tensorrt", "tensorrt_rtx"))
+    parser.add_argument("--flavour", default="auto", choices=("auto", "tensorrt", "tensorrt_rtx"),
+                        help="TensorRT package to build with (auto: the one installed)")
     parser.add_argument("--target", help="TensorRT-RTX compute capabilities, e.g. sm86,sm89,sm120")
-    parser.add_argument("--workspace-mb", type=int, default=DEFAULT_WORKSPACE_MB)
+    parser.add_argument("--workspace-mb", type=int, default=DEFAULT_WORKSPACE_MB, help="TensorRT builder workspace")
     parser.add_argument("--timing-cache", type=Path, help="TensorRT timing cache file, reused across builds")
-    parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no builder progress")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
@@ -79,8 +88,6 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     if args.format != "engine" and args.onnx:
         raise ExportError("--onnx is only for --format engine")
-    if args.checkpoint is None and not (args.format == "engine" and args.onnx):
-        raise ExportError("--checkpoint is required (a .safetensors path or a bundled name such as 'default')")
     if args.format == "engine":
         result = _engine(args)
         side = result.sidecar
@@ -97,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _export(args: argparse.Namespace, out: Path, precision: str) -> ExportResult:
     result = export_onnx(
-        args.checkpoint,
+        args.checkpoint or "default",
         out,
         precision=precision,
         size=parse_size(args.size),

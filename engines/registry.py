@@ -93,12 +93,11 @@ def available_backends(device: str = "auto") -> dict[str, str | None]:
 
 
 def resolve_engine_path(path: str | Path) -> Path:
-    """A bundled model name (``"default"``) or a file path -> an existing file with a known suffix."""
-    from train.zoo import BUNDLED, resolve_bundled
+    """A bundled model name, run folder, checkpoint stem or sidecar (:func:`train.zoo.resolve_checkpoint`) or a
+    file path -> an existing file with a known suffix."""
+    from train.zoo import resolve_checkpoint
 
-    if str(path) in BUNDLED:
-        return resolve_bundled(str(path))
-    resolved = Path(path)
+    resolved = resolve_checkpoint(path)  # bundled name, run folder, stem, sidecar: one resolver (train.zoo)
     if resolved.suffix.lower() not in SUFFIX_BACKENDS:
         raise EngineError(
             f"{resolved}: unknown model file type {resolved.suffix or '(no suffix)'!r}; "

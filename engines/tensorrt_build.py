@@ -214,7 +214,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def _progress_monitor(module: ModuleType, show: bool) -> Any:
     """A ``module.IProgressMonitor``: a tqdm bar over the top-level phase, nested phases as DEBUG lines."""
-    from tqdm import tqdm
+    from train.progress import progress as progress_bar
 
     class Progress(module.IProgressMonitor):  # type: ignore[name-defined, misc]
         def __init__(self) -> None:
@@ -227,7 +227,8 @@ def _progress_monitor(module: ModuleType, show: bool) -> Any:
             with self._lock:
                 if parent_phase is None and self._bar is None:
                     self._top = phase_name
-                    self._bar = tqdm(total=num_steps, desc=f"TensorRT: {phase_name}", disable=not show, leave=False)
+                    self._bar = progress_bar(total=num_steps, desc=f"TensorRT: {phase_name}", enabled=show,
+                                             leave=False)
             logger.debug("TensorRT phase %s (%d steps) started", phase_name, num_steps)
 
         def step_complete(self, phase_name: str, step: int) -> bool:

@@ -6,7 +6,9 @@
     polyp-live --input rtsp://host/stream --no-view --output rec.mp4
 
 The viewer opens when a display is available (``QT_QPA_PLATFORM`` set, or ``DISPLAY`` /
-``WAYLAND_DISPLAY``) and PyQt6 is installed, unless ``--no-view``; otherwise the run is headless.
+``WAYLAND_DISPLAY``), PyQt6 is installed and its platform plugin loads (a child-process probe,
+:mod:`realtime.qt_probe`: when it does not, one warning line says why), unless ``--no-view``; otherwise the
+run is headless. In the viewer, files play at their own frame rate (``--speed``, ``--fast``).
 A headless ``--input`` run with no ``--output``/``--jsonl``/``--masks`` says so, names the flags, and still
 processes the input to print the summary (a dry run that measures speed and finds polyp episodes).
 Ctrl+C / SIGTERM stop capture; what was captured is still processed and written, the MP4 stays playable,
@@ -27,15 +29,23 @@ from pathlib import Path
 from typing import Any
 
 from realtime.errors import OptionError, PipelineError, SourceError
+from realtime.pacing import PacedSource
 from realtime.pipeline import Pipeline, PipelineConfig
+from realtime.preview import PreviewSink, write_preview
 from realtime.report import format_summary, input_warnings
 from realtime.settings import RenderSettings, SettingsBox
 from realtime.sinks import DEFAULT_PRESET, LIVE_PRESET, JsonlSink, MaskPngSink, VideoWriterSink, check_output_path
 from realtime.sources import open_source
 from realtime.types import RunSummary
-from train.cli_utils import run_cli, setup_logging
+from train.cli_utils import make_parser, run_cli, setup_logging
 
 PROG = "polyp-live"
+EXAMPLES = (
+    "polyp-live --device /dev/video0                      # live, Qt viewer, bundled model",
+    "polyp-live --input case.mp4 --output annotated.mp4 --jsonl case.jsonl --stats summary.json",
+    "polyp-live --input samples/cvc_clinicdb_seq01-09.mp4 --output annotated.mp4 --preview sheet.png  # make demo",
+    "polyp-live --input case.mp4 --engine runs/atto --speed 0.5   # a training run's best model, half speed",
+)
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
@@ -49,23 +59,42 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Real-time polyp segmentation for colonoscopy video.")
+    parser = make_parser(PROG, "Real-time polyp segmentation for colonoscopy video: live from a capture device or "
+                         "stream in a Qt viewer, or offline annotation of a file or image folder.", EXAMPLES)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--device", help="capture device, e.g. /dev/video0 or 0 (live mode)")
     where.add_argument("--input", help="video file, image folder, or rtsp:// / http:// URL")
-    parser.add_argument("--engine", default="default", help="model file (.safetensors/.onnx/.engine) or 'default'")
-    parser.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "torch", "onnxruntime"))
+    parser.add_argument("--engine", default="default",
+                        help="bundled model name, polyp-train run folder (its best), checkpoint, .onnx or .engine")
+    parser.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "torch", "onnxruntime"),
+                        help="runtime (auto: the fastest this machine has, and says which)")
     parser.add_argument("--output", help="annotated H.264 MP4 to write")
     parser.add_argument("--jsonl", help="JSON Lines file: one record per frame")
     parser.add_argument("--masks", help="folder for per-frame mask PNGs (frame_000123.png)")
     parser.add_argument("--stats", help="write the end-of-run summary as JSON")
+    parser.add_argument("--preview", metavar="FILE.png",
+                        help="contact sheet: a grid of frames with the mask drawn, timestamps, the polyp episodes")
     parser.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
-    parser.add_argument("--opacity", type=float, default=0.4, help="mask fill opacity 0..1 (default 0.4)")
+    parser.add_argument("--opacity", type=float, default=0.4, help="mask fill opacity 0..1")
     parser.add_argument("--smooth", type=float, default=0.0, help="temporal smoothing of probabilities 0..<1 (EMA)")
     parser.add_argument("--min-area", type=float, default=0.0005, help="drop regions below this frame fraction")
     parser.add_argument("--boxes", action="store_true", help="draw region boxes")
     parser.add_argument("--no-view", action="store_true", help="never open the viewer")
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=positive_float, default=1.0,
+                      help="viewer: play files at this multiple of their own frame rate")
+    pace.add_argument("--fast", action="store_true", help="viewer: play files as fast as they are processed")
     parser.add_argument("--max-frames", type=positive_int, help="stop after N frames")
     parser.add_argument("--resolution", help="capture resolution WxH (devices)")
     parser.add_argument("--fps", type=float, help="capture rate (devices) or playback rate (image folders)")
@@ -96,13 +125,28 @@ def display_available() -> bool:
     return has_display and importlib.util.find_spec("PyQt6") is not None
 
 
+def viewer_starts() -> bool:
+    """The Qt platform plugin loads (child-process probe); if not, one warning line and a headless run."""
+    from realtime.qt_probe import viewer_problem
+
+    problem = viewer_problem()
+    if problem is not None:
+        print(f"{PROG}: warning: no viewer, running headless (every output is still written): {problem}",  # noqa: T201
+              file=sys.stderr)
+    return problem is None
+
+
 def check_outputs(args: argparse.Namespace) -> None:
     """Every output path is writable and none is an input (video, model file, its sidecar) -- before anything
     is opened."""
-    engine = Path(args.engine)
+    from train.zoo import resolve_checkpoint
+
+    engine = resolve_checkpoint(args.engine)  # the file a run folder / stem / bundled name stands for
     inputs = (*((args.input,) if args.input else ()), str(engine), str(engine.with_suffix(".json")),
               str(engine.with_name(engine.name + ".json")))
-    for flag in ("output", "jsonl", "stats"):
+    if args.preview and Path(args.preview).suffix.lower() != ".png":
+        raise OptionError(f"--preview writes a PNG image; give a .png path, not {args.preview!r}")
+    for flag in ("output", "jsonl", "stats", "preview"):
         value = getattr(args, flag)
         if value:
             check_output_path(value, inputs)
@@ -128,6 +172,8 @@ def make_sinks(args: argparse.Namespace, info: Any) -> list[Any]:
             sinks.append(JsonlSink(args.jsonl))
         if args.masks:
             sinks.append(MaskPngSink(args.masks))
+        if args.preview:
+            sinks.append(PreviewSink(args.preview))
     except BaseException:
         for sink in sinks:
             sink.close()
@@ -156,10 +202,11 @@ def stop_on_signals(pipeline: Pipeline) -> Iterator[dict[str, bool]]:
 
 
 def run_headless(pipeline: Pipeline, total: int | None) -> RunSummary:
-    """Drive the pipeline from this thread with a progress bar; returns the summary."""
-    from tqdm import tqdm
+    """Drive the pipeline from this thread with a progress bar (a line every few seconds off a terminal);
+    returns the summary."""
+    from train.progress import progress as progress_bar
 
-    with pipeline, tqdm(total=total, unit="frame", desc=PROG, disable=None, dynamic_ncols=True) as bar:
+    with pipeline, progress_bar(total=total, unit="frame", desc=PROG, dynamic_ncols=True) as bar:
         for _ in pipeline:
             bar.update(1)
     return pipeline.summary()
@@ -170,15 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.debug)
     render_settings(args, live=False)  # option values checked before anything is opened
     check_outputs(args)
-    view = display_available() and not args.no_view
-    writes = bool(args.output or args.jsonl or args.masks)
+    want_view = display_available() and not args.no_view
+    writes = bool(args.output or args.jsonl or args.masks or args.preview)
     source = open_source(args.device or args.input, fps=args.fps, resolution=parse_resolution(args.resolution),
                          device=bool(args.device))
     info = source.open()
     try:
+        view = want_view and viewer_starts()
         if args.input and not view and not writes:
-            print(f"{PROG}: nothing will be written (add --output FILE.mp4, --jsonl FILE or --masks DIR); "  # noqa: T201
-                  "processing for the summary only", file=sys.stderr)
+            print(f"{PROG}: nothing will be written (add --output FILE.mp4, --jsonl FILE, --masks DIR or "  # noqa: T201
+                  "--preview FILE.png); processing for the summary only", file=sys.stderr)
         settings = SettingsBox(render_settings(args, info.live))
         from engines.registry import open_engine
 
@@ -192,6 +240,8 @@ def run(args: argparse.Namespace, source: Any, engine: Any, settings: SettingsBo
     sinks = make_sinks(args, source.info)
     config = PipelineConfig(sync=args.sync, batch=args.batch, max_frames=args.max_frames,
                             settings=settings.get(), deliver=not view)
+    if view and not source.info.live and not args.fast:
+        source = PacedSource(source, args.speed)  # files play at their own rate in the viewer
     pipeline = Pipeline(source, engine, config, sinks, settings)
     total = source.info.frame_count if not source.info.live else None
     if total is not None and args.max_frames is not None:
@@ -209,6 +259,9 @@ def run(args: argparse.Namespace, source: Any, engine: Any, settings: SettingsBo
             if exc.summary is None:
                 raise
             error, summary = exc, exc.summary
+    preview = next((sink for sink in sinks if isinstance(sink, PreviewSink)), None)
+    if preview is not None and summary.frames_out:
+        write_preview(preview, summary)
     print(format_summary(summary))  # noqa: T201
     for line in input_warnings(summary, args.max_frames):
         print(f"{PROG}: warning: {line}", file=sys.stderr)  # noqa: T201

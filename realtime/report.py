@@ -5,7 +5,7 @@ from __future__ import annotations
 from realtime.types import RunMode, RunSummary, StopReason
 
 
-def _fmt_time(seconds: float) -> str:
+def format_time(seconds: float) -> str:
     minutes, secs = divmod(max(0.0, seconds), 60.0)
     return f"{int(minutes):d}:{secs:05.2f}"
 
@@ -31,7 +31,7 @@ def format_summary(summary: RunSummary) -> str:
     )
     for ep in summary.episodes:
         lines.append(
-            f"               {_fmt_time(ep.start_time)} - {_fmt_time(ep.end_time)}  frames {ep.start_index}-"
+            f"               {format_time(ep.start_time)} - {format_time(ep.end_time)}  frames {ep.start_index}-"
             f"{ep.end_index} ({ep.frames_with_polyp} with polyp)"
         )
     for path in summary.outputs:

@@ -247,6 +247,7 @@ class ToggleRecorder(SinkBase):
         if self._writer is not None:
             self._writer.close()
             self.finished.append(self._writer.path)
+            logger.info("recording saved: %s", self._writer.path)
             self._writer = None
 
     def close(self) -> None:

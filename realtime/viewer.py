@@ -95,7 +95,7 @@ class ViewerWindow(QMainWindow):
     ) -> None:
         super().__init__()
         self.pipeline, self.settings, self.display, self.recorder = pipeline, settings, display, recorder
-        self.output_dir = Path(output_dir)
+        self.output_dir = Path(output_dir).resolve()  # snapshots and recordings are logged by full path
         self.last_result: Result | None = None
         self.finished = False
         # At the end of a file the window stays open (last frame, "press Q") on a real display; with no
@@ -195,8 +195,9 @@ class ViewerWindow(QMainWindow):
             path = self.output_dir / time.strftime("polyp-live-recording-%Y%m%d-%H%M%S.mp4")
             self.recorder.start(path)
             self.statusBar().showMessage(f"recording to {path}")
+            logger.info("recording to %s", path)
         else:
-            self.recorder.stop()
+            self.recorder.stop()  # the recorder logs the saved file's path once it is finished
 
     @pyqtSlot(object)
     def show_result(self, result: Result) -> None:
@@ -251,6 +252,7 @@ class ViewerWindow(QMainWindow):
             return None
         self.snapshots.append(path)
         self.statusBar().showMessage(f"saved {path}")
+        logger.info("snapshot saved: %s", path)
         return path
 
     def toggle_fullscreen(self) -> None:

@@ -9,13 +9,14 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from benchmarks import bench_engines, bench_live, bench_pipeline, gpu_bench, plot
 from benchmarks.common import finite_positive, machine_tag
-from tests.conftest import CVC, REPO, SAMPLE_CLIP, need
+from tests.conftest import REPO, SAMPLE_CLIP, need
 from train.errors import PolypLiveError
 
 MACHINE_FIELDS = ("hostname", "cpu", "cores", "gpu", "tag", "libraries", "command", "date_utc", "load_average_start")
@@ -78,8 +79,9 @@ def test_bench_engines_rejects_unknown_precision(cache_dir: Path, tmp_path: Path
 
 
 @pytest.fixture(scope="module")
-def pipeline_report(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
-    clip = need(CVC / "seq01" / "seq01.mp4")
+def pipeline_report(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory,
+                    cvc_clip: Callable[[str], Path]) -> tuple[dict, Path]:
+    clip = cvc_clip("seq01")
     out = tmp_path_factory.mktemp("pipeline") / "pipeline.json"
     code = bench_pipeline.main(["--input", str(clip), "--max-frames", "10", "--engine", "random:atto", "--size", "64",
                                 "--threads", "1", "--device", "cpu", "--json", str(out)])

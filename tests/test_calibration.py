@@ -1,4 +1,5 @@
-"""polyp-calibrate end to end on real Kvasir-SEG images with a random-weight PEFNet-atto at 64x64.
+"""polyp-calibrate end to end on real Kvasir-SEG images (generated frames without the real data) with a random-weight
+PEFNet-atto at 64x64.
 
 One calibration run (target tensorrt, 16 frames, module-scoped) is shared by the structure,
 agreement and report tests; the cache, refusal, gate and bad-input tests run the CLI again through
@@ -22,6 +23,8 @@ from calibration.cli import main
 from calibration.frames import masked_frames
 from calibration.report import run_logits
 from engines.onnxruntime_backend import ort_session
+from tests.conftest import KVASIR
+from tests.media import write_image_folder
 from train.cli_utils import run_cli
 from train.contract import ModelContract
 from train.preprocess import preprocess_batch
@@ -35,10 +38,14 @@ def _argv(checkpoint: Path, images: Path, out: Path, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def images(kvasir_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """30 real Kvasir-SEG images (symlinked), enough for 16 calibration + 6 held-out frames."""
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30 real Kvasir-SEG images (symlinked), enough for 16 calibration + 6 held-out frames; without the real
+    data, 30 generated colonoscopy-like frames (the Q/DQ structure, cache and error tests need no real data;
+    the accuracy tests take ``kvasir_dir`` and skip)."""
     folder = tmp_path_factory.mktemp("kvasir30")
-    for path in sorted((kvasir_dir / "images").iterdir())[:30]:
+    if not (KVASIR / "images").is_dir():
+        return write_image_folder(folder, 30, suffix=".jpg")
+    for path in sorted((KVASIR / "images").iterdir())[:30]:
         (folder / path.name).symlink_to(path)
     return folder
 

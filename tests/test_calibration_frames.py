@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -22,10 +23,20 @@ from calibration.frames import (
 from calibration.layers import parse_keep_float, select_keep_float
 from calibration.quantize import TensorRanges
 from calibration.report import dice_iou
+from tests.conftest import KVASIR
+from tests.train_helpers import synthetic_dataset
 from train.contract import ModelContract
 from train.preprocess import preprocess, preprocess_batch
 
 CONTRACT = ModelContract("atto", (64, 64))
+
+
+@pytest.fixture(scope="module")
+def pairs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Kvasir-SEG (images/ + masks/) when the real data is present, else a generated set in its layout."""
+    if (KVASIR / "images").is_dir():
+        return KVASIR
+    return synthetic_dataset(tmp_path_factory.mktemp("pairs"), n=24, size=(120, 150))
 
 
 def _thumb(pixels: np.ndarray) -> np.ndarray:
@@ -33,22 +44,24 @@ def _thumb(pixels: np.ndarray) -> np.ndarray:
     return cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-def test_image_sample_is_seeded_resized_and_preprocesses_like_the_runtime(kvasir_dir: Path) -> None:
-    a = frames_from_images(kvasir_dir, 6, CONTRACT, seed=3)
-    b = frames_from_images(kvasir_dir, 6, CONTRACT, seed=3)
-    c = frames_from_images(kvasir_dir, 6, CONTRACT, seed=4)
+def test_image_sample_is_seeded_resized_and_preprocesses_like_the_runtime(pairs_dir: Path) -> None:
+    a = frames_from_images(pairs_dir, 6, CONTRACT, seed=3)
+    b = frames_from_images(pairs_dir, 6, CONTRACT, seed=3)
+    c = frames_from_images(pairs_dir, 6, CONTRACT, seed=4)
     assert [f.name for f in a.frames] == [f.name for f in b.frames] != [f.name for f in c.frames]
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
     assert all(f.pixels.shape == (64, 64, 3) and f.pixels.dtype == np.uint8 for f in a.frames)
-    original = cv2.cvtColor(cv2.imread(str(kvasir_dir / "images" / a.frames[0].name)), cv2.COLOR_BGR2RGB)
+    original = cv2.cvtColor(cv2.imread(str(pairs_dir / "images" / a.frames[0].name)), cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(preprocess_batch(a.pixels()[:1], CONTRACT)[0], preprocess(original, CONTRACT))
 
 
-def test_video_frames_spread_over_the_clip(cvc_dir: Path) -> None:
-    clip = cvc_dir / "seq01" / "seq01.mp4"
+def test_video_frames_spread_over_the_clip(cvc_clip: Callable[[str], Path]) -> None:
+    from tests.realtime_fakes import probe
+
+    clip = cvc_clip("seq01")
     frames = frames_from_video(clip, 8, CONTRACT)
     indices = [int(f.name.split("=")[1]) for f in frames.frames]
-    total = len(list((cvc_dir / "seq01" / "images").iterdir()))
+    total = probe(clip)["frames"]
     assert len(indices) == 8 and indices == sorted(indices)
     step = total // 8
     assert indices == list(range(0, 8 * step, step))  # every k-th frame, k from the frame count
@@ -70,20 +83,20 @@ def test_video_near_duplicates_are_skipped() -> None:
             assert np.abs(thumbs[i] - thumbs[j]).mean() >= DUPLICATE_DIFF * 0.5  # thumbnails at 64x64 differ a bit
 
 
-def test_split_source_uses_the_train_split_and_masks(kvasir_dir: Path) -> None:
+def test_split_source_uses_the_train_split_and_masks(pairs_dir: Path) -> None:
     from train.data import find_pairs, make_split
 
-    split = make_split(find_pairs(kvasir_dir), (0.6, 0.2, 0.2), 0)
-    train = frames_from_split(kvasir_dir, "train", None, 5, CONTRACT)
-    val = frames_from_split(kvasir_dir, "val", None, 5, CONTRACT, with_masks=True)
+    split = make_split(find_pairs(pairs_dir), (0.6, 0.2, 0.2), 0)
+    train = frames_from_split(pairs_dir, "train", None, 5, CONTRACT)
+    val = frames_from_split(pairs_dir, "val", None, 5, CONTRACT, with_masks=True)
     assert {f.name for f in train.frames} <= set(split.train)
     assert {f.name for f in val.frames} <= set(split.val)
     assert all(f.mask is None for f in train.frames)
     assert all(f.mask is not None and f.mask.shape == (64, 64) and set(np.unique(f.mask)) <= {0, 1} for f in val.frames)
 
 
-def test_masked_frames_pair_images_and_masks(kvasir_dir: Path, tmp_path: Path) -> None:
-    frames = masked_frames(kvasir_dir, 4, CONTRACT)
+def test_masked_frames_pair_images_and_masks(pairs_dir: Path, tmp_path: Path) -> None:
+    frames = masked_frames(pairs_dir, 4, CONTRACT)
     assert len(frames) == 4 and all(f.mask is not None and f.mask.any() for f in frames.frames)
     with pytest.raises(CalibrationError, match="must hold images/ and masks/"):
         masked_frames(tmp_path, 4, CONTRACT)
@@ -122,11 +135,11 @@ def exported(prepared: Path):
     return onnx.load(str(prepared))
 
 
-def test_percentile_ranges_lie_inside_minmax_ranges(prepared: Path, kvasir_dir: Path) -> None:
+def test_percentile_ranges_lie_inside_minmax_ranges(prepared: Path, pairs_dir: Path) -> None:
     """MinMax covers every value seen; the 99.999th percentile clips outliers, so it lies inside."""
     from calibration.quantize import compute_ranges
 
-    frames = frames_from_images(kvasir_dir, 16, CONTRACT, seed=5).pixels()
+    frames = frames_from_images(pairs_dir, 16, CONTRACT, seed=5).pixels()
     minmax = compute_ranges(prepared, frames, CONTRACT, "minmax", progress=False)
     percentile = compute_ranges(prepared, frames, CONTRACT, "percentile", progress=False)
     assert minmax.samples == percentile.samples == 16

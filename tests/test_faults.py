@@ -1,6 +1,7 @@
 """The fault table: every way a run beside a live procedure can go wrong, one row each, run through ``polyp-live``.
 
-Each :class:`FaultRow` names a fault, builds it (damaged inputs are made from a real CVC-ClinicDB clip),
+Each :class:`FaultRow` names a fault, builds it (damaged inputs are made from a CVC-ClinicDB clip,
+or a generated clip like it when the real data is absent: ``tests/media.py``),
 runs the real CLI (in-process, or as a subprocess for the signal rows) with a random PEFNet-atto at 64x64,
 and states the exit code, the message fragment and what must be kept. For EVERY row the test checks:
 
@@ -31,7 +32,6 @@ import psutil
 import pytest
 
 from realtime import cli
-from tests.conftest import CVC
 from tests.fault_helpers import (
     EngineTap,
     RecordingEngine,
@@ -140,7 +140,7 @@ def truncated_index_first(env: FaultEnv) -> list[str]:
 
 
 def truncated_index_last(env: FaultEnv) -> list[str]:
-    return env.file_run(truncate_half(env.clip, env.tmp / "half.mp4"))  # the CVC clips keep their index last
+    return env.file_run(truncate_half(env.clip, env.tmp / "half.mp4"))  # the clips keep their index last
 
 
 def corrupt_middle(env: FaultEnv) -> list[str]:
@@ -312,10 +312,9 @@ ROWS = [
 
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture
-def env(tmp_path: Path, atto_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> FaultEnv:
-    clip = CVC / CLIP_NAME / f"{CLIP_NAME}.mp4"
-    if not clip.exists():
-        pytest.skip(f"real data not present: {clip}")
+def env(tmp_path: Path, atto_checkpoint: Path, cvc_clip: Callable[[str], Path],
+        monkeypatch: pytest.MonkeyPatch) -> FaultEnv:
+    clip = cvc_clip(CLIP_NAME)
     for name in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY"):
         monkeypatch.delenv(name, raising=False)
     return FaultEnv(tmp_path, clip, atto_checkpoint, monkeypatch)

@@ -10,14 +10,21 @@ import pytest
 import torch
 
 from tests.conftest import CVC, HOLOHUB, KVASIR
+from tests.media import tissue_frames
 from train.contract import ModelContract
 from train.preprocess import preprocess, preprocess_batch, preprocess_torch, resize_weights
 
 
 def real_frames() -> list[np.ndarray]:
+    """One 1080p, one CVC-ClinicDB and three Kvasir-SEG frame when the real data is present (generated
+    colonoscopy-like frames of those sizes otherwise), plus two random frames of odd sizes."""
     files = sorted(glob.glob(str(HOLOHUB / "*.png")))[:1] + sorted(glob.glob(str(CVC / "seq01/images/*")))[:1]
     files += sorted(glob.glob(str(KVASIR / "images/*")))[:3]
     frames = [cv2.cvtColor(cv2.imread(f), cv2.COLOR_BGR2RGB) for f in files]
+    if not files:
+        sizes = [(1920, 1080), (384, 288), (622, 529), (1350, 1064), (332, 487)]
+        frames = [cv2.resize(f, size, interpolation=cv2.INTER_CUBIC)
+                  for f, size in zip(tissue_frames(5, seed=2), sizes, strict=True)]
     rng = np.random.default_rng(1)  # plus odd sizes, up and down, so every resize branch is exercised
     frames += [rng.integers(0, 256, size=shape, dtype=np.uint8) for shape in ((288, 384, 3), (300, 200, 3))]
     return frames
@@ -52,6 +59,7 @@ def test_resize_weights_rows_sum_to_one(n_in: int, n_out: int, mode: str) -> Non
 def test_batch_equals_single_frames() -> None:
     contract = ModelContract("atto", (64, 96))
     frames = real_frames()[:3]
+    assert len({f.shape for f in frames}) == 3  # three sizes: each frame is resized on its own
     batch = preprocess_batch(frames, contract)
     assert batch.shape == (3, 3, 64, 96) and batch.dtype == np.float32
     for i, frame in enumerate(frames):

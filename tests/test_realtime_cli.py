@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,11 +54,12 @@ def test_real_engine_annotates_the_1080p_sample(atto_checkpoint: Path, tmp_path:
     assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 5
 
 
-def test_no_output_flags_says_what_it_would_write(cvc_dir: Path, fake_engine, capsys, monkeypatch) -> None:
+def test_no_output_flags_says_what_it_would_write(cvc_clip: Callable[[str], Path], fake_engine, capsys,
+                                                  monkeypatch) -> None:
     monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    code, text, err = polyp_live(["--input", str(cvc_dir / "seq01" / "seq01.mp4")], capsys)
+    code, text, err = polyp_live(["--input", str(cvc_clip("seq01"))], capsys)
     assert code == 0 and "--output" in err and "nothing will be written" in err
     assert "in 25, out 25" in text
 

@@ -1,9 +1,11 @@
-"""File mode end to end: real clips in, every frame out, in order, at the input's rate, size and duration."""
+"""File mode end to end: real clips (generated ones without the real data) in, every frame out, in order, at
+the input's rate, size and duration."""
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -27,8 +29,8 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("seq", ["seq01", "seq05"])
-def test_cvc_clip_every_frame_out_in_order(cvc_dir: Path, tmp_path: Path, seq: str) -> None:
-    clip = cvc_dir / seq / f"{seq}.mp4"
+def test_cvc_clip_every_frame_out_in_order(cvc_clip: Callable[[str], Path], tmp_path: Path, seq: str) -> None:
+    clip = cvc_clip(seq)
     source = VideoFileSource(clip)
     info = source.open()
     engine = BrightSpotEngine(64, max_batch=4, preferred_batch=4)
@@ -71,8 +73,8 @@ def test_masks_line_up_with_a_known_disc(tmp_path: Path) -> None:
         assert abs((x0 + x1) / 2 - disc_center(i, 96, 128)[0]) <= 3
 
 
-def test_image_folder_at_fps(cvc_dir: Path, tmp_path: Path) -> None:
-    images = cvc_dir / "seq02" / "images"
+def test_image_folder_at_fps(frame_folder: Callable[[str], Path], tmp_path: Path) -> None:
+    images = frame_folder("seq02")
     count = len(list(images.iterdir()))
     source = ImageFolderSource(images, fps=10)
     info = source.open()
@@ -95,8 +97,8 @@ def test_1080p_sample_first_frames(tmp_path: Path) -> None:
     assert got["duration"] == pytest.approx(4 / 30, abs=1e-3) and summary.stopped == "max frames"
 
 
-def test_iterating_results_and_breaking_early_shuts_down(cvc_dir: Path) -> None:
-    source = VideoFileSource(cvc_dir / "seq03" / "seq03.mp4")
+def test_iterating_results_and_breaking_early_shuts_down(cvc_clip: Callable[[str], Path]) -> None:
+    source = VideoFileSource(cvc_clip("seq03"))
     indices = []
     with Pipeline(source, BrightSpotEngine(64), PipelineConfig(batch=2)) as run:
         for result in run:
@@ -110,8 +112,9 @@ def test_iterating_results_and_breaking_early_shuts_down(cvc_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("failure", ["source", "engine"])
-def test_mid_stream_failure_keeps_what_was_processed(cvc_dir: Path, tmp_path: Path, failure: str) -> None:
-    clip = cvc_dir / "seq04" / "seq04.mp4"
+def test_mid_stream_failure_keeps_what_was_processed(cvc_clip: Callable[[str], Path], tmp_path: Path,
+                                                      failure: str) -> None:
+    clip = cvc_clip("seq04")
     inner = VideoFileSource(clip)
     info = inner.open()
     source = FailingSource(inner, 9) if failure == "source" else inner

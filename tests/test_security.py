@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from realtime import cli
-from tests.conftest import CVC, REPO
+from tests.conftest import REPO
 from tests.fault_helpers import check_message, onnx_cache, plan_with_sidecar  # noqa: F401 - fixture
 from train.cli_utils import run_cli
 
@@ -39,11 +39,8 @@ def polyp_live(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int
 
 
 @pytest.fixture
-def clip() -> Path:
-    path = CVC / "seq01" / "seq01.mp4"
-    if not path.exists():
-        pytest.skip(f"real data not present: {path}")
-    return path
+def clip(cvc_clip: Callable[[str], Path]) -> Path:
+    return cvc_clip("seq01")
 
 
 @pytest.fixture
@@ -217,11 +214,11 @@ def test_output_never_overwrites_the_model(victim: str, atto_checkpoint: Path, c
 
 
 @pytest.mark.parametrize("spelling", ["same", "through a folder not yet made"])
-def test_masks_never_go_into_the_input_folder(spelling: str, kvasir_dir: Path, tmp_path: Path, no_engine,
-                                              capsys) -> None:
+def test_masks_never_go_into_the_input_folder(spelling: str, frame_folder: Callable[[str], Path], tmp_path: Path,
+                                              no_engine, capsys) -> None:
     folder = tmp_path / "frames"
     folder.mkdir()
-    for image in sorted((kvasir_dir / "images").iterdir())[:2]:
+    for image in sorted(frame_folder("seq01").iterdir())[:2]:
         (folder / image.name).write_bytes(image.read_bytes())
     before = sorted(p.name for p in folder.iterdir())
     masks = folder if spelling == "same" else tmp_path / "new" / ".." / "frames"

@@ -156,6 +156,44 @@ def test_interrupt_saves_a_resumable_checkpoint_and_resume_continues(
     assert metrics["epochs_run"] == 6 and not metrics["interrupted"] and len(metrics["images_per_s"]) == 6
 
 
+def test_resume_from_the_run_folder_alone_restores_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`polyp-train --resume RUN`, nothing else: data, split, variant, size and schedule come from the run."""
+    from train import trainer
+
+    data = small_dataset(tmp_path / "data", n=8)
+    out = tmp_path / "run"
+    original = trainer.Trainer.train_epoch
+
+    def interrupt_at_3(self: trainer.Trainer, epoch: int) -> dict[str, float]:
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(trainer.Trainer, "train_epoch", interrupt_at_3)
+    assert run_cli(train_main, _args(data, out, 4, "--no-augment", "--warmup-epochs", "1"), prog="polyp-train") == 130
+    monkeypatch.setattr(trainer.Trainer, "train_epoch", original)
+    split_before = (out / "split.json").read_text()
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path / "data")  # the run's relative paths must not matter
+    assert run_cli(train_main, ["--resume", str(out), "--no-progress"], prog="polyp-train") == 0
+    assert [int(r["epoch"]) for r in _log(out)] == [1, 2, 3, 4]  # the epoch count continues to the run's 4
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["variant"] == "atto" and metrics["input_size"] == [64, 64] and metrics["epochs_run"] == 4
+    assert metrics["train_images"] == 6 and (out / "split.json").read_text() == split_before
+    state = json.loads((out / "last.state.json").read_text())
+    assert state["run"]["lr"] == 2e-3 and state["run"]["warmup_epochs"] == 1.0 and state["run"]["batch_size"] == 4
+    assert state["run"]["augment"]["flip_p"] == 0.0  # --no-augment kept
+    assert not (tmp_path / "data" / "runs").exists()  # the output is the run folder, not runs/VARIANT-SIZE
+
+
+def test_training_needs_data_unless_resuming(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(train_main, ["--epochs", "1"], prog="polyp-train") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--data is required" in err[0] and "--resume" in err[0]
+
+
 def test_bad_arguments_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = small_dataset(tmp_path / "data", n=8)
     for extra, message in ((["--multi-scale", "a,b"], "--multi-scale"), (["--split", "0/1/1"], "split"),
@@ -213,7 +251,7 @@ def test_init_fine_tunes_from_a_checkpoint_at_another_size(trained_run: tuple[Pa
     assert train_main(args) == 0
     tuned = read_checkpoint(tmp_path / "ft" / "last")
     assert tuned.contract.input_size == (96, 96)
-    assert tuned.training["init"] == {"file": "best", "sha256": source.weights_sha256}
+    assert tuned.training["init"] == {"file": "best.safetensors", "sha256": source.weights_sha256}
     before, after = load_state_dict(source), load_state_dict(tuned)
     weights = [k for k in before if k.endswith("weight") and before[k].ndim == 4]
     assert len(weights) > 20

@@ -59,11 +59,13 @@ def test_frames_arrive_and_controls_change_the_overlay(live_viewer, qtbot) -> No
     assert "fps" in window.statusBar().currentMessage()
 
 
-def test_snapshot_writes_the_frame_on_screen(live_viewer, qtbot) -> None:
+def test_snapshot_writes_the_frame_on_screen(live_viewer, qtbot, caplog) -> None:
     window, _, _ = live_viewer
     qtbot.waitUntil(lambda: window.last_result is not None, timeout=5000)
-    qtbot.keyClick(window, Qt.Key.Key_S)
-    assert len(window.snapshots) == 1
+    with caplog.at_level("INFO", logger="realtime.viewer"):
+        qtbot.keyClick(window, Qt.Key.Key_S)
+    assert len(window.snapshots) == 1 and window.snapshots[0].is_absolute()
+    assert f"snapshot saved: {window.snapshots[0]}" in caplog.text  # the full path, not a bare file name
     image = cv2.imread(str(window.snapshots[0]))
     assert image is not None and image.shape == (120, 160, 3)
 
@@ -79,9 +81,10 @@ def test_closing_the_window_stops_the_pipeline(live_viewer, qtbot) -> None:
     assert pipeline.summary().stopped == "stopped"
 
 
-def test_pause_and_record_a_file(qtbot, tmp_path: Path) -> None:
+def test_pause_and_record_a_file(qtbot, tmp_path: Path, caplog) -> None:
     clip = write_disc_video(tmp_path / "in.mp4", 40)
     settings = SettingsBox()
+    caplog.set_level("INFO")
     pipeline = Pipeline(VideoFileSource(clip), BrightSpotEngine(64, delay_s=0.01), PipelineConfig(deliver=False),
                         settings=settings)
     pipeline.source.open()
@@ -99,6 +102,7 @@ def test_pause_and_record_a_file(qtbot, tmp_path: Path) -> None:
     assert pipeline.summary().frames_out == 40
     recordings = list(tmp_path.glob("polyp-live-recording-*.mp4"))
     assert len(recordings) == 1 and window.recorder.finished == recordings
+    assert f"recording to {recordings[0]}" in caplog.text and f"recording saved: {recordings[0]}" in caplog.text
     assert probe(recordings[0])["frames"] == 40
     assert not pipeline_threads()
 

@@ -26,15 +26,15 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from train.cli_utils import run_cli, setup_logging
+from train.cli_utils import make_parser, run_cli, setup_logging
 from train.contract import ModelContract
 from train.data import SPLIT_NAMES, Pair, find_pairs, load_split, read_pair, select
 from train.devices import resolve_device
 from train.errors import DatasetError, PolypLiveError
 from train.metrics import METRIC_NAMES, per_image_scores
 from train.preprocess import preprocess_batch, resize_mask
+from train.progress import progress as progress_bar
 
 logger = logging.getLogger("polyp_live.eval")
 
@@ -92,7 +92,7 @@ def evaluate(predict: Predict, contract: ModelContract, pairs: Sequence[Pair], *
         raise DatasetError("nothing to evaluate: no image/mask pairs")
     level = float(np.log(contract.threshold / (1.0 - contract.threshold)))
     per_image: dict[str, dict[str, float]] = {}
-    bar = tqdm(total=len(pairs), desc="evaluate", unit="img", disable=not progress, leave=False)
+    bar = progress_bar(total=len(pairs), desc="evaluate", unit="img", enabled=progress, leave=False)
     for batch in _batches(pairs, max(batch_size, 1), workers or min(8, os.cpu_count() or 1)):
         logits = np.asarray(predict(preprocess_batch([image for _, image, _ in batch], contract)), np.float32)
         logits = logits.reshape(len(batch), *contract.input_size)
@@ -122,22 +122,32 @@ def format_table(results: Sequence[EvalResult]) -> str:
     return "\n".join(lines)
 
 
+EXAMPLES = (
+    "polyp-eval --data ../shared/data/cvc-clinicdb          # the bundled model on every CVC-ClinicDB sequence",
+    "polyp-eval --checkpoint runs/atto --data ../shared/data/kvasir-seg "
+    "--split-file train/splits/kvasir_seg_600_200.json --split val --json val.json",
+    "polyp-eval --checkpoint runs/atto/last --data images_and_masks/ --size 256 --resolution input",
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="polyp-eval", description="Score a PEFNet checkpoint (IoU, Dice per image).")
-    p.add_argument("--checkpoint", default="default", help="checkpoint path or bundled name (default: 'default')")
+    p = make_parser("polyp-eval", "Score a PEFNet checkpoint: per-image IoU and Dice (the paper's table form) on "
+                    "image/mask pairs.", EXAMPLES)
+    p.add_argument("--checkpoint", default="default",
+                   help="bundled model name, polyp-train run folder (its best), or checkpoint (NAME[.safetensors])")
     p.add_argument("--data", type=Path, required=True, help="images/+masks/ folder, folder of such, or a CSV list")
     p.add_argument("--split-file", type=Path, help="score only one part of this split (see --split)")
     p.add_argument("--split", choices=SPLIT_NAMES, help="which part of --split-file (default test)")
     p.add_argument("--recursive", action="store_true", help="DATA holds sub-folders with images/ + masks/")
     p.add_argument("--size", type=int, help="input side (default: the checkpoint's contract)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1 ...")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument("--resolution", choices=RESOLUTIONS, default="original",
-                   help="score at each mask's original size (default) or at the model's input size")
+                   help="score at each mask's original size or at the model's input size")
     p.add_argument("--json", type=Path, help="also write the results (and per-image scores) to this JSON file")
     p.add_argument("--workers", type=int, help="decoding threads")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 

@@ -1,8 +1,9 @@
 """``polyp-train``: train a PEFNet on a Kvasir-SEG style folder (also ``python -m train.cli_train``).
 
-Example (the paper's recipe at 352x352, 60/20/20 split, 200 epochs)::
-
-    polyp-train --data ../shared/data/kvasir-seg --variant small --size 352 --out runs/small352
+The defaults (PEFNet-atto at 192x192, the bundled model's variant and size) train on a CPU; the paper's
+recipe (``--variant small --size 352``) needs a GPU. ``--resume RUN`` (the run folder or ``RUN/last``) needs
+nothing else: data, split, variant, size and schedule come from the run's resume state; options given on the
+command line beside it override the run's (e.g. ``--epochs 300`` to train longer).
 
 ``--write-split FILE`` only writes the seeded split and exits; the committed
 ``train/splits/kvasir_seg_600_200.json`` is made with::
@@ -15,39 +16,54 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import shlex
 import signal
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from train.augment import NO_AUGMENT, AugmentConfig
-from train.cli_utils import run_cli, setup_logging
+from train.cli_utils import make_parser, run_cli, setup_logging
 from train.data import find_pairs, make_split, parse_ratios, save_split
 from train.errors import PolypLiveError
 from train.losses import LOSSES
 from train.trainer import TrainConfig, train
 from train.variants import VARIANTS
+from train.zoo import resolve_checkpoint
 
 logger = logging.getLogger("polyp_live.train")
 
 
+EXAMPLES = (
+    "polyp-train --data ../shared/data/kvasir-seg --split-file train/splits/kvasir_seg_600_200.json --out runs/atto",
+    "polyp-train --resume runs/atto                     # continue a run (Ctrl+C saves a resumable state)",
+    "polyp-train --data ../shared/data/kvasir-seg --variant small --size 352 --ema 0.999 --out runs/small352  # GPU",
+    "polyp-train --data ../shared/data/kvasir-seg --init train/weights/default --lr 5e-5 --out runs/ft  # fine-tune",
+)
+CPU_VARIANT, CPU_SIZE = "atto", 192  # the bundled default's: trains (and runs live) on a 2-core CPU
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="polyp-train", description="Train a PEFNet polyp segmentation model.")
-    p.add_argument("--data", type=Path, required=True, help="images/+masks/ folder (or sub-folders), or a CSV list")
+    p = make_parser("polyp-train", "Train a PEFNet polyp segmentation model. The default variant and size "
+                    f"(PEFNet-{CPU_VARIANT} at {CPU_SIZE}, the bundled model's) suit a CPU machine; the paper's "
+                    "recipe, --variant small --size 352, needs a GPU.", EXAMPLES)
+    p.add_argument("--data", type=Path, help="images/+masks/ folder (or sub-folders), or a CSV list "
+                   "(required, except with --resume: the run's)")
     p.add_argument("--out", type=Path, help="output folder (default: runs/VARIANT-SIZE, or the --resume folder)")
-    p.add_argument("--variant", default="small", choices=list(VARIANTS), help="model size (default small)")
-    p.add_argument("--size", type=int, default=352, help="input side, a multiple of 32 (default 352)")
-    p.add_argument("--epochs", type=int, default=200)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--variant", default=CPU_VARIANT, choices=list(VARIANTS), help="model size (CPU-sized)")
+    p.add_argument("--size", type=int, default=CPU_SIZE, help="input side, a multiple of 32 (CPU-sized)")
+    p.add_argument("--epochs", type=int, default=200, help="epochs in the cosine schedule")
+    p.add_argument("--batch-size", type=int, default=16, help="images per step")
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (cosine-annealed per step)")
     p.add_argument("--min-lr-ratio", type=float, default=0.01, help="final lr as a fraction of --lr")
     p.add_argument("--warmup-epochs", type=float, default=0.0, help="linear lr warm-up before the cosine (epochs)")
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--loss", default="jaccard", choices=list(LOSSES))
+    p.add_argument("--weight-decay", type=float, default=0.0, help="Adam (coupled L2) weight decay")
+    p.add_argument("--loss", default="jaccard", choices=list(LOSSES), help="training loss")
     p.add_argument("--loss-alpha", type=float, default=1.0, help="loss smoothing constant (paper Eq. 2)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split", default="60/20/20", help="train/val/test percentages (default 60/20/20)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the augmentations")
+    p.add_argument("--split", default="60/20/20", help="train/val/test percentages")
     p.add_argument("--split-file", type=Path, help="reuse this split JSON instead of making one")
     p.add_argument("--write-split", type=Path, metavar="FILE", help="only write the seeded split to FILE and exit")
     p.add_argument("--recursive", action="store_true", help="DATA holds sub-folders with images/ + masks/")
@@ -68,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="brightness/contrast/saturation jitter 1±X on the image (0: off, e.g. 0.2)")
     p.add_argument("--init", type=Path, metavar="CHECKPOINT",
                    help="fine-tune: start from all weights of this checkpoint (same variant, any --size)")
-    p.add_argument("--resume", type=Path, help="continue from OUT/last (reads last.state.safetensors/.json)")
+    p.add_argument("--resume", type=Path, metavar="RUN",
+                   help="continue the run in folder RUN (or RUN/last): its data, split, variant, size and schedule")
     p.add_argument("--time-budget", type=float, metavar="MINUTES", help="shorten the run to end within this time")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation (debugging)")
     p.add_argument("--cache-scale", type=float, default=1.25, help="cached image side / largest training side")
@@ -80,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA; costs compile time)")
     p.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard (if installed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs one line per epoch)")
-    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -114,7 +131,8 @@ def config_from_args(args: argparse.Namespace, command: str) -> TrainConfig:
         loss=args.loss, loss_alpha=args.loss_alpha, seed=args.seed, split=parse_ratios(args.split),
         split_file=split_file, recursive=args.recursive, val_every=args.val_every, device=args.device,
         amp=args.amp, clip_grad=args.clip_grad, ema=args.ema, drop_path=args.drop_path,
-        multi_scale=_scales(args.multi_scale), backbone_weights=args.backbone_weights, init=args.init,
+        multi_scale=_scales(args.multi_scale), backbone_weights=args.backbone_weights,
+        init=resolve_checkpoint(args.init) if args.init else None,
         pretrained=args.pretrained, encoder_lr_scale=args.encoder_lr_scale,
         resume=args.resume,
         time_budget_min=args.time_budget, cache_scale=args.cache_scale,
@@ -124,6 +142,56 @@ def config_from_args(args: argparse.Namespace, command: str) -> TrainConfig:
         compile=args.compile, save_dtype=args.save_dtype, license=args.license,
         command=command,
     )
+
+
+# TrainConfig field (as the run's state records it) -> this parser's option; fields not listed are not restored
+# (the machine's: device, workers, progress; one-off: init, backbone weights, command; the output is the run folder)
+RESTORED = {"data": "data", "variant": "variant", "size": "size", "epochs": "epochs",
+            "batch_size": "batch_size", "lr": "lr", "min_lr_ratio": "min_lr_ratio", "warmup_epochs": "warmup_epochs",
+            "weight_decay": "weight_decay", "loss": "loss", "loss_alpha": "loss_alpha", "seed": "seed",
+            "split": "split", "split_file": "split_file", "recursive": "recursive", "val_every": "val_every",
+            "amp": "amp", "clip_grad": "clip_grad", "ema": "ema", "drop_path": "drop_path",
+            "multi_scale": "multi_scale", "time_budget_min": "time_budget", "cache_scale": "cache_scale",
+            "save_interval_s": "save_interval", "compile": "compile", "save_dtype": "save_dtype", "license": "license"}
+PATH_OPTIONS = ("data", "split_file")
+
+
+def run_last(resume: Path) -> Path:
+    """``RUN``, ``RUN/last``, ``RUN/last.safetensors`` or ``RUN/last.state.safetensors`` -> ``RUN/last``."""
+    if resume.is_dir():
+        return resume / "last"
+    name = resume.name
+    for suffix in (".state.safetensors", ".state.json", ".safetensors", ".json"):
+        if name.endswith(suffix):
+            return resume.with_name(name[: -len(suffix)])
+    return resume
+
+
+def resumed_args(parser: argparse.ArgumentParser, argv: list[str] | None, resume: Path) -> argparse.Namespace:
+    """Parse ``argv`` again with the run's own options as the defaults: what the command line gives wins."""
+    from train.train_state import read_state_meta
+
+    last = run_last(resume)
+    meta = read_state_meta(last)
+    run = meta.get("run")
+    if not isinstance(run, dict):  # a state written before the run record existed: what it has, and --data
+        run = {k: v for k, v in meta.get("config", {}).items() if k in ("variant", "size", "batch_size", "ema", "loss")}
+    defaults = {RESTORED[k]: v for k, v in run.items() if k in RESTORED and v is not None}
+    for key in PATH_OPTIONS:
+        if key in defaults:
+            defaults[key] = Path(defaults[key])
+    if "split" in defaults:
+        defaults["split"] = "/".join(f"{100 * float(r):g}" for r in defaults["split"])
+    if "multi_scale" in defaults:
+        defaults["multi_scale"] = ",".join(f"{float(s):g}" for s in defaults["multi_scale"])
+    if isinstance(run.get("augment"), dict):
+        defaults["no_augment"] = run["augment"] == json.loads(json.dumps(asdict(NO_AUGMENT)))  # tuples as lists
+    parser.set_defaults(**defaults)
+    args = parser.parse_args(argv)
+    args.resume = last
+    logger.info("resuming %s: PEFNet-%s at %s, data %s, %s epochs", last.parent, args.variant, args.size, args.data,
+                args.epochs)
+    return args
 
 
 def write_split(data: Path, ratios: str, seed: int, path: Path, recursive: bool = False) -> Path:
@@ -138,8 +206,14 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     setup_logging(args.verbose)
+    if args.resume is not None:
+        args = resumed_args(parser, argv, args.resume)
+    if args.data is None:
+        raise PolypLiveError("--data is required (a Kvasir-SEG style folder or a CSV list), unless --resume RUN "
+                             "continues a run")
     command = shlex.join(["polyp-train", *(sys.argv[1:] if argv is None else argv)])
     if args.write_split is not None:
         path = write_split(args.data, args.split, args.seed, args.write_split, args.recursive)

@@ -8,15 +8,36 @@ shows the full traceback instead.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable
+import textwrap
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from train.errors import PolypLiveError
 
 logger = logging.getLogger("polyp_live")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every option's default in its help (unless the help states it, or there is none), examples kept as laid out."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        hidden = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if "default" in text or hidden or not action.option_strings:
+            return text
+        return super()._get_help_string(action)
+
+
+def make_parser(prog: str, description: str, examples: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser of a console script: defaults shown, and ``examples`` (whole command lines, each one a valid
+    invocation: ``tests/test_cli_help.py`` parses them) in the epilog."""
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
+    return argparse.ArgumentParser(prog=prog, description=textwrap.fill(description, 100), epilog=epilog,
+                                   formatter_class=HelpFormatter)
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -33,11 +33,11 @@ from typing import Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from train.contract import ModelContract
 from train.errors import DatasetError
 from train.preprocess import binarize_mask
+from train.progress import progress as progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ def load_cache(pairs: Sequence[Pair], side: int, contract: ModelContract, *, wor
     workers = workers or min(16, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         jobs = pool.map(lambda p: _square(p, side, contract.resize), pairs)
-        bar = tqdm(jobs, total=len(pairs), desc=desc, unit="img", leave=False, disable=not progress)
+        bar = progress_bar(jobs, total=len(pairs), desc=desc, unit="img", enabled=progress, leave=False)
         for i, (image, mask) in enumerate(bar):
             images[i], masks[i] = image, mask
     return images, masks
@@ -317,7 +317,8 @@ def load_resized(pairs: Sequence[Pair], contract: ModelContract, *, workers: int
     masks = np.empty((len(pairs), height, width), dtype=np.uint8)
     workers = workers or min(16, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        bar = tqdm(pool.map(one, pairs), total=len(pairs), desc=desc, unit="img", leave=False, disable=not progress)
+        bar = progress_bar(pool.map(one, pairs), total=len(pairs), desc=desc, unit="img", enabled=progress,
+                           leave=False)
         for i, (image, mask) in enumerate(bar):
             images[i], masks[i] = image, mask
     return images, masks

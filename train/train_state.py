@@ -17,6 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from train.errors import CheckpointError
+from train.zoo import STATE_SUFFIX
 
 STATE_FORMAT = "polyp-live.train-state/1"
 
@@ -66,7 +67,7 @@ class CosineSchedule:
 def state_paths(last: str | Path) -> tuple[Path, Path]:
     """``(OUT/last.state.safetensors, OUT/last.state.json)`` for ``OUT/last`` (any checkpoint spelling)."""
     base = Path(last).with_suffix("") if Path(last).suffix in (".safetensors", ".json") else Path(last)
-    return base.with_name(base.name + ".state.safetensors"), base.with_name(base.name + ".state.json")
+    return base.with_name(base.name + STATE_SUFFIX + ".safetensors"), base.with_name(base.name + STATE_SUFFIX + ".json")
 
 
 def write_state(last: str | Path, groups: dict[str, dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer,

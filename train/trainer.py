@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from train.augment import AugmentConfig, augment_batch
 from train.checkpoint import load_checkpoint, save_checkpoint
@@ -42,6 +41,7 @@ from train.losses import get_loss
 from train.metrics import MetricAccumulator
 from train.pefnet import count_parameters
 from train.preprocess import preprocess_torch
+from train.progress import progress as progress_bar
 from train.train_state import CosineSchedule, read_state, read_state_meta, write_state
 from train.variants import create_model
 
@@ -298,8 +298,8 @@ class Trainer:
         order = order.to(self.device)
         loss_sum = torch.zeros((), device=self.device)
         iou_sum = torch.zeros((), device=self.device)
-        bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {epoch}/{self.total_epochs}", unit="step",
-                   leave=False, disable=not self.cfg.progress, mininterval=1.0)
+        bar = progress_bar(range(self.steps_per_epoch), desc=f"epoch {epoch}/{self.total_epochs}", unit="step",
+                           enabled=self.cfg.progress, lines=False, leave=False, mininterval=1.0)  # a log line per epoch
         _sync(self.device)
         start = time.monotonic()
         for step in bar:
@@ -528,6 +528,9 @@ class Trainer:
             "elapsed_s": self.elapsed_before + time.monotonic() - self.t0,
             "config": {"variant": self.cfg.variant, "size": self.cfg.size, "batch_size": self.batch,
                        "ema": self.cfg.ema, "loss": self.cfg.loss},
+            # every option of the run, paths absolute: what `polyp-train --resume RUN` restores (train/cli_train.py)
+            "run": {**config_dict(self.cfg), "data": str(Path(self.cfg.data).resolve()),
+                    "split_file": str(self.data.split_path.resolve())},
         }
         write_state(last, groups, self.optimizer, meta)
 
