@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from realtime.errors import OptionError, PipelineError, SourceError
+from realtime.output_paths import check_distinct_outputs, check_output_path, check_video_suffix
 from realtime.pipeline import Pipeline, PipelineConfig
 from realtime.report import format_summary, input_warnings
 from realtime.settings import RenderSettings, SettingsBox
-from realtime.sinks import DEFAULT_PRESET, LIVE_PRESET, JsonlSink, MaskPngSink, VideoWriterSink, check_output_path
-from realtime.sources import open_source
+from realtime.sinks import DEFAULT_PRESET, LIVE_PRESET, JsonlSink, MaskPngSink, VideoWriterSink
+from realtime.sources import locate_input, open_source
 from realtime.types import RunSummary
 from train.cli_utils import run_cli, setup_logging
 
@@ -100,14 +101,17 @@ def check_outputs(args: argparse.Namespace) -> None:
     """Every output path is writable and none is an input (video, model file, its sidecar) -- before anything
     is opened."""
     engine = Path(args.engine)
-    inputs = (*((args.input,) if args.input else ()), str(engine), str(engine.with_suffix(".json")),
-              str(engine.with_name(engine.name + ".json")))
-    for flag in ("output", "jsonl", "stats"):
-        value = getattr(args, flag)
-        if value:
-            check_output_path(value, inputs)
-    if args.masks:
+    source = locate_input(args.input) if args.input else None
+    inputs = (*((source.path,) if source is not None and source.path is not None else ()), engine,
+              engine.with_suffix(".json"), engine.with_name(engine.name + ".json"))
+    files = [(f"--{flag}", getattr(args, flag)) for flag in ("output", "jsonl", "stats") if getattr(args, flag)]
+    check_distinct_outputs(files, args.masks)
+    if args.output:
+        check_video_suffix(args.output)
+    if args.masks:  # made first: a file output may lie inside it
         check_output_path(args.masks, inputs, folder=True)
+    for _, value in files:
+        check_output_path(value, inputs)
 
 
 def render_settings(args: argparse.Namespace, live: bool) -> RenderSettings:

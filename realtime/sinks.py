@@ -20,42 +20,15 @@ import cv2
 import numpy as np
 
 from realtime.errors import OutputError
+from realtime.output_paths import check_output_path, check_video_suffix, mask_name
 from realtime.types import Result, SourceInfo
+from train.media_paths import ffmpeg_local
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PRESET = "veryfast"  # files: offline, smaller output
 LIVE_PRESET = "ultrafast"  # live recording: ~2.5x cheaper than veryfast, keeps up with 1080p30 on 2 cores
 DEFAULT_CRF = 23
-
-
-def check_output_path(path: str | Path, inputs: tuple[str, ...] = (), *, folder: bool = False) -> Path:
-    """Fail early, with one line, if ``path`` cannot be written or is one of the ``inputs``."""
-    path = Path(path)
-    # samefile: the same file under any spelling, through a symlink or a hard link; abspath also folds
-    # 'new/..' (a folder that mkdir would create first, so the path itself does not exist yet)
-    spellings = (path, Path(os.path.abspath(path)))
-    for item in inputs:
-        if "://" not in item and Path(item).exists() and any(p.exists() and os.path.samefile(p, item)
-                                                             for p in spellings):
-            raise OutputError(f"refusing to overwrite the input {item}; choose another output path")
-    if folder:
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create output folder {path}: {exc.strerror}") from None
-        if not os.access(path, os.W_OK):
-            raise OutputError(f"cannot write into {path}: permission denied")
-        return path
-    if path.is_dir():
-        raise OutputError(f"output {path} is a folder; give a file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        why = "is a file, not a folder" if parent.exists() else "does not exist"
-        raise OutputError(f"cannot write {path}: folder {parent} {why}")
-    if (path.exists() and not os.access(path, os.W_OK)) or not os.access(parent, os.W_OK):
-        raise OutputError(f"cannot write {path}: permission denied")
-    return path
 
 
 class VideoWriterSink:
@@ -80,9 +53,11 @@ class VideoWriterSink:
         self._first_ts: float | None = None
         self._last_pts = -1
         self._failed = False
+        check_video_suffix(self.path)
         try:
-            # no suffix (e.g. /dev/full, a FIFO): MP4, as --output documents; an unknown suffix is an OutputError
-            self._container: Any = av.open(str(self.path), "w", format=None if self.path.suffix else "mp4",
+            # a local file, never an FFmpeg protocol ('file:x.mp4' is that file); no suffix (e.g. /dev/full,
+            # a FIFO): MP4, as --output documents
+            self._container: Any = av.open(ffmpeg_local(self.path), "w", format="mp4",
                                            options={"movflags": "+faststart"})
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise OutputError(f"cannot write {self.path}: {exc}") from None
@@ -198,7 +173,7 @@ class MaskPngSink:
         mask = result.mask
         if mask is None or mask.shape != result.frame.rgb.shape[:2]:
             mask = np.zeros(result.frame.rgb.shape[:2], dtype=np.uint8)
-        target = self.path / f"frame_{result.index:06d}.png"
+        target = self.path / mask_name(result.index)
         if not cv2.imwrite(str(target), mask * np.uint8(255)):
             raise OutputError(f"cannot write {target}")
         self.written += 1

@@ -24,12 +24,11 @@ import numpy as np
 
 from realtime.errors import SourceDisconnected, SourceError
 from realtime.types import Frame, SourceInfo
+from train.media_paths import MediaLocation, UnsupportedUrl, locate
 
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-LIVE_URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "udp", "srt", "tcp")
-URL_SCHEMES = (*LIVE_URL_SCHEMES, "http", "https")
 MAX_CONSECUTIVE_DECODE_ERRORS = 100
 
 
@@ -70,8 +69,14 @@ class Source(ABC):
         self.close()
 
 
-def is_url(text: str) -> bool:
-    return "://" in text and text.split("://", 1)[0].lower() in URL_SCHEMES
+def locate_input(spec: str | Path | MediaLocation) -> MediaLocation:
+    """The input named ``spec`` (see :func:`train.media_paths.locate`), as a :class:`SourceError` if unusable."""
+    if isinstance(spec, MediaLocation):
+        return spec
+    try:
+        return locate(spec)
+    except UnsupportedUrl as exc:
+        raise SourceError(str(exc)) from None
 
 
 class VideoFileSource(Source):
@@ -81,11 +86,13 @@ class VideoFileSource(Source):
     in a row end the input with an error.
     """
 
-    def __init__(self, path: str | Path, *, live: bool | None = None, open_timeout_s: float = 10.0) -> None:
+    def __init__(self, path: str | Path | MediaLocation, *, live: bool | None = None,
+                 open_timeout_s: float = 10.0) -> None:
         super().__init__()
-        self.path = str(path)
-        self.url = is_url(self.path)
-        self.live = self.url and self.path.split("://", 1)[0].lower() in LIVE_URL_SCHEMES if live is None else live
+        self.location = locate_input(path)
+        self.path = self.location.text
+        self.url = self.location.url
+        self.live = self.location.live if live is None else live
         self.open_timeout_s = open_timeout_s
         self._container: Any = None
         self._stream: Any = None
@@ -95,14 +102,13 @@ class VideoFileSource(Source):
     def open(self) -> SourceInfo:
         import av
 
-        if not self.url:
-            path = Path(self.path)
-            if not path.exists():
-                raise SourceError(f"input not found: {path}")
-            if path.is_dir():
-                raise SourceError(f"input {path} is a folder; use ImageFolderSource for image sequences")
+        if self.location.path is not None:
+            if not self.location.path.exists():
+                raise SourceError(f"input not found: {self.path}")
+            if self.location.path.is_dir():
+                raise SourceError(f"input {self.path} is a folder; use ImageFolderSource for image sequences")
         try:
-            self._container = av.open(self.path, timeout=(self.open_timeout_s, self.open_timeout_s))
+            self._container = av.open(self.location.ffmpeg, timeout=(self.open_timeout_s, self.open_timeout_s))
         except (av.error.FFmpegError, OSError) as exc:
             raise SourceError(
                 f"cannot open {self.path} as a video (not a video, truncated or unreachable): {exc}"
@@ -468,9 +474,10 @@ def open_source(
     if device:
         node: str | int = int(spec) if spec.isdigit() else spec
         return ReconnectingSource(CaptureDeviceSource(node, resolution, fps))
-    if is_url(spec):
-        source = VideoFileSource(spec)
+    location = locate_input(spec)
+    if location.url:
+        source = VideoFileSource(location)
         return ReconnectingSource(source) if source.live else source
-    if Path(spec).is_dir():
-        return ImageFolderSource(spec, fps or 25.0)
-    return VideoFileSource(spec)
+    if location.path is not None and location.path.is_dir():
+        return ImageFolderSource(location.text, fps or 25.0)
+    return VideoFileSource(location)
