@@ -32,11 +32,13 @@ from realtime.pipeline import Pipeline, PipelineConfig
 from realtime.report import format_summary, input_warnings
 from realtime.settings import RenderSettings, SettingsBox
 from realtime.sinks import DEFAULT_PRESET, LIVE_PRESET, JsonlSink, MaskPngSink, VideoWriterSink
-from realtime.sources import locate_input, open_source
+from realtime.sources import ImageFolderSource, locate_input, open_source
 from realtime.types import RunSummary
 from train.cli_utils import run_cli, setup_logging
 
 PROG = "polyp-live"
+MIN_FPS, MAX_FPS = 0.1, 1000.0
+MAX_RESOLUTION_SIDE = 16384
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
@@ -47,6 +49,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def frame_rate(text: str) -> float:
+    """``--fps``: a finite rate in [MIN_FPS, MAX_FPS] (``nan``, ``inf``, ``0`` and ``1e-300`` are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected frames per second, got {text!r}") from None
+    if not MIN_FPS <= value <= MAX_FPS:  # False for nan as well
+        raise argparse.ArgumentTypeError(f"must be a frame rate from {MIN_FPS:g} to {MAX_FPS:g} frames/s, got {text!r}")
     return value
 
 
@@ -69,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-view", action="store_true", help="never open the viewer")
     parser.add_argument("--max-frames", type=positive_int, help="stop after N frames")
     parser.add_argument("--resolution", help="capture resolution WxH (devices)")
-    parser.add_argument("--fps", type=float, help="capture rate (devices) or playback rate (image folders)")
+    parser.add_argument("--fps", type=frame_rate, help="capture rate (devices) or playback rate (image folders)")
     parser.add_argument("--sync", action="store_true", help="live: show only frames whose own mask is ready")
     parser.add_argument("--batch", type=positive_int, help="file mode: frames per inference (default: engine's best)")
     parser.add_argument("--preset", choices=X264_PRESETS, metavar="PRESET",
@@ -85,9 +98,23 @@ def parse_resolution(text: str | None) -> tuple[int, int] | None:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise OptionError(f"--resolution must look like 1280x720, got {text!r}") from None
-    if width <= 0 or height <= 0:
-        raise OptionError(f"--resolution must be positive, got {text!r}")
+    if not (0 < width <= MAX_RESOLUTION_SIDE and 0 < height <= MAX_RESOLUTION_SIDE):
+        raise OptionError(f"--resolution sides must be 1..{MAX_RESOLUTION_SIDE}, got {text!r}")
     return width, height
+
+
+def ignored_options(args: argparse.Namespace, source: Any) -> None:
+    """``--resolution`` sets a capture device's mode and ``--fps`` its rate or an image folder's: say when
+    they are given for an input they cannot change (a file or stream keeps its own size and timestamps)."""
+    if args.device is not None:
+        return
+    ignored = [flag for flag, given, used in (("--resolution", args.resolution, False),
+                                              ("--fps", args.fps is not None, isinstance(source, ImageFolderSource)))
+               if given and not used]
+    if ignored:
+        print(f"{PROG}: warning: {' and '.join(ignored)} ignored for {args.input}: it keeps its own picture size "  # noqa: T201
+              "and timestamps (--resolution applies to --device only, --fps to --device and image folders)",
+              file=sys.stderr)
 
 
 def display_available() -> bool:
@@ -176,8 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     check_outputs(args)
     view = display_available() and not args.no_view
     writes = bool(args.output or args.jsonl or args.masks)
-    source = open_source(args.device or args.input, fps=args.fps, resolution=parse_resolution(args.resolution),
-                         device=bool(args.device))
+    live_device = args.device is not None
+    source = open_source(args.device if live_device else args.input, fps=args.fps,
+                         resolution=parse_resolution(args.resolution), device=live_device)
+    ignored_options(args, source)
     info = source.open()
     try:
         if args.input and not view and not writes:

@@ -11,6 +11,7 @@ simulated camera); the V4L2 path needs a camera and is checked here only for its
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from abc import ABC, abstractmethod
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MAX_CONSECUTIVE_DECODE_ERRORS = 100
+MAX_DEVICE_INDEX = 255  # V4L2 numbers /dev/video0 .. /dev/video255
 
 
 class Source(ABC):
@@ -198,8 +200,8 @@ class ImageFolderSource(Source):
     def open(self) -> SourceInfo:
         if not self.folder.is_dir():
             raise SourceError(f"image folder not found: {self.folder}")
-        if self.fps <= 0:
-            raise SourceError(f"--fps must be positive for an image folder, got {self.fps}")
+        if not math.isfinite(self.fps) or self.fps <= 0:
+            raise SourceError(f"--fps must be a positive, finite rate for an image folder, got {self.fps}")
         self._files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self._files:
             raise SourceError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {self.folder}")
@@ -266,7 +268,10 @@ class CaptureDeviceSource(Source):
 
     def open(self) -> SourceInfo:
         self._check_node()
-        cap = cv2.VideoCapture(self.device, cv2.CAP_V4L2)
+        try:
+            cap = cv2.VideoCapture(self.device, cv2.CAP_V4L2)
+        except (cv2.error, OverflowError, TypeError) as exc:
+            raise SourceError(f"cannot open capture device {self.device}: {exc}") from None
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"cannot open capture device {self.device} (in use by another program, or not a camera)")
@@ -467,13 +472,25 @@ class ReconnectingSource(Source):
         self.source.close()
 
 
+def device_node(spec: str) -> str | int:
+    """``--device``: a device node path or an index 0..MAX_DEVICE_INDEX (one-line :class:`SourceError` else)."""
+    text = spec.strip()
+    if not text:
+        raise SourceError("--device needs a capture device, e.g. /dev/video0 or 0 (list them with: ls /dev/video*)")
+    if text.isdigit():
+        if int(text) > MAX_DEVICE_INDEX:
+            raise SourceError(f"capture device index {text} is out of range 0..{MAX_DEVICE_INDEX} "
+                              "(list the devices with: ls /dev/video*)")
+        return int(text)
+    return spec
+
+
 def open_source(
     spec: str, *, fps: float | None = None, resolution: tuple[int, int] | None = None, device: bool = False
 ) -> Source:
     """A source for a CLI argument: a capture device, a URL, an image folder or a video file (not yet opened)."""
     if device:
-        node: str | int = int(spec) if spec.isdigit() else spec
-        return ReconnectingSource(CaptureDeviceSource(node, resolution, fps))
+        return ReconnectingSource(CaptureDeviceSource(device_node(spec), resolution, fps))
     location = locate_input(spec)
     if location.url:
         source = VideoFileSource(location)

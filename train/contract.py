@@ -136,6 +136,8 @@ class ModelContract:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ContractError(f"model contract is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ContractError("model contract is nested too deeply to be a contract") from None
         return cls.from_dict(data)
 
 
