@@ -54,6 +54,7 @@ its input queue (its producers stop) and closes its output (downstream drains wh
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -480,7 +481,8 @@ class Pipeline:
             episodes=self.stats.episodes(),
             episode_gap_frames=self.config.episode_gap_frames, stopped=stopped, error=error,
             expected_frames=src.frame_count if src else None,
-            outputs=tuple(str(getattr(s, "path", "")) for s in self.sinks if getattr(s, "path", None)),
+            outputs=tuple(str(path) for s in self.sinks  # only what is there: never claim a file not written
+                          if (path := getattr(s, "path", None)) and os.path.exists(path)),
         )
 
 

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from realtime.errors import OutputError
+from realtime.geometry import even_size, place
 from realtime.output_paths import check_output_path, check_video_suffix, mask_name
 from realtime.types import Result, SourceInfo
 from train.media_paths import ffmpeg_local
@@ -35,7 +36,8 @@ class VideoWriterSink:
     """Annotated frames -> H.264 (libx264, yuv420p) MP4 with ``+faststart``, playable in browsers.
 
     Frame rate and time base are the source's; each frame's pts is its source timestamp (relative to the
-    first written frame), so variable frame rates and durations are kept. Odd sizes are cropped to even.
+    first written frame), so variable frame rates and durations are kept. The size is the source's, odd sides
+    padded to even; a frame of another size is scaled to fit, never cropped (:mod:`realtime.geometry`).
     """
 
     name = "video"
@@ -46,7 +48,9 @@ class VideoWriterSink:
 
         self.path = Path(path)
         self.raw = raw  # True: write the unannotated frames (recording without overlay)
-        self.width, self.height = info.width - info.width % 2, info.height - info.height % 2
+        self.width, self.height = even_size(info.width, info.height)
+        self.source_size = (info.width, info.height)
+        self.resized = 0  # frames of another size than the source's, scaled to fit
         self.time_base = info.time_base if info.time_base else Fraction(1, 1000)
         rate = info.rate or Fraction(info.fps).limit_denominator(1001)
         self.frames = 0
@@ -75,11 +79,13 @@ class VideoWriterSink:
         import av
 
         image = result.frame.rgb if self.raw else result.annotated
-        if image.shape[:2] != (self.height, self.width):
-            if image.shape[0] >= self.height and image.shape[1] >= self.width:
-                image = image[: self.height, : self.width]
-            else:
-                image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        if (image.shape[1], image.shape[0]) != self.source_size:
+            if not self.resized:
+                logger.warning("frame %d is %dx%d but %s is %dx%d: such frames are scaled to fit (aspect kept, "
+                               "black bars); masks and JSONL boxes stay in each frame's own pixels", result.index,
+                               image.shape[1], image.shape[0], self.path, *self.source_size)
+            self.resized += 1
+        image = place(image, self.width, self.height)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         if self._first_ts is None:
             self._first_ts = result.frame.source_ts
@@ -111,10 +117,12 @@ class VideoWriterSink:
 
 
 def result_record(result: Result) -> dict[str, Any]:
-    """One JSON Lines record: index, time, polyp present, regions, per-stage timings (ms)."""
+    """One JSON Lines record: index, time, frame size, polyp present, regions (boxes in this frame's pixels),
+    per-stage timings (ms)."""
     return {
         "index": result.index,
         "time": round(result.frame.source_ts, 6),
+        "size": [result.frame.width, result.frame.height],
         "polyp": result.polyp_present,
         "regions": [region.to_dict() for region in result.regions],
         "mask_index": result.mask_index,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ import cv2
 import numpy as np
 
 from realtime.errors import SourceDisconnected, SourceError
+from realtime.timebase import StreamClock
 from realtime.types import Frame, SourceInfo
 from train.media_paths import MediaLocation, UnsupportedUrl, locate
 
@@ -100,6 +102,7 @@ class VideoFileSource(Source):
         self._stream: Any = None
         self._frames: Iterator[Any] | None = None
         self._index = 0
+        self._clock: StreamClock | None = None
 
     def open(self) -> SourceInfo:
         import av
@@ -137,6 +140,8 @@ class VideoFileSource(Source):
             rate=Fraction(rate) if rate else None,
         )
         self._frames = self._decode()
+        if self._clock is None:  # kept across a reconnect: times go on from where the stream broke off
+            self._clock = StreamClock(1.0 / fps, self.path)
         return self._info
 
     def _decode(self) -> Iterator[Any]:
@@ -171,9 +176,10 @@ class VideoFileSource(Source):
         rgb = av_frame.to_ndarray(format="rgb24")
         now = time.monotonic()
         if av_frame.pts is not None and av_frame.time_base is not None:
-            ts = float(av_frame.pts * av_frame.time_base)
+            stream_s = float(av_frame.pts * av_frame.time_base)
         else:
-            ts = self._index / self.info.fps
+            stream_s = self._index / self.info.fps
+        ts = self._clock(stream_s)
         frame = Frame(index=self._index, rgb=rgb, source_ts=ts, capture_time=now, capture_s=now - start)
         self._index += 1
         return frame
@@ -185,8 +191,25 @@ class VideoFileSource(Source):
         self._frames = None
 
 
+def natural_key(name: str) -> tuple[object, ...]:
+    """Sort key that orders numbers by value: ``1.png, 2.png, 10.png`` (not ``1, 10, 2``)."""
+    parts = re.split(r"(\d+)", name)
+    return (*((int(p) if i % 2 else p.lower()) for i, p in enumerate(parts)), name)
+
+
+def jpeg_is_truncated(path: Path) -> bool:
+    """A JPEG without its end-of-image marker: the decoder would fill the missing rows with grey."""
+    if path.suffix.lower() not in (".jpg", ".jpeg"):
+        return False
+    with path.open("rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, size - 64))
+        return not handle.read().rstrip(b"\x00").endswith(b"\xff\xd9")
+
+
 class ImageFolderSource(Source):
-    """Sorted image files in a folder, played as frames at ``fps`` (unreadable files skipped and counted)."""
+    """Image files in a folder in natural order (``2`` before ``10``), played as frames at ``fps``, each at its
+    own size; unreadable or truncated files are skipped with a warning and counted, never filled in."""
 
     def __init__(self, folder: str | Path, fps: float = 25.0) -> None:
         super().__init__()
@@ -195,43 +218,52 @@ class ImageFolderSource(Source):
         self._files: list[Path] = []
         self._position = 0
         self._index = 0
-        self._size: tuple[int, int] | None = None
 
     def open(self) -> SourceInfo:
         if not self.folder.is_dir():
             raise SourceError(f"image folder not found: {self.folder}")
         if not math.isfinite(self.fps) or self.fps <= 0:
             raise SourceError(f"--fps must be a positive, finite rate for an image folder, got {self.fps}")
-        self._files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self._files = sorted((p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
+                             key=lambda p: natural_key(p.name))
         if not self._files:
             raise SourceError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {self.folder}")
         first = None
         for path in self._files:
-            first = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            first = self._load(path, quiet=True)
             if first is not None:
                 break
         if first is None:
             raise SourceError(f"none of the {len(self._files)} images in {self.folder} can be read")
-        self._size = (first.shape[1], first.shape[0])
         self._info = SourceInfo(
             description=str(self.folder), width=first.shape[1], height=first.shape[0], fps=self.fps, live=False,
             frame_count=len(self._files), time_base=Fraction(1, 1000), rate=Fraction(self.fps).limit_denominator(1001),
         )
         return self._info
 
+    @staticmethod
+    def _load(path: Path, *, quiet: bool = False) -> np.ndarray | None:
+        """BGR pixels of ``path`` at its own size, or ``None`` (logged) when it cannot be read whole."""
+        try:
+            truncated = jpeg_is_truncated(path)
+        except OSError as exc:
+            truncated, why = True, exc.strerror
+        else:
+            why = "truncated JPEG (no end-of-image marker)"
+        bgr = None if truncated else cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None and not quiet:
+            logger.warning("skipping %s: %s", path, why if truncated else "not a readable image")
+        return bgr
+
     def read(self) -> Frame | None:
         while self._position < len(self._files):
             start = time.monotonic()
             path = self._files[self._position]
             self._position += 1
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            bgr = self._load(path)
             if bgr is None:
                 self.decode_errors += 1
-                logger.warning("skipping unreadable image %s", path)
                 continue
-            if (bgr.shape[1], bgr.shape[0]) != self._size:
-                logger.debug("resizing %s to the first image's size %s", path.name, self._size)
-                bgr = cv2.resize(bgr, self._size, interpolation=cv2.INTER_AREA)
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             now = time.monotonic()
             frame = Frame(self._index, rgb, self._index / self.fps, now, now - start)

@@ -37,7 +37,7 @@ class Frame:
 
     index: int  # 0-based position in the source (counts frames read, dropped ones included)
     rgb: np.ndarray
-    source_ts: float  # seconds, from the stream (pts * time_base) or the capture clock for live sources
+    source_ts: float  # seconds since the first frame (realtime.timebase): stream pts rebased, or the capture clock
     capture_time: float  # time.monotonic() when the frame left the source
     capture_s: float = 0.0  # how long reading/decoding it took
 
