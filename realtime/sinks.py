@@ -71,6 +71,8 @@ class VideoWriterSink:
         stream = self._container.add_stream("libx264", rate=rate, options=options)
         stream.width, stream.height = self.width, self.height
         stream.pix_fmt = "yuv420p"
+        if info.sample_aspect:  # anamorphic source: players show the MP4 at the source's display aspect
+            stream.codec_context.sample_aspect_ratio = info.sample_aspect
         stream.time_base = self.time_base
         stream.codec_context.time_base = self.time_base  # else the encoder rounds pts to 1/rate (breaks VFR)
         self._stream = stream

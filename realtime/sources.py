@@ -27,6 +27,7 @@ import numpy as np
 from realtime.errors import SourceDisconnected, SourceError
 from realtime.timebase import StreamClock
 from realtime.types import Frame, SourceInfo
+from realtime.video_streams import main_video_stream, open_fifo, quarter_turns, sample_aspect, upright
 from train.media_paths import MediaLocation, UnsupportedUrl, locate
 
 logger = logging.getLogger(__name__)
@@ -103,25 +104,22 @@ class VideoFileSource(Source):
         self._frames: Iterator[Any] | None = None
         self._index = 0
         self._clock: StreamClock | None = None
+        self._pending: Any = None  # a frame decoded by open() and not read yet
+        self._fifo: Any = None  # the read end of a FIFO input, open while FFmpeg reads it
+        self._turns = 0  # quarter turns that make the stored pictures upright
 
     def open(self) -> SourceInfo:
-        import av
 
         if self.location.path is not None:
             if not self.location.path.exists():
                 raise SourceError(f"input not found: {self.path}")
             if self.location.path.is_dir():
                 raise SourceError(f"input {self.path} is a folder; use ImageFolderSource for image sequences")
-        try:
-            self._container = av.open(self.location.ffmpeg, timeout=(self.open_timeout_s, self.open_timeout_s))
-        except (av.error.FFmpegError, OSError) as exc:
-            raise SourceError(
-                f"cannot open {self.path} as a video (not a video, truncated or unreachable): {exc}"
-            ) from None
-        if not self._container.streams.video:
+        self._container = self._open_container()
+        stream = main_video_stream(self._container)
+        if stream is None:
             self.close()
             raise SourceError(f"{self.path} holds no video stream")
-        stream = self._container.streams.video[0]
         if not self.live:
             stream.thread_type = "AUTO"
         self._stream = stream
@@ -134,15 +132,45 @@ class VideoFileSource(Source):
         if width <= 0 or height <= 0:
             self.close()
             raise SourceError(f"{self.path}: video stream has no picture size (corrupt header?)")
+        self._frames = self._decode()
+        self._pending = self._peek()  # the first frame says which way is up (its display matrix)
+        self._turns = quarter_turns(self._pending) if self._pending is not None else 0
+        if self._turns % 2:
+            width, height = height, width
         self._info = SourceInfo(
             description=self.path, width=width, height=height, fps=fps, live=self.live, frame_count=count,
             time_base=Fraction(stream.time_base) if stream.time_base else Fraction(1, 1000),
-            rate=Fraction(rate) if rate else None,
+            rate=Fraction(rate) if rate else None, sample_aspect=sample_aspect(stream, self._turns),
         )
-        self._frames = self._decode()
         if self._clock is None:  # kept across a reconnect: times go on from where the stream broke off
             self._clock = StreamClock(1.0 / fps, self.path)
         return self._info
+
+    def _open_container(self) -> Any:
+        import av
+
+        try:  # a FIFO is read through the end opened here, once a writer has sent data (never a hang)
+            self._fifo = open_fifo(self.location.path, self.open_timeout_s) if self.location.path else None
+        except TimeoutError as exc:
+            raise SourceError(f"cannot open {self.path}: it is a FIFO and {exc}") from None
+        try:
+            target = self._fifo if self._fifo is not None else self.location.ffmpeg
+            return av.open(target, timeout=(self.open_timeout_s, self.open_timeout_s))
+        except (av.error.FFmpegError, OSError) as exc:
+            self.close()
+            raise SourceError(
+                f"cannot open {self.path} as a video (not a video, truncated or unreachable): {exc}"
+            ) from None
+
+    def _peek(self) -> Any:
+        """The first decoded frame, held for the first ``read()`` (``None`` for a stream without one)."""
+        try:
+            return next(self._frames) if self._frames is not None else None
+        except StopIteration:
+            return None
+        except OSError as exc:
+            self.close()
+            raise SourceError(f"cannot read {self.path}: {exc}") from None
 
     def _decode(self) -> Iterator[Any]:
         import av
@@ -166,14 +194,15 @@ class VideoFileSource(Source):
             raise SourceError("VideoFileSource.read() before open()")
         start = time.monotonic()
         try:
-            av_frame = next(self._frames)
+            av_frame = self._pending if self._pending is not None else next(self._frames)
+            self._pending = None
         except StopIteration:
             return None
         except OSError as exc:  # network error mid-stream
             if self.live:
                 raise SourceDisconnected(f"{self.path}: stream interrupted: {exc}") from None
             raise SourceError(f"{self.path}: read failed after {self._index} frames: {exc}") from None
-        rgb = av_frame.to_ndarray(format="rgb24")
+        rgb = upright(av_frame.to_ndarray(format="rgb24"), self._turns)
         now = time.monotonic()
         if av_frame.pts is not None and av_frame.time_base is not None:
             stream_s = float(av_frame.pts * av_frame.time_base)
@@ -189,6 +218,10 @@ class VideoFileSource(Source):
             self._container.close()
             self._container = None
         self._frames = None
+        self._pending = None
+        if self._fifo is not None:
+            self._fifo.close()
+            self._fifo = None
 
 
 def natural_key(name: str) -> tuple[object, ...]:

@@ -29,6 +29,7 @@ class SourceInfo:
     frame_count: int | None = None
     time_base: Fraction = Fraction(1, 1000)  # of the source's timestamps; the MP4 writer reuses it
     rate: Fraction | None = None  # exact nominal frame rate where the container states one
+    sample_aspect: Fraction | None = None  # pixel aspect ratio when not square (anamorphic); the MP4 keeps it
 
 
 @dataclass(frozen=True)

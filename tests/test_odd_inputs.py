@@ -12,10 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime import cli
 from tests.fault_helpers import check_message, documented_rows, onnx_cache, read_jsonl  # noqa: F401 - fixture
-from tests.realtime_fakes import BrightSpotEngine, write_disc_video
-from train.cli_utils import run_cli
+from tests.realtime_fakes import BrightSpotEngine, disc_image, polyp_live, ts_segment, write_disc_video
 
 ROWS = {  # the rows of the fault table (docs/reliability.md) these tests cover, with their exit codes
     "ONNX input or output renamed": 2, "ONNX contract size differs from its graph": 2,
@@ -26,30 +24,9 @@ ROWS = {  # the rows of the fault table (docs/reliability.md) these tests cover,
 }
 
 
-def polyp_live(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        code = run_cli(cli.main, [*argv, "--no-view"], prog="polyp-live")
-    except SystemExit as exc:  # argparse refuses an option value: usage + one error line, exit 2
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture
 def clip(tmp_path: Path) -> Path:
     return write_disc_video(tmp_path / "clip.mp4", 10, faststart=True)
-
-
-@pytest.fixture
-def fake_engine(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    engines: list[Any] = []
-
-    def fake(*args: Any, **kwargs: Any) -> BrightSpotEngine:
-        engines.append(BrightSpotEngine(64))
-        return engines[-1]
-
-    monkeypatch.setattr("engines.registry.open_engine", fake)
-    return engines
 
 
 def edited_onnx(checkpoint: Path, dst: Path, edit: Any) -> Path:
@@ -204,17 +181,6 @@ def test_rows_are_in_the_fault_table() -> None:
 
 
 # --------------------------------------------------------------------------- image folders: order and geometry
-BRIGHT = (250, 240, 220)
-
-
-def disc_image(width: int, height: int) -> np.ndarray:
-    """Dark-red BGR image with a bright disc centred at (3/4 width, 3/4 height), radius 1/6 of the short side."""
-    image = np.empty((height, width, 3), np.uint8)
-    image[:] = (25, 30, 90)
-    cv2.circle(image, (width * 3 // 4, height * 3 // 4), max(1, min(width, height) // 6), BRIGHT[::-1], -1)
-    return image
-
-
 def disc_mask(width: int, height: int) -> np.ndarray:
     return (disc_image(width, height)[..., 0] > 128).astype(np.uint8)
 
@@ -281,25 +247,6 @@ def test_the_mp4_letterboxes_other_sizes_never_crops_or_stretches(mixed_folder: 
 
 
 # --------------------------------------------------------------------------- streams: size change, time base
-def ts_segment(path: Path, width: int, height: int, frames: int, start: int = 0, fps: int = 25) -> bytes:
-    """An MPEG-TS segment whose frames show a disc at (3/4, 3/4) of the picture, pts starting at ``start``."""
-    from fractions import Fraction
-
-    import av
-
-    with av.open(str(path), "w", format="mpegts") as container:
-        stream = container.add_stream("libx264", rate=fps, options={"qp": "0", "preset": "ultrafast"})
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(disc_image(width, height)[..., ::-1].copy(), format="rgb24")
-            frame.pts, frame.time_base = start + i, Fraction(1, fps)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return path.read_bytes()
-
-
 @pytest.fixture
 def joined_ts(tmp_path: Path) -> Path:
     """Two recorder segments joined by byte concatenation: 96x64 then 192x144, each with pts from 0."""

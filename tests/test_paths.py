@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from realtime import cli
 from tests.fault_helpers import check_message, decode_all, documented_rows, read_jsonl
-from tests.realtime_fakes import BrightSpotEngine, write_disc_video
-from train.cli_utils import run_cli
+from tests.realtime_fakes import polyp_live, write_disc_video
 from train.media_paths import UnsupportedUrl, locate
 
 FRAMES = 12
@@ -20,24 +17,6 @@ ROWS = {  # the rows of the fault table (docs/reliability.md) these tests cover,
     "output named `file:x.mp4` or `a:b.mp4`": 0, "unsupported URL scheme": 2, "two outputs name one file": 2,
     "output container not MP4": 2, "output is a URL": 2,
 }
-
-
-def polyp_live(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = run_cli(cli.main, [*argv, "--no-view"], prog="polyp-live")
-    return code, capsys.readouterr().err
-
-
-@pytest.fixture
-def opened(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Engines opened by the run (a fake that finds the clip's bright disc)."""
-    engines: list[Any] = []
-
-    def fake(*args: Any, **kwargs: Any) -> BrightSpotEngine:
-        engines.append(BrightSpotEngine(64))
-        return engines[-1]
-
-    monkeypatch.setattr("engines.registry.open_engine", fake)
-    return engines
 
 
 @pytest.fixture
@@ -64,37 +43,37 @@ def test_only_supported_url_schemes_are_urls(text: str, url: bool, live: bool) -
         assert location.path == Path(os.getcwd(), text) and location.ffmpeg == f"file:{Path(os.getcwd(), text)}"
 
 
-def test_an_unknown_scheme_is_refused_not_guessed(tmp_path: Path, opened, capsys) -> None:
+def test_an_unknown_scheme_is_refused_not_guessed(tmp_path: Path, fake_engine, capsys) -> None:
     with pytest.raises(UnsupportedUrl, match="unsupported URL scheme 'ftp://'"):
         locate("ftp://host/case.mp4")
-    code, err = polyp_live(["--input", "ftp://host/case.mp4", "--jsonl", str(tmp_path / "o.jsonl")], capsys)
-    assert code == 2 and opened == []
+    code, _, err = polyp_live(["--input", "ftp://host/case.mp4", "--jsonl", str(tmp_path / "o.jsonl")], capsys)
+    assert code == 2 and fake_engine == []
     check_message(err, code, "unsupported URL scheme 'ftp://'")
     assert not (tmp_path / "o.jsonl").exists()
 
 
 # --------------------------------------------------------------------------- data loss through protocols
-def test_file_prefix_output_is_a_new_file_not_the_input(workdir: Path, opened, capsys) -> None:
+def test_file_prefix_output_is_a_new_file_not_the_input(workdir: Path, fake_engine, capsys) -> None:
     """``--output file:victim.mp4`` used to be FFmpeg's file protocol for victim.mp4: the input was overwritten
     while it was read. Now it is the local file named ``file:victim.mp4``."""
     before = (workdir / "victim.mp4").read_bytes()
-    code, err = polyp_live(["--input", "victim.mp4", "--output", "file:victim.mp4", "--jsonl", "o.jsonl"], capsys)
+    code, _, err = polyp_live(["--input", "victim.mp4", "--output", "file:victim.mp4", "--jsonl", "o.jsonl"], capsys)
     assert code == 0, err
     assert (workdir / "victim.mp4").read_bytes() == before
     assert decode_all(workdir / "file:victim.mp4") == len(read_jsonl(workdir / "o.jsonl")) == FRAMES
 
 
-def test_colon_names_are_read_and_written(workdir: Path, opened, capsys) -> None:
+def test_colon_names_are_read_and_written(workdir: Path, fake_engine, capsys) -> None:
     (workdir / "victim.mp4").rename(workdir / "colon:file.mp4")
-    code, err = polyp_live(["--input", "colon:file.mp4", "--output", "colon:out.mp4"], capsys)
+    code, _, err = polyp_live(["--input", "colon:file.mp4", "--output", "colon:out.mp4"], capsys)
     assert code == 0, err
     assert decode_all(workdir / "colon:out.mp4") == FRAMES
 
 
-def test_file_prefix_input_names_its_own_file(workdir: Path, opened, capsys) -> None:
+def test_file_prefix_input_names_its_own_file(workdir: Path, fake_engine, capsys) -> None:
     """``--input file:victim.mp4`` is a file of that name (absent here), not victim.mp4 through a protocol."""
-    code, err = polyp_live(["--input", "file:victim.mp4", "--jsonl", "o.jsonl"], capsys)
-    assert code == 2 and opened == []
+    code, _, err = polyp_live(["--input", "file:victim.mp4", "--jsonl", "o.jsonl"], capsys)
+    assert code == 2 and fake_engine == []
     check_message(err, code, "input not found: file:victim.mp4")
 
 
@@ -129,33 +108,33 @@ CASES = ["output = jsonl", "jsonl = stats", "jsonl = stats, other spelling", "js
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_outputs_that_name_the_same_file_are_refused(case: str, workdir: Path, opened, capsys) -> None:
+def test_outputs_that_name_the_same_file_are_refused(case: str, workdir: Path, fake_engine, capsys) -> None:
     (workdir / "sub").mkdir()
     flags, message = _collisions(workdir)[case]
     before = sorted(p.name for p in workdir.rglob("*"))
-    code, err = polyp_live(["--input", "victim.mp4", *flags], capsys)
-    assert code == 2 and opened == []
+    code, _, err = polyp_live(["--input", "victim.mp4", *flags], capsys)
+    assert code == 2 and fake_engine == []
     check_message(err, code, message)
     assert sorted(p.name for p in workdir.rglob("*")) == before  # nothing created, the masks folder untouched
 
 
-def test_a_jsonl_beside_the_masks_is_fine(workdir: Path, opened, capsys) -> None:
-    code, err = polyp_live(["--input", "victim.mp4", "--masks", "run", "--jsonl", "run/o.jsonl"], capsys)
+def test_a_jsonl_beside_the_masks_is_fine(workdir: Path, fake_engine, capsys) -> None:
+    code, _, err = polyp_live(["--input", "victim.mp4", "--masks", "run", "--jsonl", "run/o.jsonl"], capsys)
     assert code == 0, err
     assert len(list((workdir / "run").glob("frame_*.png"))) == len(read_jsonl(workdir / "run" / "o.jsonl")) == FRAMES
 
 
 @pytest.mark.parametrize("name", ["o.webm", "o.mkv", "o.avi"])
-def test_other_video_containers_are_refused_up_front(name: str, workdir: Path, opened, capsys) -> None:
-    code, err = polyp_live(["--input", "victim.mp4", "--output", name, "--jsonl", "o.jsonl"], capsys)
-    assert code == 2 and opened == []
+def test_other_video_containers_are_refused_up_front(name: str, workdir: Path, fake_engine, capsys) -> None:
+    code, _, err = polyp_live(["--input", "victim.mp4", "--output", name, "--jsonl", "o.jsonl"], capsys)
+    assert code == 2 and fake_engine == []
     check_message(err, code, "give a .mp4 name")
     assert not (workdir / name).exists() and not (workdir / "o.jsonl").exists()
 
 
-def test_an_output_url_is_refused(workdir: Path, opened, capsys) -> None:
-    code, err = polyp_live(["--input", "victim.mp4", "--output", "rtmp://host/live.mp4"], capsys)
-    assert code == 2 and opened == []
+def test_an_output_url_is_refused(workdir: Path, fake_engine, capsys) -> None:
+    code, _, err = polyp_live(["--input", "victim.mp4", "--output", "rtmp://host/live.mp4"], capsys)
+    assert code == 2 and fake_engine == []
     check_message(err, code, "outputs are local files, not URLs")
 
 
