@@ -27,7 +27,7 @@ import numpy as np
 from realtime.errors import SourceDisconnected, SourceError
 from realtime.timebase import StreamClock
 from realtime.types import Frame, SourceInfo
-from realtime.video_streams import main_video_stream, open_fifo, quarter_turns, sample_aspect, upright
+from realtime.video_streams import expected_frames, main_video_stream, open_fifo, quarter_turns, sample_aspect, upright
 from train.media_paths import MediaLocation, UnsupportedUrl, locate
 
 logger = logging.getLogger(__name__)
@@ -125,9 +125,7 @@ class VideoFileSource(Source):
         self._stream = stream
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 30.0
-        count = int(stream.frames) if stream.frames else None
-        if count is None and stream.duration and rate:
-            count = round(float(stream.duration * stream.time_base) * fps)
+        count = expected_frames(stream, fps if rate else None)
         width, height = int(stream.codec_context.width), int(stream.codec_context.height)
         if width <= 0 or height <= 0:
             self.close()

@@ -45,6 +45,16 @@ def main_video_stream(container: Any) -> Any | None:
     return max(candidates, key=lambda s: (_length(s), -s.index))
 
 
+def expected_frames(stream: Any, fps: float | None) -> int | None:
+    """How many frames decoding should give (``None``: unknown): the stored sample count, but no more than the
+    duration holds -- an MP4 edit list that plays only part of its samples (a trimmed clip) is not truncated."""
+    count = int(stream.frames) if stream.frames else None
+    if stream.duration and stream.time_base and fps:
+        by_duration = round(float(stream.duration * stream.time_base) * fps)
+        count = by_duration if count is None else min(count, max(1, by_duration))
+    return count
+
+
 def quarter_turns(av_frame: Any) -> int:
     """Counter-clockwise quarter turns the frame's display matrix asks for (0..3; 0 without one)."""
     try:

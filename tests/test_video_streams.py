@@ -20,7 +20,7 @@ from tests.fault_helpers import documented_rows, read_jsonl
 from tests.realtime_fakes import disc_image, polyp_live, ts_segment
 
 ROWS = {"clip with a 90° display matrix": 0, "anamorphic clip (SAR 2:1)": 0, "cover image before the video": 0,
-        "FIFO with no writer": 2}
+        "FIFO with no writer": 2, "MP4 with an edit list": 0}
 
 
 def encode(stream: av.video.stream.VideoStream, container: av.container.OutputContainer, image: np.ndarray) -> None:
@@ -125,6 +125,27 @@ def test_a_fifo_with_a_writer_is_read_to_the_end(tmp_path: Path) -> None:
             frames += 1
     writer.join(5.0)
     assert frames == 15
+
+
+def test_an_edit_list_is_not_called_truncated(tmp_path: Path, fake_engine, capsys) -> None:
+    """25 samples stored, the edit list plays the last 15 (a trimmed clip): 15 frames, no 'truncated' warning."""
+    path = tmp_path / "trimmed.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"qp": "0", "preset": "ultrafast", "bf": "0"})
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(25):  # pts -10..14: the muxer writes an edit list that starts the clip at pts 0
+            frame = av.VideoFrame.from_ndarray(disc_image(96, 64)[..., ::-1].copy(), format="rgb24")
+            frame.pts, frame.time_base = i - 10, Fraction(1, 25)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 25  # what the old check compared with
+    jsonl = tmp_path / "o.jsonl"
+    code, _, err = polyp_live(["--input", str(path), "--jsonl", str(jsonl)], capsys)
+    assert code == 0 and "warning" not in err, err
+    assert len(read_jsonl(jsonl)) == 15
 
 
 def test_rows_are_in_the_fault_table() -> None:
