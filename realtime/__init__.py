@@ -15,8 +15,10 @@ Library API (no Qt needed)::
         # or: with Pipeline(source, engine, PipelineConfig()) as run:
         #         for result in run: ...          # realtime.types.Result, in order
 
-Modules: ``types`` (frozen records), ``sources``, ``queues``, ``stages`` / ``postprocess`` / ``overlay``
-(pure stage functions), ``sinks``, ``pipeline`` (threads, queue table), ``stats`` / ``report`` (summary),
+Modules: ``types`` (frozen records), ``sources`` (+ ``video_streams``: main stream, orientation, SAR, FIFOs),
+``timebase`` (the one time base of every output), ``geometry`` (frame sizes and the MP4's letterbox),
+``queues``, ``stages`` / ``postprocess`` / ``overlay`` (pure stage functions), ``sinks`` (+ ``output_paths``:
+output checks), ``pipeline`` (threads, queue table), ``stats`` / ``report`` (summary),
 ``settings`` (live-adjustable rendering), ``viewer`` (PyQt6, imported only when a window opens), ``cli``
 (``polyp-live``). Importing this package imports nothing heavy.
 """
