@@ -109,7 +109,6 @@ class VideoFileSource(Source):
         self._turns = 0  # quarter turns that make the stored pictures upright
 
     def open(self) -> SourceInfo:
-
         if self.location.path is not None:
             if not self.location.path.exists():
                 raise SourceError(f"input not found: {self.path}")
@@ -166,6 +165,9 @@ class VideoFileSource(Source):
             return next(self._frames) if self._frames is not None else None
         except StopIteration:
             return None
+        except SourceError:
+            self.close()
+            raise
         except OSError as exc:
             self.close()
             raise SourceError(f"cannot read {self.path}: {exc}") from None
