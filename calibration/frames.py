@@ -30,6 +30,7 @@ import numpy as np
 
 from calibration.errors import CalibrationError
 from train.contract import ModelContract
+from train.media_paths import ffmpeg_local
 from train.preprocess import binarize_mask, resize_frame, resize_mask
 
 logger = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ def frames_from_video(
     if not path.is_file():
         raise CalibrationError(f"video not found: {path}")
     try:
-        container = av.open(str(path))
+        container = av.open(ffmpeg_local(path))  # the local file, never an FFmpeg protocol ('file:x', 'a:b')
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise CalibrationError(f"cannot read video {path}: {exc}") from None
     with container:

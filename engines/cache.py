@@ -3,7 +3,9 @@
 ``$POLYP_LIVE_CACHE`` or ``~/.cache/polyp-live``; files are ``onnx/<sha256[:16]>-<h>x<w>-<precision>.onnx``
 keyed by the checkpoint weights' SHA-256 and the input size. A cached file is only reused if its
 metadata names the same weights hash and contract; exports go to a temporary name first, so two
-processes exporting at once never see a half-written file.
+processes exporting at once never see a half-written file. The temporary file is removed on every exit
+path: by ``finally`` on errors and Ctrl+C, and, where no handler runs (SIGKILL, the OOM killer), by the
+next export, which removes partial files of processes that are gone.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 CACHE_ENV = "POLYP_LIVE_CACHE"
 CACHE_MAX_BATCH = 16
+PARTIAL_SUFFIX = ".partial.onnx"  # NAME.PID.partial.onnx while an export is written
 
 
 def cache_dir() -> Path:
@@ -52,7 +55,8 @@ def cached_onnx(
         logger.info("using cached ONNX export %s", path)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.partial.onnx")
+    remove_stale_partials(path.parent)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}{PARTIAL_SUFFIX}")
     logger.info("exporting %s to the ONNX cache (%s, %dx%d); this happens once", info.weights_path, precision, h, w)
     try:
         export_onnx(info, tmp, precision=precision, size=(h, w), dynamic_batch=(1, 1, CACHE_MAX_BATCH))
@@ -60,6 +64,29 @@ def cached_onnx(
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_partials(folder: Path) -> list[Path]:
+    """Remove ``NAME.PID.partial.onnx`` exports whose process is gone: an export killed where no ``finally`` runs
+    (SIGKILL, the OOM killer, a power cut, SIGTERM before polyp-live handles it). Returns what was removed."""
+    removed = []
+    for partial in folder.glob(f"*{PARTIAL_SUFFIX}"):
+        pid_text = partial.name.removesuffix(PARTIAL_SUFFIX).rsplit(".", 1)[-1]
+        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+            partial.unlink(missing_ok=True)
+            removed.append(partial)
+            logger.info("removed %s, left by an export that was killed", partial)
+    return removed
 
 
 def _still_valid(path: Path, sha256: str, contract: ModelContract) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 from engines.errors import EngineError
 from train.contract import ModelContract
 from train.errors import ContractError
+from train.jsonfile import MAX_JSON_BYTES
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -100,12 +101,14 @@ def write_props(model: Any, props: Mapping[str, str], *, merge: bool = False) ->
 
 
 def read_onnx_metadata(path: str | Path) -> OnnxMetadata:
-    """Read and validate polyp-live's ``metadata_props`` of an ONNX file (one-line errors).
+    """Read and validate polyp-live's ``metadata_props`` of an ONNX file (one-line errors), and check that
+    the graph's input and output are the ones the contract describes (names, ``(N, 3, h, w)`` / ``(N, 1, h, w)``).
 
     The precision is ``int8`` whenever the graph holds QuantizeLinear/DequantizeLinear nodes (a
     ``polyp-calibrate`` model), else the exported ``polyp_live.precision``.
     """
-    props, has_qdq = _load_props(Path(path))
+    graph_model = _load_model(Path(path))
+    props, has_qdq = _props(graph_model), _has_qdq(graph_model)
     if META_CONTRACT not in props:
         raise EngineError(
             f"{path}: ONNX file has no {META_CONTRACT} metadata; export it with polyp-export --format onnx"
@@ -114,17 +117,18 @@ def read_onnx_metadata(path: str | Path) -> OnnxMetadata:
         contract = ModelContract.from_json(props[META_CONTRACT])
     except ContractError as exc:
         raise ContractError(f"{path}: {exc}") from None
+    _check_io(path, graph_model, contract)
     precision = "int8" if has_qdq else props.get(META_PRECISION, "fp32")
     try:
         batch = BatchProfile.from_dict(json.loads(props[META_BATCH])) if META_BATCH in props else SINGLE_BATCH
-    except (json.JSONDecodeError, EngineError) as exc:
-        raise EngineError(f"{path}: bad {META_BATCH} metadata ({exc})") from None
+    except (json.JSONDecodeError, EngineError, RecursionError) as exc:
+        raise EngineError(f"{path}: bad {META_BATCH} metadata ({type(exc).__name__}: {exc})") from None
     return OnnxMetadata(contract, precision, props.get(META_SOURCE, ""), batch, props.get(META_IO_DTYPE, "float32"))
 
 
 def read_onnx_props(path: str | Path) -> dict[str, str]:
     """All ``metadata_props`` of an ONNX file (one-line errors for a file that is not ONNX)."""
-    return _load_props(Path(path))[0]
+    return _props(_load_model(Path(path)))
 
 
 def read_onnx_contract(path: str | Path) -> ModelContract:
@@ -132,8 +136,9 @@ def read_onnx_contract(path: str | Path) -> ModelContract:
     return read_onnx_metadata(path).contract
 
 
-def _load_props(path: Path) -> tuple[dict[str, str], bool]:
-    """``(metadata_props, graph has Q/DQ nodes)``; a file that is not an ONNX model is one EngineError line."""
+def _load_model(path: Path) -> Any:
+    """The ONNX graph (weights not loaded from external files); a file that is not an ONNX model, or whose
+    metadata is over :data:`~train.jsonfile.MAX_JSON_BYTES`, is one EngineError line."""
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -146,5 +151,40 @@ def _load_props(path: Path) -> tuple[dict[str, str], bool]:
         raise EngineError(f"{path}: not a readable ONNX model ({reason})") from None
     if not graph_model.graph.node:
         raise EngineError(f"{path}: not a readable ONNX model (no graph nodes); re-export it with polyp-export")
-    has_qdq = any(n.op_type in QDQ_OPS for n in graph_model.graph.node)
-    return {p.key: p.value for p in graph_model.metadata_props}, has_qdq
+    size = sum(len(p.key) + len(p.value) for p in graph_model.metadata_props)
+    if size > MAX_JSON_BYTES:
+        raise EngineError(f"{path}: ONNX metadata is {size} bytes, larger than {MAX_JSON_BYTES}; "
+                          "not a polyp-live export (re-export it with polyp-export)")
+    return graph_model
+
+
+def _props(graph_model: Any) -> dict[str, str]:
+    return {p.key: p.value for p in graph_model.metadata_props}
+
+
+def _has_qdq(graph_model: Any) -> bool:
+    return any(n.op_type in QDQ_OPS for n in graph_model.graph.node)
+
+
+def _dims(value_info: Any) -> tuple[int | None, ...]:
+    """A graph input's / output's shape; ``None`` for a symbolic (dynamic) dimension."""
+    dims = value_info.type.tensor_type.shape.dim
+    return tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+
+
+def _check_io(path: str | Path, graph_model: Any, contract: ModelContract) -> None:
+    """The graph takes ``INPUT_NAME`` ``(N, 3, h, w)`` and gives ``OUTPUT_NAME`` ``(N, 1, h, w)`` at the
+    contract's ``(h, w)``; anything else is one line (not an ONNX Runtime error at the first frame)."""
+    weights = {init.name for init in graph_model.graph.initializer}
+    ends = (("input", INPUT_NAME, [i for i in graph_model.graph.input if i.name not in weights], 3),
+            ("output", OUTPUT_NAME, list(graph_model.graph.output), 1))
+    for what, name, found, channels in ends:
+        named = [v for v in found if v.name == name]
+        if not named:
+            raise EngineError(f"{path}: the graph's {what} is {[v.name for v in found]}, polyp-live needs one named "
+                              f"{name!r}; export it with polyp-export --format onnx")
+        dims, want = _dims(named[0]), (channels, *contract.input_size)
+        if len(dims) != 4 or any(d is not None and d != w for d, w in zip(dims[1:], want, strict=True)):
+            shown = tuple("N" if d is None else d for d in dims)
+            raise EngineError(f"{path}: the graph's {what} {name!r} is {shown} but its contract says "
+                              f"(N, {want[0]}, {want[1]}, {want[2]}); the metadata does not belong to this graph")

@@ -16,8 +16,10 @@ Library API (no Qt needed)::
         #         for result in run: ...          # realtime.types.Result, in order
 
 Modules: ``types`` (frozen records, run mode and stop reason enums), ``ports`` (the source and sink
-protocols), ``sources``, ``queues``, ``stages`` / ``postprocess`` / ``overlay``
-(pure stage functions), ``sinks``, ``pipeline`` (threads, queue table), ``stats`` / ``report`` (summary),
+protocols), ``sources`` (+ ``video_streams``: main stream, orientation, SAR, FIFOs), ``timebase`` (the one
+time base of every output), ``geometry`` (frame sizes and the MP4's letterbox), ``queues``, ``stages`` /
+``postprocess`` / ``overlay`` (pure stage functions), ``sinks`` (+ ``output_paths``: output checks),
+``pipeline`` (threads, queue table), ``stats`` / ``report`` (summary),
 ``settings`` (live-adjustable rendering), ``viewer`` (PyQt6, imported only when a window opens), ``cli``
 (``polyp-live``). Importing this package imports nothing heavy.
 """

@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from realtime.errors import OptionError, PipelineError, SourceError
+from realtime.output_paths import check_distinct_outputs, check_output_path, check_video_suffix
 from realtime.pacing import PacedSource
 from realtime.pipeline import Pipeline, PipelineConfig
 from realtime.preview import PreviewSink, write_preview
 from realtime.report import format_summary, input_warnings
 from realtime.settings import RenderSettings, SettingsBox
-from realtime.sinks import DEFAULT_PRESET, LIVE_PRESET, JsonlSink, MaskPngSink, VideoWriterSink, check_output_path
-from realtime.sources import open_source
+from realtime.sinks import DEFAULT_PRESET, LIVE_PRESET, JsonlSink, MaskPngSink, VideoWriterSink
+from realtime.sources import ImageFolderSource, locate_input, open_source
 from realtime.types import RunSummary
 from train.cli_utils import make_parser, run_cli, setup_logging
 
@@ -46,6 +47,9 @@ EXAMPLES = (
     "polyp-live --input samples/cvc_clinicdb_seq01-09.mp4 --output annotated.mp4 --preview sheet.png  # make demo",
     "polyp-live --input case.mp4 --engine runs/atto --speed 0.5   # a training run's best model, half speed",
 )
+
+MIN_FPS, MAX_FPS = 0.1, 1000.0
+MAX_RESOLUTION_SIDE = 16384
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
@@ -66,6 +70,17 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def frame_rate(text: str) -> float:
+    """``--fps``: a finite rate in [MIN_FPS, MAX_FPS] (``nan``, ``inf``, ``0`` and ``1e-300`` are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected frames per second, got {text!r}") from None
+    if not MIN_FPS <= value <= MAX_FPS:  # False for nan as well
+        raise argparse.ArgumentTypeError(f"must be a frame rate from {MIN_FPS:g} to {MAX_FPS:g} frames/s, got {text!r}")
     return value
 
 
@@ -97,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--fast", action="store_true", help="viewer: play files as fast as they are processed")
     parser.add_argument("--max-frames", type=positive_int, help="stop after N frames")
     parser.add_argument("--resolution", help="capture resolution WxH (devices)")
-    parser.add_argument("--fps", type=float, help="capture rate (devices) or playback rate (image folders)")
+    parser.add_argument("--fps", type=frame_rate, help="capture rate (devices) or playback rate (image folders)")
     parser.add_argument("--sync", action="store_true", help="live: show only frames whose own mask is ready")
     parser.add_argument("--batch", type=positive_int, help="file mode: frames per inference (default: engine's best)")
     parser.add_argument("--preset", choices=X264_PRESETS, metavar="PRESET",
@@ -113,9 +128,23 @@ def parse_resolution(text: str | None) -> tuple[int, int] | None:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise OptionError(f"--resolution must look like 1280x720, got {text!r}") from None
-    if width <= 0 or height <= 0:
-        raise OptionError(f"--resolution must be positive, got {text!r}")
+    if not (0 < width <= MAX_RESOLUTION_SIDE and 0 < height <= MAX_RESOLUTION_SIDE):
+        raise OptionError(f"--resolution sides must be 1..{MAX_RESOLUTION_SIDE}, got {text!r}")
     return width, height
+
+
+def ignored_options(args: argparse.Namespace, source: Any) -> None:
+    """``--resolution`` sets a capture device's mode and ``--fps`` its rate or an image folder's: say when
+    they are given for an input they cannot change (a file or stream keeps its own size and timestamps)."""
+    if args.device is not None:
+        return
+    ignored = [flag for flag, given, used in (("--resolution", args.resolution, False),
+                                              ("--fps", args.fps is not None, isinstance(source, ImageFolderSource)))
+               if given and not used]
+    if ignored:
+        print(f"{PROG}: warning: {' and '.join(ignored)} ignored for {args.input}: it keeps its own picture size "  # noqa: T201
+              "and timestamps (--resolution applies to --device only, --fps to --device and image folders)",
+              file=sys.stderr)
 
 
 def display_available() -> bool:
@@ -142,16 +171,20 @@ def check_outputs(args: argparse.Namespace) -> None:
     from train.zoo import resolve_checkpoint
 
     engine = resolve_checkpoint(args.engine)  # the file a run folder / stem / bundled name stands for
-    inputs = (*((args.input,) if args.input else ()), str(engine), str(engine.with_suffix(".json")),
-              str(engine.with_name(engine.name + ".json")))
+    source = locate_input(args.input) if args.input else None
+    inputs = (*((source.path,) if source is not None and source.path is not None else ()), engine,
+              engine.with_suffix(".json"), engine.with_name(engine.name + ".json"))
     if args.preview and Path(args.preview).suffix.lower() != ".png":
         raise OptionError(f"--preview writes a PNG image; give a .png path, not {args.preview!r}")
-    for flag in ("output", "jsonl", "stats", "preview"):
-        value = getattr(args, flag)
-        if value:
-            check_output_path(value, inputs)
-    if args.masks:
+    files = [(f"--{flag}", getattr(args, flag)) for flag in ("output", "jsonl", "stats", "preview")
+             if getattr(args, flag)]
+    check_distinct_outputs(files, args.masks)
+    if args.output:
+        check_video_suffix(args.output)
+    if args.masks:  # made first: a file output may lie inside it
         check_output_path(args.masks, inputs, folder=True)
+    for _, value in files:
+        check_output_path(value, inputs)
 
 
 def render_settings(args: argparse.Namespace, live: bool) -> RenderSettings:
@@ -219,8 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     check_outputs(args)
     want_view = display_available() and not args.no_view
     writes = bool(args.output or args.jsonl or args.masks or args.preview)
-    source = open_source(args.device or args.input, fps=args.fps, resolution=parse_resolution(args.resolution),
-                         device=bool(args.device))
+    live_device = args.device is not None
+    source = open_source(args.device if live_device else args.input, fps=args.fps,
+                         resolution=parse_resolution(args.resolution), device=live_device)
+    ignored_options(args, source)
     info = source.open()
     try:
         view = want_view and viewer_starts()

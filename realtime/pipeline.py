@@ -54,6 +54,7 @@ its input queue (its producers stop) and closes its output (downstream drains wh
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -476,7 +477,8 @@ class Pipeline:
             episodes=self.stats.episodes(),
             episode_gap_frames=self.config.episode_gap_frames, stopped=stopped, error=error,
             expected_frames=src.frame_count if src else None,
-            outputs=tuple(str(s.path) for s in self.sinks if s.path is not None),
+            outputs=tuple(str(s.path) for s in self.sinks  # only what is there: never claim a file not written
+                          if s.path is not None and os.path.exists(s.path)),
         )
 
 

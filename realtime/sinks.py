@@ -20,8 +20,11 @@ import cv2
 import numpy as np
 
 from realtime.errors import OutputError
+from realtime.geometry import even_size, place
+from realtime.output_paths import check_output_path, check_video_suffix, mask_name
 from realtime.ports import SinkBase
 from realtime.types import Result, SourceInfo
+from train.media_paths import ffmpeg_local
 
 logger = logging.getLogger(__name__)
 
@@ -30,40 +33,12 @@ LIVE_PRESET = "ultrafast"  # live recording: ~2.5x cheaper than veryfast, keeps 
 DEFAULT_CRF = 23
 
 
-def check_output_path(path: str | Path, inputs: tuple[str, ...] = (), *, folder: bool = False) -> Path:
-    """Fail early, with one line, if ``path`` cannot be written or is one of the ``inputs``."""
-    path = Path(path)
-    # samefile: the same file under any spelling, through a symlink or a hard link; abspath also folds
-    # 'new/..' (a folder that mkdir would create first, so the path itself does not exist yet)
-    spellings = (path, Path(os.path.abspath(path)))
-    for item in inputs:
-        if "://" not in item and Path(item).exists() and any(p.exists() and os.path.samefile(p, item)
-                                                             for p in spellings):
-            raise OutputError(f"refusing to overwrite the input {item}; choose another output path")
-    if folder:
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create output folder {path}: {exc.strerror}") from None
-        if not os.access(path, os.W_OK):
-            raise OutputError(f"cannot write into {path}: permission denied")
-        return path
-    if path.is_dir():
-        raise OutputError(f"output {path} is a folder; give a file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        why = "is a file, not a folder" if parent.exists() else "does not exist"
-        raise OutputError(f"cannot write {path}: folder {parent} {why}")
-    if (path.exists() and not os.access(path, os.W_OK)) or not os.access(parent, os.W_OK):
-        raise OutputError(f"cannot write {path}: permission denied")
-    return path
-
-
 class VideoWriterSink(SinkBase):
     """Annotated frames -> H.264 (libx264, yuv420p) MP4 with ``+faststart``, playable in browsers.
 
     Frame rate and time base are the source's; each frame's pts is its source timestamp (relative to the
-    first written frame), so variable frame rates and durations are kept. Odd sizes are cropped to even.
+    first written frame), so variable frame rates and durations are kept. The size is the source's, odd sides
+    padded to even; a frame of another size is scaled to fit, never cropped (:mod:`realtime.geometry`).
     """
 
     name = "video"
@@ -73,16 +48,20 @@ class VideoWriterSink(SinkBase):
         import av
 
         self.path = Path(path)
-        self.width, self.height = info.width - info.width % 2, info.height - info.height % 2
+        self.width, self.height = even_size(info.width, info.height)
+        self.source_size = (info.width, info.height)
+        self.resized = 0  # frames of another size than the source's, scaled to fit
         self.time_base = info.time_base if info.time_base else Fraction(1, 1000)
         rate = info.rate or Fraction(info.fps).limit_denominator(1001)
         self.frames = 0
         self._first_ts: float | None = None
         self._last_pts = -1
         self._failed = False
+        check_video_suffix(self.path)
         try:
-            # no suffix (e.g. /dev/full, a FIFO): MP4, as --output documents; an unknown suffix is an OutputError
-            self._container: Any = av.open(str(self.path), "w", format=None if self.path.suffix else "mp4",
+            # a local file, never an FFmpeg protocol ('file:x.mp4' is that file); no suffix (e.g. /dev/full,
+            # a FIFO): MP4, as --output documents
+            self._container: Any = av.open(ffmpeg_local(self.path), "w", format="mp4",
                                            options={"movflags": "+faststart"})
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise OutputError(f"cannot write {self.path}: {exc}") from None
@@ -92,6 +71,8 @@ class VideoWriterSink(SinkBase):
         stream = self._container.add_stream("libx264", rate=rate, options=options)
         stream.width, stream.height = self.width, self.height
         stream.pix_fmt = "yuv420p"
+        if info.sample_aspect:  # anamorphic source: players show the MP4 at the source's display aspect
+            stream.codec_context.sample_aspect_ratio = info.sample_aspect
         stream.time_base = self.time_base
         stream.codec_context.time_base = self.time_base  # else the encoder rounds pts to 1/rate (breaks VFR)
         self._stream = stream
@@ -100,11 +81,13 @@ class VideoWriterSink(SinkBase):
         import av
 
         image = result.annotated
-        if image.shape[:2] != (self.height, self.width):
-            if image.shape[0] >= self.height and image.shape[1] >= self.width:
-                image = image[: self.height, : self.width]
-            else:
-                image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        if (image.shape[1], image.shape[0]) != self.source_size:
+            if not self.resized:
+                logger.warning("frame %d is %dx%d but %s is %dx%d: such frames are scaled to fit (aspect kept, "
+                               "black bars); masks and JSONL boxes stay in each frame's own pixels", result.index,
+                               image.shape[1], image.shape[0], self.path, *self.source_size)
+            self.resized += 1
+        image = place(image, self.width, self.height)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         if self._first_ts is None:
             self._first_ts = result.frame.source_ts
@@ -136,10 +119,12 @@ class VideoWriterSink(SinkBase):
 
 
 def result_record(result: Result) -> dict[str, Any]:
-    """One JSON Lines record: index, time, polyp present, regions, per-stage timings (ms)."""
+    """One JSON Lines record: index, time, frame size, polyp present, regions (boxes in this frame's pixels),
+    per-stage timings (ms)."""
     return {
         "index": result.index,
         "time": round(result.frame.source_ts, 6),
+        "size": [result.frame.width, result.frame.height],
         "polyp": result.polyp_present,
         "regions": [region.to_dict() for region in result.regions],
         "mask_index": result.mask_index,
@@ -198,7 +183,7 @@ class MaskPngSink(SinkBase):
         mask = result.mask
         if mask is None or mask.shape != result.frame.rgb.shape[:2]:
             mask = np.zeros(result.frame.rgb.shape[:2], dtype=np.uint8)
-        target = self.path / f"frame_{result.index:06d}.png"
+        target = self.path / mask_name(result.index)
         if not cv2.imwrite(str(target), mask * np.uint8(255)):
             raise OutputError(f"cannot write {target}")
         self.written += 1

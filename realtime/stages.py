@@ -38,6 +38,11 @@ def inference_stage(engine: Engine, batch: Batch) -> list[Inference]:
     expected = (len(batch.frames), 1, *engine.contract.input_size)
     if logits.shape != expected:
         raise PipelineError(f"engine {engine.info.backend} returned logits {logits.shape}, expected {expected}")
+    if not np.isfinite(logits).all():  # NaN/inf would threshold to "no polyp" and report a clean run
+        first = int(np.flatnonzero((~np.isfinite(logits)).reshape(len(logits), -1).any(axis=1))[0])
+        raise PipelineError(f"the model {engine.info.source} gave non-finite output (NaN or inf) for frame "
+                            f"{batch.frames[first].index}; it is broken or was exported wrongly: re-export or "
+                            "retrain it")
     return [
         Inference(frame, logits[i, 0], StageTimes(capture=frame.capture_s, preprocess=batch.preprocess_s,
                                                    inference=elapsed), len(batch.frames))

@@ -12,7 +12,6 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import fields
-from typing import Any
 
 import numpy as np
 
@@ -79,10 +78,11 @@ def find_episodes(
 
 
 class LatencyHistogram:
-    """Whole-run latency percentiles in constant memory, for live runs that last hours.
+    """Whole-run latency percentiles in constant memory, for runs that last hours (live or a long file).
 
     Log-spaced bins from 10 µs to 100 s, 1 % wide: a percentile is exact to within 1 %; count, mean and
-    max are exact. File runs keep every frame's time instead (:func:`latency_stats`).
+    max are exact. (A list of every frame's time grew by 32 bytes per stage and frame: +39 MB of RSS over a
+    90,000-frame file.)
     """
 
     EDGES = np.geomspace(1e-5, 100.0, int(np.log(1e7) / np.log(1.01)) + 1)
@@ -116,15 +116,15 @@ class LatencyHistogram:
 
 
 class RunStats:
-    """Collects per-frame timings and polyp flags from the output stage (thread-safe)."""
+    """Collects per-frame timings and polyp flags from the output stage (thread-safe), in memory that does not
+    grow with the number of frames (histograms, online episodes)."""
 
     def __init__(self, live: bool = False, gap_frames: int = DEFAULT_EPISODE_GAP_FRAMES) -> None:
         self.live = live
         self._lock = threading.Lock()
-        store = LatencyHistogram if live else list  # live runs last hours: constant memory
-        self._stage: dict[str, Any] = {name: store() for name in STAGES}
-        self._end_to_end: Any = store()
-        self._mask_age: Any = store()
+        self._stage = {name: LatencyHistogram() for name in STAGES}
+        self._end_to_end = LatencyHistogram()
+        self._mask_age = LatencyHistogram()
         self._episodes = EpisodeTracker(gap_frames)
         self._frames_with_polyp = 0
         self.frames_out = 0
@@ -167,10 +167,10 @@ class RunStats:
 
     def latency(self) -> tuple[LatencyStats, ...]:
         with self._lock:
-            items = [_stats(name, self._stage[name]) for name in STAGES]
-            items.append(_stats("end_to_end", self._end_to_end))
+            items = [self._stage[name].stats(name) for name in STAGES]
+            items.append(self._end_to_end.stats("end_to_end"))
             if len(self._mask_age):
-                items.append(_stats("mask_age", self._mask_age))
+                items.append(self._mask_age.stats("mask_age"))
             return tuple(items)
 
     def episodes(self) -> tuple[Episode, ...]:
@@ -185,6 +185,3 @@ class RunStats:
             span = self._recent[-1] - self._recent[0]
             return (len(self._recent) - 1) / span if span > 0 else 0.0
 
-
-def _stats(stage: str, samples: LatencyHistogram | list[float]) -> LatencyStats:
-    return samples.stats(stage) if isinstance(samples, LatencyHistogram) else latency_stats(stage, samples)

@@ -57,6 +57,7 @@ class SourceInfo:
     frame_count: int | None = None
     time_base: Fraction = Fraction(1, 1000)  # of the source's timestamps; the MP4 writer reuses it
     rate: Fraction | None = None  # exact nominal frame rate where the container states one
+    sample_aspect: Fraction | None = None  # pixel aspect ratio when not square (anamorphic); the MP4 keeps it
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class Frame:
 
     index: int  # 0-based position in the source (counts frames read, dropped ones included)
     rgb: np.ndarray
-    source_ts: float  # seconds, from the stream (pts * time_base) or the capture clock for live sources
+    source_ts: float  # seconds since the first frame (realtime.timebase): stream pts rebased, or the capture clock
     capture_time: float  # time.monotonic() when the frame left the source
     capture_s: float = 0.0  # how long reading/decoding it took
 

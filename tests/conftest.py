@@ -101,3 +101,20 @@ def atto_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = create_model("atto").eval()
     path = tmp_path_factory.mktemp("ckpt") / "atto64"
     return save_checkpoint(path, model, ModelContract("atto", (64, 64)))
+
+
+@pytest.fixture
+def fake_engine(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every engine ``polyp-live`` opens is a ``BrightSpotEngine`` at 64x64 (``tests/realtime_fakes.py``: it
+    finds bright discs); the list holds those opened, so a test can prove that none was."""
+    from tests.realtime_fakes import BrightSpotEngine
+
+    engines: list[object] = []
+
+    def fake(*args: object, **kwargs: object) -> BrightSpotEngine:
+        engine = BrightSpotEngine(64)
+        engines.append(engine)
+        return engine
+
+    monkeypatch.setattr("engines.registry.open_engine", fake)
+    return engines

@@ -230,6 +230,15 @@ def check_message(stderr: str, code: int, fragment: str, logs: str = "") -> None
         assert fragment in stderr + logs, (fragment, stderr, logs)
 
 
+def documented_rows() -> dict[str, str]:
+    """Fault name -> exit code, from the one fault table (``docs/reliability.md``; the README links to it)."""
+    from tests.conftest import REPO
+
+    doc = (REPO / "docs" / "reliability.md").read_text()
+    return {line.split("|")[1].strip(): line.split("|")[3].strip() for line in doc.splitlines()
+            if line.startswith("| ") and line.count("|") >= 5}
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Every line parses; the file ends with a newline (no partial last line)."""
     text = path.read_text()

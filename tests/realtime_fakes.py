@@ -137,3 +137,43 @@ class FailingSource:
     def close(self) -> None:
         self.closed = True
         self.source.close()
+
+
+def polyp_live(argv: list[str], capsys: Any) -> tuple[int, str, str]:
+    """``polyp-live ARGV --no-view`` in-process: (exit code, stdout, stderr). An option value argparse refuses
+    (usage + one error line) is exit code 2 here too."""
+    from realtime import cli
+    from train.cli_utils import run_cli
+
+    try:
+        code = run_cli(cli.main, [*argv, "--no-view"], prog="polyp-live")
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def disc_image(width: int, height: int, center: tuple[float, float] = (0.75, 0.75)) -> np.ndarray:
+    """Dark-red BGR image with a bright disc at ``center`` (fractions of the size), radius 1/6 of the short side."""
+    image = np.empty((height, width, 3), np.uint8)
+    image[:] = (25, 30, 90)
+    cv2.circle(image, (int(width * center[0]), int(height * center[1])), max(1, min(width, height) // 6),
+               (220, 240, 250), -1)
+    return image
+
+
+def ts_segment(path: Path, width: int, height: int, frames: int, start: int = 0, fps: int = 25) -> bytes:
+    """An MPEG-TS segment of :func:`disc_image` frames, pts starting at ``start`` (in frames)."""
+    from fractions import Fraction
+
+    with av.open(str(path), "w", format="mpegts") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"qp": "0", "preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(disc_image(width, height)[..., ::-1].copy(), format="rgb24")
+            frame.pts, frame.time_base = start + i, Fraction(1, fps)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path.read_bytes()

@@ -38,6 +38,7 @@ from tests.fault_helpers import (
     check_message,
     corrupt_packets,
     decode_all,
+    documented_rows,
     onnx_cache,  # noqa: F401 - fixture
     plan_with_sidecar,
     read_jsonl,
@@ -478,11 +479,7 @@ def run_results_never_taken(row: FaultRow, env: FaultEnv) -> None:
 
 def test_every_row_is_documented() -> None:
     """``docs/reliability.md`` lists every row of the table with its exit code (the README links to it)."""
-    from tests.conftest import REPO
-
-    doc = (REPO / "docs" / "reliability.md").read_text()
-    rows = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in doc.splitlines()
-            if line.startswith("| ") and line.count("|") >= 5}
+    rows = documented_rows()
     for row in ROWS:
         assert row.name in rows, f"fault row {row.name!r} is missing from docs/reliability.md"
         assert rows[row.name] == str(row.code), row.name

@@ -64,3 +64,22 @@ def test_soak_30_seconds_no_drift_no_leftover_threads(tmp_path: Path) -> None:
     assert session["overall"]["pass_display"]
     assert session["leftover_pipeline_threads"] == [] and not pipeline_threads()
     assert threading.active_count() == threads_before
+
+
+def test_file_soak_writes_rss_windows_and_flags_growth(tmp_path: Path) -> None:
+    """``benchmarks/soak_file.py`` on a short generated clip: every window measured, the run whole, and its
+    verdict flags steady RSS growth but not a flat line."""
+    from benchmarks import soak_file
+
+    out = tmp_path / "soak_file.json"
+    code = soak_file.main(["--frames", "600", "--window-frames", "100", "--resolution", "96x64", "--json", str(out)])
+    report = json.loads(out.read_text())
+    session = report["session"]
+    assert code == 0 and report["passed"]
+    assert session["frames"] == 600 and [w["frames"] for w in session["windows"]] == list(range(100, 700, 100))
+    assert session["episodes"] == 3 and session["frames_with_polyp"] == 360  # 120 of every 200 frames
+    assert not pipeline_threads()
+    flat = [{"frames": 10_000 * i, "rss_mb": 350.0 + (i % 2)} for i in range(1, 10)]
+    growing = [{"frames": 10_000 * i, "rss_mb": 353.0 + 4.3 * i} for i in range(1, 10)]  # the old 0.43 KB/frame
+    assert not soak_file.rss_verdict(flat)["drift"]
+    assert soak_file.rss_verdict(growing)["drift"] and soak_file.rss_verdict(growing)["growth_mb_per_10k_frames"] > 4

@@ -17,7 +17,9 @@ from train.errors import ContractError
 
 CONTRACT_SCHEMA = "polyp-live.model-contract/1"
 SIZE_MULTIPLE = 32
-MAX_INPUT_SIDE = 4096
+# PEFNet is trained and run at 192..352; at 1024 one frame's activations take ~0.3 GB (atto, CPU) and the ONNX
+# export's parity check runs a batch of 16. A 4096x4096 contract was OOM-killed at 24 GB while exporting.
+MAX_INPUT_SIDE = 1024
 RESIZE_MODES = ("area", "linear")
 COLOR_ORDERS = ("RGB",)
 OUTPUTS = ("logits",)
@@ -28,7 +30,10 @@ def check_input_size(height: int, width: int) -> tuple[int, int]:
     for name, side in (("height", height), ("width", width)):
         if isinstance(side, bool) or not isinstance(side, int):
             raise ContractError(f"input {name} must be an integer, got {side!r}")
-        if side < SIZE_MULTIPLE or side > MAX_INPUT_SIDE or side % SIZE_MULTIPLE:
+        if side > MAX_INPUT_SIDE:
+            raise ContractError(f"input {name} {side} is larger than PEFNet models are run at (at most "
+                                f"{MAX_INPUT_SIDE}, a multiple of {SIZE_MULTIPLE}; they are trained at 192-352)")
+        if side < SIZE_MULTIPLE or side % SIZE_MULTIPLE:
             lower = max(SIZE_MULTIPLE, side // SIZE_MULTIPLE * SIZE_MULTIPLE)
             raise ContractError(
                 f"input {name} {side} is not a multiple of {SIZE_MULTIPLE} in "
@@ -136,6 +141,8 @@ class ModelContract:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ContractError(f"model contract is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ContractError("model contract is nested too deeply to be a contract") from None
         return cls.from_dict(data)
 
 

@@ -225,7 +225,8 @@ def load_split(path: str | Path) -> Split:
         lists = {name: tuple(str(k) for k in data[name]) for name in SPLIT_NAMES}
         return Split(seed=int(data["seed"]), ratios=tuple(float(r) for r in data["ratios"]),  # type: ignore[arg-type]
                      fingerprint=str(data["fingerprint"]), dataset=str(data.get("dataset", "")), **lists)
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError,
+            RecursionError) as exc:
         raise DatasetError(f"{path}: malformed split file ({type(exc).__name__}: {exc})") from None
 
 

@@ -18,3 +18,5 @@ def read_json_file(path: Path, *, what: str, error: type[Exception], hint: str =
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise error(f"{path}: {what} is not valid JSON ({exc}){suffix}") from None
+    except RecursionError:  # '[[[[...' a few thousand deep: nothing a sidecar ever holds
+        raise error(f"{path}: {what} is nested too deeply to be a {what}{suffix}") from None

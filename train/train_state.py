@@ -99,7 +99,7 @@ def read_state_meta(last: str | Path) -> dict[str, Any]:
             raise CheckpointError(f"cannot resume: {path} not found (written beside OUT/last by polyp-train)")
     try:
         meta = json.loads(json_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{json_path}: not valid JSON ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{json_path}: not a polyp-live training state ({STATE_FORMAT})")
