@@ -46,9 +46,9 @@ def test_help_shows_defaults_and_examples_that_parse(name: str, capsys: pytest.C
 
 def test_help_of_train_says_the_defaults_suit_a_cpu(capsys: pytest.CaptureFixture[str]) -> None:
     text = " ".join(help_text("polyp-train", capsys).split())
-    assert "PEFNet-atto at 192" in text and "suit a CPU" in text and "(default: 192)" in text
+    assert "PEFNet-lite0 at 256" in text and "suit a CPU" in text and "(default: 256)" in text
     args = train_parser().parse_args(["--data", "d"])
-    assert (args.variant, args.size) == ("atto", 192)
+    assert (args.variant, args.size) == ("lite0", 256)
 
 
 def test_the_bundled_model_is_every_command_s_default() -> None:

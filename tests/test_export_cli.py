@@ -67,7 +67,11 @@ def test_bad_input_is_one_line(atto_checkpoint: Path, tmp_path: Path, capsys: py
     garbage.write_text("hello, I am not a model\n")
     _fails(["--format", "engine", "--onnx", str(garbage), "--out", out], capsys, "garbage.onnx")
     assert main(["--format", "onnx", "--out", out, "--no-verify"]) == 0  # no --checkpoint: the bundled model
-    assert read_onnx_metadata(Path(out)).contract.input_size == (192, 192)
+    from train.checkpoint import read_checkpoint
+    from train.zoo import resolve_bundled
+
+    bundled = read_checkpoint(resolve_bundled("default")).contract
+    assert read_onnx_metadata(Path(out)).contract == bundled
 
 
 def test_parsers() -> None:

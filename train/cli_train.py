@@ -1,6 +1,6 @@
 """``polyp-train``: train a PEFNet on a Kvasir-SEG style folder (also ``python -m train.cli_train``).
 
-The defaults (PEFNet-atto at 192x192, the bundled model's variant and size) train on a CPU; the paper's
+The defaults (PEFNet-lite0 at 256x256, the bundled model's variant and size) train on a CPU; the paper's
 recipe (``--variant small --size 352``) needs a GPU. ``--resume RUN`` (the run folder or ``RUN/last``) needs
 nothing else: data, split, variant, size and schedule come from the run's resume state; options given on the
 command line beside it override the run's (e.g. ``--epochs 300`` to train longer).
@@ -37,12 +37,14 @@ logger = logging.getLogger("polyp_live.train")
 
 
 EXAMPLES = (
-    "polyp-train --data ../shared/data/kvasir-seg --split-file train/splits/kvasir_seg_600_200.json --out runs/atto",
-    "polyp-train --resume runs/atto                     # continue a run (Ctrl+C saves a resumable state)",
+    "polyp-train --data ../shared/data/kvasir-seg --split-file train/splits/kvasir_seg_600_200.json --pretrained "
+    "--lr 5e-4 --encoder-lr-scale 0.5 --batch-size 8 --warmup-epochs 1 --ema 0.995 --color-jitter 0.2 "
+    "--loss structure --time-budget 45 --out runs/lite0  # the default's recipe",
+    "polyp-train --resume runs/lite0                    # continue a run (Ctrl+C saves a resumable state)",
     "polyp-train --data ../shared/data/kvasir-seg --variant small --size 352 --ema 0.999 --out runs/small352  # GPU",
     "polyp-train --data ../shared/data/kvasir-seg --init train/weights/default --lr 5e-5 --out runs/ft  # fine-tune",
 )
-CPU_VARIANT, CPU_SIZE = "atto", 192  # the bundled default's: trains (and runs live) on a 2-core CPU
+CPU_VARIANT, CPU_SIZE = "lite0", 256  # the bundled default's: trains (and runs live) on a 2-core CPU
 
 
 def build_parser() -> argparse.ArgumentParser:
