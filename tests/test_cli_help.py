@@ -21,7 +21,7 @@ COMMANDS: dict[str, Callable[[], argparse.ArgumentParser]] = {
 }
 # an option with a default that each command's help must show
 SHOWN_DEFAULTS = {"polyp-live": "mask fill opacity 0..1 (default: 0.4)",
-                  "polyp-train": "(default: atto)", "polyp-eval": "(default: default)",
+                  "polyp-train": "(default: lite0)", "polyp-eval": "(default: default)",
                   "polyp-export": "(default: fp16)", "polyp-calibrate": "(default: default)"}
 
 
