@@ -177,7 +177,7 @@ def bench_case(
     rows = []
     try:
         for batch in batches:
-            rows.append({**base, **_time_batch(engine, batch, frames, seconds, warmup, min_runs),
+            rows.append({**base, **time_batch(engine, batch, frames, seconds, warmup, min_runs),
                          "load_s": round(load_s, 2), "model_file": made, "describe": engine.describe()})
     finally:
         engine.close()
@@ -186,7 +186,7 @@ def bench_case(
     return rows
 
 
-def _time_batch(engine: Any, batch: int, frames: Sequence[np.ndarray], seconds: float, warmup: int,
+def time_batch(engine: Any, batch: int, frames: Sequence[np.ndarray], seconds: float, warmup: int,
                 min_runs: int) -> dict[str, Any]:
     if batch > engine.info.max_batch:
         return {"batch": batch, "status": "unavailable",

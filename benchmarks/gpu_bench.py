@@ -1,27 +1,37 @@
-"""The GPU benchmark run by ``benchmarks/gpu.sh``: PyTorch CUDA FP32 / FP16 / FP16 + CUDA graphs (and
-torch.compile when time remains) for PEFNet tiny/small/base at 352x352 and the bundled default model,
-then the pipeline on the bundled 1080p clip -- all inside a time budget.
+"""The GPU benchmark run by ``benchmarks/gpu.sh``, one prepared call inside a time budget: model latency (eager,
+CUDA graphs, torch.compile; batch 1 and 16; achieved TFLOP/s), compile parity, GPU preprocessing agreement, and the
+pipeline at steady state (1080p file mode, simulated 1080p60 live camera).
 
-    python3 benchmarks/gpu_bench.py --budget 420 --out "$OUT"
-    python3 benchmarks/gpu_bench.py --device cpu --dry-run --budget 30 --out /tmp/x   # CPU check of this script
+    python3 benchmarks/gpu_bench.py --budget 540 --out "$OUT"
+    python3 benchmarks/gpu_bench.py --device cpu --dry-run --budget 60 --out /tmp/x   # CPU check of this script
 
-Work is done in priority order; before each item the elapsed time plus the item's estimate is compared
-with the budget, and items that would not fit are recorded as skipped. The JSON (and Markdown) report
-is rewritten after every row, so a run killed from outside keeps everything measured so far.
-Needs neither PyAV nor PyQt6: the clip is decoded with OpenCV into memory and results go to JSON Lines.
-``--dry-run`` swaps the models for PEFNet-atto/femto at 64x64 and, on the CPU, FP16 for FP32, so the
-whole path (including the "unavailable" rows for CUDA graphs) runs in seconds without a GPU.
+Models: the bundled default (variant and size read from its checkpoint contract, real weights), PEFNet
+tiny/small/base at 352 and lite0/lite2 at 256 and 352 (random weights, head bias balanced so half the pixels are
+polyp: speed does not depend on the weights, and mask agreement is then a strict test). Every engine is opened
+through :func:`engines.registry.open_engine` (torch backend, FP16, channels_last). Latency: CUDA-event medians of
+``engine.infer`` on inputs already prepared on the GPU (logits copied back), rotating over 4 batches of real frames.
+FLOPs are counted once per model with ``torch.utils.flop_counter.FlopCounterMode``. Parity: every row's masks
+against eager PyTorch FP32 on the CPU, on the same real frames (compiled rows must agree on >= 99.9 %).
+
+Real frames come from ``$POLYP_LIVE_DATA`` (``--data``; ``gpu.sh`` points it at the carried ``.gpu/data``, made by
+``benchmarks/gpu_data.sh``), else the bundled ``samples/`` clip. Work runs in the order of :func:`plan`, most
+important first; an item whose estimate does not fit in the budget left is recorded as skipped. JSON and Markdown
+are rewritten after every row, so a run stopped from outside keeps everything measured so far. No PyAV, PyQt6,
+TensorRT or network needed. ``--dry-run`` (with ``--device cpu``) swaps every model for PEFNet-atto / lite0 at
+64x64, FP16 for FP32, batch 16 for 2, compile's inductor for dynamo's ``eager`` backend and seconds for fractions:
+every path but the CUDA-only ones runs in well under a minute (those become ``unavailable`` rows with the reason).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,165 +39,249 @@ if __package__ in (None, ""):  # run as `python3 benchmarks/gpu_bench.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import common
+from benchmarks import gpu_measure as gm
+from benchmarks.gpu_report import target_lines, to_markdown
 
 STARTED = time.monotonic()  # the budget counts from here (before torch and CUDA start up)
 logger = logging.getLogger("benchmarks.gpu_bench")
 
 SCRIPT = "gpu_bench"
-SIZE = 352
-TARGET_MS = 2.0  # PEFNet-small 352x352 FP16 batch 1 on an H100/H200
-DRY_VARIANTS = {"small": "atto", "tiny": "atto", "base": "femto"}
-DRY_SIZE = 64
-PIPELINE_LOOPS = 4  # the 30-frame clip played 4 times: 120 frames, a steady state worth measuring
+MODES: dict[str, dict[str, Any]] = {
+    "eager": {},
+    "graphs": {"cuda_graphs": True},
+    "compile-ro": {"compile": "reduce-overhead"},  # inductor default kernels + CUDA graphs per batch size
+    "compile-ma": {"compile": "max-autotune"},  # autotuned inductor kernels + CUDA graphs per batch size
+}
+BATCHES = (1, 16)
+DRY = {"size": 64, "batches": (1, 2), "parity_frames": 4, "seconds": 0.05}
+PIPELINE_LOOPS = 20  # the 30-frame 1080p clip played 20 times: 600 frames of steady state
+LIVE = {"fps": 60.0, "width": 1920, "height": 1080, "seconds": 20.0, "warmup_s": 3.0}
+DRY_LIVE = {"fps": 30.0, "width": 320, "height": 240, "seconds": 1.0, "warmup_s": 0.3}
 
 
 @dataclass
 class Item:
-    """One unit of work: rows from ``bench_case`` calls, or the pipeline benchmark."""
+    """One unit of work and its estimated seconds on an H200 (loading, compiling and timing included)."""
 
     name: str
+    kind: str  # preprocess | latency | pipeline | live
     estimate_s: float
-    model: str  # random:VARIANT or default
-    cases: list[tuple[str, str, tuple[int, ...]]] = field(default_factory=list)  # (precision, mode, batches)
-    pipeline: bool = False
+    model: str = "default"  # default | random:VARIANT
+    size: int | None = None  # None: the model's own
+    modes: tuple[str, ...] = ()
+    batches: tuple[int, ...] = BATCHES
 
 
-def plan(has_default: bool) -> list[Item]:
-    """Everything, most important first (the estimates include loading and the first cuDNN calls)."""
-    b1 = (1,)
-    items = [
-        Item("small 352 fp16 b1 (+CUDA graphs)", 15, "random:small", [("fp16", "eager", b1), ("fp16", "graphs", b1)]),
-        Item("default model fp16 b1 (+CUDA graphs)", 12, "default", [("fp16", "eager", b1), ("fp16", "graphs", b1)]),
-        Item("tiny 352 fp16 b1 (+CUDA graphs)", 12, "random:tiny", [("fp16", "eager", b1), ("fp16", "graphs", b1)]),
-        Item("base 352 fp16 b1 (+CUDA graphs)", 18, "random:base", [("fp16", "eager", b1), ("fp16", "graphs", b1)]),
-        Item("small 352 fp32 b1,4 and fp16 b4,16", 25, "random:small",
-             [("fp32", "eager", (1, 4)), ("fp16", "eager", (4, 16)), ("fp16", "graphs", (4, 16))]),
-        Item("tiny 352 fp32 b1", 10, "random:tiny", [("fp32", "eager", b1)]),
-        Item("base 352 fp32 b1", 12, "random:base", [("fp32", "eager", b1)]),
-        Item("default model fp32 b1, fp16 b4,16", 15, "default",
-             [("fp32", "eager", b1), ("fp16", "eager", (4, 16)), ("fp16", "graphs", (4, 16))]),
-        Item("pipeline: 1080p sample, small 352 fp16", 25, "random:small", pipeline=True),
-        Item("pipeline: 1080p sample, default model fp16", 20, "default", pipeline=True),
-        Item("small 352 fp16 b1 torch.compile", 150, "random:small", [("fp16", "compile-default", b1)]),
-    ]
-    if not has_default:
-        for item in items:
-            if item.model == "default":
-                item.estimate_s = 0.0
+def plan(default: tuple[str, int] | None) -> list[Item]:
+    """Everything, most important first. ``default``: the bundled model's (variant, size), None when absent."""
+    both = ("eager", "graphs")
+    items = []
+    if default:
+        name = f"default ({default[0]} {default[1]})"
+        items += [Item("preprocessing: GPU vs CPU on real frames", "preprocess", 10),
+                  Item(f"{name} eager + CUDA graphs", "latency", 20, modes=both)]
+    items.append(Item("small 352 eager + CUDA graphs", "latency", 25, "random:small", 352, both))
+    if default:
+        items += [Item("pipeline: 1080p file mode, default, CUDA graphs", "pipeline", 35),
+                  Item("live: simulated 1080p60 camera, default, CUDA graphs", "live", 30),
+                  Item(f"{name} compiled (reduce-overhead)", "latency", 80, modes=("compile-ro",))]
+    items.append(Item("small 352 compiled (reduce-overhead)", "latency", 110, "random:small", 352, ("compile-ro",)))
+    items += [Item("tiny 352 eager + CUDA graphs", "latency", 18, "random:tiny", 352, both),
+              Item("base 352 eager + CUDA graphs", "latency", 25, "random:base", 352, both)]
+    for variant, size in (("lite0", 256), ("lite0", 352), ("lite2", 256), ("lite2", 352)):
+        if default != (variant, size):  # the default has real weights at that shape already
+            items.append(Item(f"{variant} {size} eager + CUDA graphs", "latency", 15, f"random:{variant}", size, both))
+    items += [Item("small 352 compiled (max-autotune) b1", "latency", 180, "random:small", 352, ("compile-ma",), (1,))]
+    if default:
+        items.append(Item(f"{name} compiled (max-autotune) b1", "latency", 120, modes=("compile-ma",), batches=(1,)))
+    items += [Item(f"{v} 352 compiled (reduce-overhead) b1", "latency", 60, f"random:{v}", 352, ("compile-ro",), (1,))
+              for v in ("tiny", "base", "lite2")]
     return items
 
 
 class Runner:
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.t0 = STARTED
-        self.device = args.device
-        self.dry = args.dry_run
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args, self.workdir = args, workdir
+        self.device, self.dry = args.device, args.dry_run
         self.cpu = not args.device.startswith("cuda")
         tag = common.machine_tag(args.device) + ("-dryrun" if self.dry else "")
         self.json_path = args.out / f"{SCRIPT}-{tag}.json"
         self.md_path = self.json_path.with_suffix(".md")
-        self.seconds = args.seconds or (1.0 if args.budget < 200 else 2.0)
-        self.frames = common.real_frames(4 * 16)[0]  # 4 different batches even at batch 16
+        self.seconds = args.seconds or (DRY["seconds"] if self.dry else 1.0)
+        count = 2 * max(self.batches(BATCHES)) if self.dry else 64  # 4 different batches even at batch 16
+        self.frames, origin = gm.data_frames(count)
+        self.parity_frames = self.frames[: DRY["parity_frames"] if self.dry else 16]
+        self.compile_backend = args.compile_backend or ("eager" if self.dry else "inductor")
         self.report: dict[str, Any] = {
-            "kind": SCRIPT, "machine": common.machine_info(args.device), "budget_s": args.budget,
-            "dry_run": self.dry, "seconds_per_config": self.seconds, "rows": [], "pipeline": [], "items": [],
-            "note": "random weights unless the model is 'default' (speed does not depend on the weights); "
-                    "CUDA-event timing of engine.infer on inputs already prepared on the GPU (logits copied back)",
+            "kind": SCRIPT, "machine": common.machine_info(args.device), "budget_s": args.budget, "dry_run": self.dry,
+            "seconds_per_config": self.seconds, "frames": origin, "compile_backend": self.compile_backend,
+            "peak_tflops": gm.PEAK_TFLOPS, "rows": [], "preprocess": [], "pipeline": [], "live": [], "items": [],
         }
-        self._checkpoints: dict[str, tuple[Path, str] | None] = {}
+        self._models: dict[tuple[str, int | None], tuple[Path, str]] = {}
+        self._flops: dict[Path, float | None] = {}
+        self._refs: dict[Path, Any] = {}
+
+    # ------------------------------------------------------------------ helpers
 
     def elapsed(self) -> float:
-        return time.monotonic() - self.t0
+        return time.monotonic() - STARTED
 
-    def checkpoint(self, model: str) -> tuple[Path, str] | None:
-        if model not in self._checkpoints:
-            if model == "default" and common.default_engine_spec() != "default":
-                self._checkpoints[model] = None
-            elif self.dry:
-                variant = DRY_VARIANTS.get(model.partition(":")[2], "atto") if model != "default" else "default"
-                spec = f"random:{variant}" if variant != "default" else "default"
-                self._checkpoints[model] = common.prepare_checkpoint(spec, DRY_SIZE)
-            else:
-                self._checkpoints[model] = common.prepare_checkpoint(model, SIZE if model != "default" else None)
-        return self._checkpoints[model]
+    def batches(self, batches: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(sorted({min(b, max(DRY["batches"])) for b in batches})) if self.dry else batches
 
-    def precision(self, precision: str) -> str:
-        return "fp32" if (self.dry and self.cpu and precision == "fp16") else precision
+    def precision(self) -> str:
+        return "fp32" if self.cpu else "fp16"
+
+    def model(self, spec: str, size: int | None) -> tuple[Path, str]:
+        key = (spec, DRY["size"] if self.dry else size)
+        if key not in self._models:
+            if self.dry and spec.startswith("random:"):
+                spec = "random:lite0" if "lite" in spec else "random:atto"
+            side = key[1] or default_contract()[1]  # type: ignore[index]
+            self._models[key] = gm.prepare_model(spec, side, self.workdir)
+        return self._models[key]
+
+    def flops(self, checkpoint: Path) -> float | None:
+        if checkpoint not in self._flops:
+            try:
+                self._flops[checkpoint] = gm.count_flops(checkpoint)
+            except Exception:  # FLOPs are a column, not a reason to lose the row
+                logger.exception("counting FLOPs of %s failed", checkpoint)
+                self._flops[checkpoint] = None
+        return self._flops[checkpoint]
+
+    def reference(self, checkpoint: Path) -> Any:
+        if checkpoint not in self._refs:
+            self._refs[checkpoint] = gm.reference_logits(checkpoint, self.parity_frames)
+        return self._refs[checkpoint]
+
+    def open(self, checkpoint: Path, mode: str, max_batch: int = 1) -> Any:
+        from engines.registry import open_engine
+
+        options = dict(MODES[mode])
+        if "compile" in options:
+            options["compile_backend"] = self.compile_backend
+        return open_engine(checkpoint, backend="torch", device=self.device, precision=self.precision(),
+                           batch=max_batch, threads=1 if self.cpu else None, **options)
 
     def flush(self) -> None:
         self.report["elapsed_s"] = round(self.elapsed(), 1)
         self.report["machine"]["load_average_end"] = common.load_average()
-        self.report["target"] = target_line(self.report["rows"])
+        self.report["targets"] = target_lines(self.report)
         common.write_json(self.json_path, self.report)
         common.write_text(self.md_path, to_markdown(self.report))
 
-    def run_item(self, item: Item) -> None:
-        found = self.checkpoint(item.model)
-        if found is None:
-            self.report["items"].append({"item": item.name, "status": "skipped",
-                                         "reason": "no bundled default model (train/weights/default.safetensors)"})
-            return
-        checkpoint, note = found
-        start = time.monotonic()
-        if item.pipeline:
-            self.report["pipeline"].append(self.pipeline(checkpoint, note))
-        for precision, mode, batches in item.cases:
-            from benchmarks.bench_engines import bench_case, print_row
+    # ------------------------------------------------------------------ items
 
+    def run_item(self, item: Item) -> None:
+        getattr(self, f"item_{item.kind}")(item)
+
+    def item_latency(self, item: Item) -> None:
+        checkpoint, note = self.model(item.model, item.size)
+        flops = self.flops(checkpoint)
+        batch_in, reference = self.reference(checkpoint)
+        for mode in item.modes:
             if self.elapsed() > self.args.budget:
-                self.report["items"].append({"item": f"{item.name}: {precision} {mode} {batches}", "status": "skipped",
-                                             "reason": "time budget spent"})
+                self.skip(f"{item.name}: {mode}", "time budget spent")
                 continue
-            rows = bench_case(checkpoint, backend="torch", precision=self.precision(precision), mode=mode,
-                              batches=batches, seconds=self.seconds, device=self.device, frames=self.frames,
-                              threads=1 if self.cpu else None)
-            for row in rows:
-                row["model"] = note
+            for row in self.latency_rows(checkpoint, mode, self.batches(item.batches), flops, batch_in, reference):
+                row.update({"model": note, "item": item.name})
                 print_row(row)
                 self.report["rows"].append(row)
             self.flush()
-        seconds = round(time.monotonic() - start, 1)
-        self.report["items"].append({"item": item.name, "status": "done", "seconds": seconds})
 
-    def pipeline(self, checkpoint: Path, note: str) -> dict[str, Any]:
-        from benchmarks import bench_pipeline
-        from engines.registry import open_engine
+    def latency_rows(self, checkpoint: Path, mode: str, batches: tuple[int, ...], flops: float | None,
+                     batch_in: Any, reference: Any) -> list[dict[str, Any]]:
+        from train.checkpoint import read_checkpoint
+        from train.errors import PolypLiveError
 
-        engine = open_engine(checkpoint, backend="torch", device=self.device, precision=self.precision("fp16"),
-                             threads=1 if self.cpu else None)
+        contract = read_checkpoint(checkpoint).contract
+        base = {"variant": contract.variant, "size": f"{contract.input_size[0]}x{contract.input_size[1]}",
+                "backend": "torch", "precision": self.precision(), "mode": mode}
+        start = time.perf_counter()
         try:
-            argv = ["--input", str(common.SAMPLE_CLIP), "--decoder", "opencv", "--sink", "jsonl"]
-            extra = ["--max-frames", "4"] if self.dry else ["--loops", str(PIPELINE_LOOPS)]
-            args = bench_pipeline.build_parser().parse_args(argv + extra)
-            result = bench_pipeline.run(args, engine=engine, engine_note=note)
+            engine = self.open(checkpoint, mode, max(batches))
+        except PolypLiveError as exc:  # no GPU for CUDA graphs, compile failing, ...
+            return [{**base, "batch": b, "status": "unavailable", "reason": str(exc)} for b in batches]
+        load_s = round(time.perf_counter() - start, 2)
+        try:
+            agreement = gm.parity(engine, self.parity_frames, batch_in, reference)
+            rows = []
+            for b in batches:
+                row = {**base, **gm.time_engine(engine, b, self.frames, self.seconds, flops), "load_s": load_s,
+                       "describe": engine.describe(), "parity": agreement}
+                row["compile_s"] = getattr(engine, "compile_seconds", {}).get(b)
+                rows.append(row)
+            return rows
         finally:
             engine.close()
-        agg = result["aggregate"]
-        print(f"pipeline {note}: {agg['pipeline_fps']:.1f} fps, naive {agg['naive_fps']:.1f} fps, slowest stage "
-              f"{agg['slowest_stage']} {agg['slowest_stage_fps']:.1f} fps", flush=True)
-        return {k: result[k] for k in ("engine", "engine_note", "decoder", "sink", "note", "inputs", "aggregate",
-                                       "verdict")}
+            del engine
+            release(mode)
 
-    def run(self) -> dict[str, Any]:
-        has_default = common.default_engine_spec() == "default"
-        items = plan(has_default)
-        if self.args.items:
-            wanted = {int(n) for n in self.args.items.split(",") if n.strip()}
-            items = [item for number, item in enumerate(items, 1) if number in wanted]
+    def item_preprocess(self, item: Item) -> None:
+        checkpoint, note = self.model("default", None)
+        result = gm.preprocessing_agreement(checkpoint, self.parity_frames, self.device)
+        result["model"] = note
+        print(f"preprocessing GPU vs CPU: max {result['max_abs_grey']} grey levels, masks agree "
+              f"{result['mask_agreement_mean'] * 100:.3f} % (min {result['mask_agreement_min'] * 100:.3f} %)")
+        self.report["preprocess"].append(result)
+
+    def pipeline_engine(self) -> tuple[Any, str]:
+        checkpoint, note = self.model("default", None)
+        return self.open(checkpoint, "eager" if self.cpu else "graphs"), note
+
+    def item_pipeline(self, item: Item) -> None:
+        engine, note = self.pipeline_engine()
+        try:
+            loops, limit = (1, 4) if self.dry else (PIPELINE_LOOPS, None)
+            result = gm.pipeline_file(engine, note, common.SAMPLE_CLIP, loops, limit)
+        finally:
+            engine.close()
+        print(f"pipeline {result['size']}: {result['pipeline_fps']:.1f} fps (naive {result['naive_fps']:.1f}), bound "
+              f"by {result['bounding_stage']} at {result['bounding_stage_fps']:.1f} fps", flush=True)
+        self.report["pipeline"].append(result)
+
+    def item_live(self, item: Item) -> None:
+        engine, note = self.pipeline_engine()
+        try:
+            result = gm.pipeline_live(engine, note, **(DRY_LIVE if self.dry else LIVE))
+        finally:
+            engine.close()
+        print(f"live {result['camera']}: display p95 {result['display_p95_ms']} ms, mask age p95 "
+              f"{result['mask_age_p95_ms']} ms, drop rate {result['drop_rate']}, drops {result['drops']}", flush=True)
+        self.report["live"].append(result)
+
+    def skip(self, name: str, reason: str) -> None:
+        self.report["items"].append({"item": name, "status": "skipped", "reason": reason})
+        print(f"skipped: {name} ({reason})", flush=True)
+
+    @staticmethod
+    def dry_key(item: Item) -> tuple[str, ...]:
+        """What an item runs in a dry run, where every model maps to a tiny one: compiling is one path whatever
+        the model and mode (dynamo's eager backend on the CPU); otherwise the tiny model (default, a ConvNeXt or a
+        Lite one) and the modes."""
+        if any(m.startswith("compile") for m in item.modes):
+            return item.kind, "compile"
+        spec = item.model if item.model == "default" else ("lite" if "lite" in item.model else "convnext")
+        return item.kind, spec, *item.modes
+
+    def run(self, items: list[Item]) -> dict[str, Any]:
+        seen: set[tuple[str, ...]] = set()
         for item in items:
             left = self.args.budget - self.elapsed()
-            if item.model == "default" and not has_default:
-                self.run_item(item)  # records why it is skipped
+            if (0.0 if self.dry else item.estimate_s) > left:  # a dry run runs all while the budget lasts
+                self.skip(item.name, f"time budget: {left:.0f} s left, needs ~{item.estimate_s:.0f} s")
                 continue
-            if item.estimate_s > left:
-                reason = f"time budget: {left:.0f} s left, needs ~{item.estimate_s:.0f} s"
-                self.report["items"].append({"item": item.name, "status": "skipped", "reason": reason})
-                print(f"skipped (budget): {item.name}", flush=True)
+            if self.dry and self.dry_key(item) in seen:
+                self.skip(item.name, "dry run: the same tiny model and code path as an earlier item")
                 continue
+            seen.add(self.dry_key(item))
             print(f"[{self.elapsed():5.1f} s] {item.name}", flush=True)
+            start = time.monotonic()
             try:
                 self.run_item(item)
+                self.report["items"].append({"item": item.name, "status": "done",
+                                             "seconds": round(time.monotonic() - start, 1)})
             except Exception as exc:  # one failing item must not lose the others
                 logger.exception("item %s failed", item.name)
                 self.report["items"].append({"item": item.name, "status": "error",
@@ -196,63 +290,85 @@ class Runner:
         return self.report
 
 
-def target_line(rows: list[dict[str, Any]]) -> str:
-    best = [r for r in rows if r.get("status") == "ok" and r["variant"] == "small" and r["size"] == f"{SIZE}x{SIZE}"
-            and r["precision"] == "fp16" and r["batch"] == 1]
-    if not best:
-        return f"PEFNet-small {SIZE}x{SIZE} FP16 batch 1 < {TARGET_MS} ms/frame: not measured"
-    row = min(best, key=lambda r: r["ms_per_frame"])
-    ok = row["ms_per_frame"] < TARGET_MS
-    return (f"PEFNet-small {SIZE}x{SIZE} FP16 batch 1: {row['ms_per_frame']:.3f} ms/frame ({row['mode']}, "
-            f"p95 {row['p95_ms']:.3f} ms) target < {TARGET_MS} ms {common.pass_fail(ok)}")
+def release(mode: str) -> None:
+    """Free what an engine held: compiled graphs live on in dynamo's caches (keyed by the forward's code, so models
+    would add up to the recompile limit) and CUDA memory in the caching allocator."""
+    gc.collect()
+    if mode.startswith("compile"):
+        import torch._dynamo
+
+        torch._dynamo.reset()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
-def to_markdown(report: dict[str, Any]) -> str:
-    from benchmarks.bench_engines import HEADERS, table_rows
+def default_contract() -> tuple[str, int] | None:
+    """The bundled default's (variant, input side) from its checkpoint contract; None when it is not installed."""
+    from train.checkpoint import read_checkpoint
+    from train.zoo import WEIGHTS_DIR
 
-    lines = [f"# GPU benchmark ({report['machine']['tag']})", "", common.machine_line(report["machine"]), "",
-             f"Budget {report['budget_s']} s, used {report.get('elapsed_s')} s; {report['seconds_per_config']} s "
-             f"per configuration. {report['note']}.", "", f"**{report.get('target', '')}**", ""]
-    lines.append(common.markdown_table(HEADERS, table_rows(report["rows"])))
-    for item in report["pipeline"]:
-        agg = item["aggregate"]
-        lines += ["", f"Pipeline ({item['engine']}, {item['note']}): {agg['frames']} frames, pipeline "
-                  f"{agg['pipeline_fps']} fps, naive {agg['naive_fps']} fps, stages (fps) {agg['stage_fps']}", ""]
-        lines += [f"- {line}" for line in item["verdict"]]
-    lines += ["", "Items:", ""]
-    lines += [f"- {i['item']}: {i['status']} {i.get('reason', '') or ''} {i.get('seconds', '')}".rstrip()
-              for i in report["items"]]
-    return "\n".join(lines)
+    path = WEIGHTS_DIR / "default.safetensors"
+    if not path.is_file():
+        return None
+    contract = read_checkpoint(path).contract
+    return contract.variant, int(contract.input_size[0])
+
+
+def print_row(row: dict[str, Any]) -> None:
+    head = f"{row['variant']:>6} {row['size']:>7} {row['precision']} {row['mode']:>10} b{row['batch']:<3}"
+    if row.get("status") != "ok":
+        print(f"{head} {row.get('status')}: {row.get('reason', '')}", flush=True)
+        return
+    agree = row.get("parity", {}).get("cpu_preprocess", {}).get("agreement")
+    print(f"{head} {row['median_ms']:8.3f} ms (p95 {row['p95_ms']:.3f}) {row['ms_per_frame']:.3f} ms/frame "
+          f"{row.get('tflops') or 0:.2f} TFLOP/s, masks agree {agree}, compile {row.get('compile_s')} s", flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python3 benchmarks/gpu_bench.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--budget", type=float, default=float(os.environ.get("GPU_BENCH_BUDGET_S", 420)),
-                        help="seconds for the whole run (default $GPU_BENCH_BUDGET_S or 420)")
+    parser.add_argument("--budget", type=float, default=float(os.environ.get("GPU_BENCH_BUDGET_S", 540)),
+                        help="seconds for the whole run (default $GPU_BENCH_BUDGET_S or 540)")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or common.RESULTS_DIR),
                         help="folder for the JSON/MD report (default $OUT or benchmarks/results)")
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu (with --dry-run)")
-    parser.add_argument("--dry-run", action="store_true", help="tiny models at 64x64 (checks this script)")
+    parser.add_argument("--dry-run", action="store_true", help="tiny models at 64x64, fractions of seconds")
+    parser.add_argument("--data", type=Path, help="real frames folder (default $POLYP_LIVE_DATA or ../shared/data)")
     parser.add_argument("--items", help="only these items of the plan, 1-based comma list (default: all, in order)")
-    parser.add_argument("--seconds", type=float, help="timed seconds per configuration (default from the budget)")
+    parser.add_argument("--seconds", type=float, help="timed seconds per configuration (default 1; dry run 0.05)")
+    parser.add_argument("--compile-backend", help="dynamo backend for the compiled rows (inductor; dry run: eager)")
     parser.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
     return parser
 
 
 def main(argv: list[str] | None = None, on_done: Callable[[dict[str, Any]], None] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    from train.errors import PolypLiveError
+
+    if args.data:
+        os.environ["POLYP_LIVE_DATA"] = str(args.data.resolve())
     if args.device.startswith("cuda"):
         from train.devices import cuda_available
 
         if not cuda_available():
-            from train.errors import PolypLiveError
-
             raise PolypLiveError("no CUDA GPU visible to torch; run on a GPU machine or use --device cpu --dry-run")
-    runner = Runner(args)
-    report = runner.run()
-    runner.flush()
+    elif not args.dry_run:
+        raise PolypLiveError("--device cpu runs only as a check of this script: add --dry-run")
+    items = plan(default_contract())
+    if args.items:
+        wanted = {int(n) for n in args.items.split(",") if n.strip()}
+        items = [item for number, item in enumerate(items, 1) if number in wanted]
+    if args.dry_run and not args.device.startswith("cuda"):
+        import torch
+
+        torch.set_num_threads(1)  # a check of the paths, not of speed: on a shared CPU one thread runs fastest
+    with gm.workdir() as tmp:
+        runner = Runner(args, Path(tmp))
+        report = runner.run(items)
+        runner.flush()
     print(to_markdown(report))
     print(f"wrote {runner.json_path} and {runner.md_path}")
     if on_done:

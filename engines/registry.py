@@ -50,6 +50,7 @@ class EngineOptions:
     threads: int | None = None  # CPU threads
     batch: int | None = None  # max batch
     compile: bool | str | None = None  # torch.compile mode
+    compile_backend: str | None = None  # torch.compile backend (inductor; "eager" traces only)
     cuda_graphs: bool | None = None
     providers: Sequence[str] | None = None  # ONNX Runtime providers
     warmup: bool | None = None
@@ -182,7 +183,8 @@ def open_engine(path: str | Path = "default", backend: str = "auto", device: str
     """Open a model file (or bundled name) with the fastest available backend, warmed up.
 
     Options (all optional): ``precision`` (fp32 | fp16 | int8), ``threads`` (CPU threads),
-    ``batch`` (max batch), ``compile`` (torch.compile mode), ``cuda_graphs`` (bool),
+    ``batch`` (max batch), ``compile`` (torch.compile mode), ``compile_backend`` (its dynamo backend),
+    ``cuda_graphs`` (bool),
     ``providers`` (ONNX Runtime providers).
     """
     opts = EngineOptions.from_kwargs(options)

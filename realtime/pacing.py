@@ -21,13 +21,13 @@ class PacedSource:
     """Wraps a file source; ``read`` returns each frame no earlier than its timestamp (scaled by ``speed``)."""
 
     def __init__(self, source: Any, speed: float = 1.0, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], Any] | None = None) -> None:
         if not speed > 0:
             raise ValueError(f"speed must be > 0, got {speed}")
         self.source, self.speed = source, speed
         self._clock, self._sleep = clock, sleep
         self._anchor: tuple[float, float] | None = None  # (wall clock, stream time) of the clock's start
-        self.stop: threading.Event | None = None  # set by the pipeline: a stop ends the wait at once
+        self._stopped = threading.Event()  # stop() (the pipeline's, from any thread) ends a wait at once
 
     @property
     def opened(self) -> bool:
@@ -56,11 +56,13 @@ class PacedSource:
         if now - due > RESYNC_S:
             self._anchor = (now, frame.source_ts)
         elif due > now:
-            if self.stop is not None:
-                self.stop.wait(due - now)
-            else:
-                self._sleep(due - now)
+            (self._sleep or self._stopped.wait)(due - now)
         return frame
+
+    def stop(self) -> None:
+        """The run is ending (:class:`realtime.ports.Source`): end a wait now and pass the stop on."""
+        self._stopped.set()
+        self.source.stop()
 
     def close(self) -> None:
         self.source.close()

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from realtime.errors import OutputError
+from realtime.ports import SinkBase
 from realtime.report import format_time
 from realtime.types import Result, RunSummary
 
@@ -40,7 +41,7 @@ class Thumb:
     image: np.ndarray  # RGB, THUMB_WIDTH wide
 
 
-class PreviewSink:
+class PreviewSink(SinkBase):
     """Keeps an evenly spread, bounded sample of annotated frames for :func:`render_sheet`."""
 
     name = "preview"
