@@ -19,15 +19,6 @@ MACHINE_FIELDS = ("hostname", "cpu", "cores", "gpu", "tag", "libraries", "comman
 LIBRARIES = ("torch", "onnxruntime", "numpy", "opencv-python-headless", "av")
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory):
-    """ONNX exports and INT8 models go to a fresh cache, not the user's."""
-    path = tmp_path_factory.mktemp("polyp-cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("POLYP_LIVE_CACHE", str(path))
-        yield path
-
-
 def check_machine(report: dict) -> None:
     machine = report["machine"]
     assert all(key in machine for key in MACHINE_FIELDS)

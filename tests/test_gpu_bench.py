@@ -20,14 +20,6 @@ from tests.conftest import REPO, SAMPLE_CLIP, need
 from train.errors import PolypLiveError
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory):
-    path = tmp_path_factory.mktemp("polyp-cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("POLYP_LIVE_CACHE", str(path))
-        yield path
-
-
 def _blocked_imports(folder: Path) -> Path:
     for name in ("av", "PyQt6"):
         (folder / name).mkdir(parents=True)
