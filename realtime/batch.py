@@ -101,6 +101,13 @@ def _list_file(path: Path) -> list[Path]:
     return [(path.parent / item) if not Path(item).is_absolute() else Path(item) for item in items]
 
 
+def _below(path: Path, base: Path) -> str:
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return path.name
+
+
 def _expand(item: Path) -> list[tuple[Path, str]]:
     """``(video, relative output folder)`` pairs of one INPUT: a folder (searched recursively), a video (also a
     missing one: it becomes a ``failed`` row) or a text file listing one path per line."""
@@ -110,8 +117,9 @@ def _expand(item: Path) -> list[tuple[Path, str]]:
         return [(p, p.relative_to(item).as_posix()) for p in found]
     if item.suffix.lower() in VIDEO_SUFFIXES:
         return [(item, item.name)]
-    if item.is_file():
-        return [(p, p.name) for p in _list_file(item)]
+    if item.is_file():  # a listed video keeps its path below the list's folder, else its name
+        base = Path(os.path.abspath(item.parent))
+        return [(p, _below(Path(os.path.abspath(p)), base)) for p in _list_file(item)]
     raise OptionError(f"input {item} does not exist (give video files, folders or a text file of paths)")
 
 

@@ -23,8 +23,13 @@ from typing import Any
 
 from realtime.batch import ModelBundle, TaskOptions, VideoJob, VideoOutcome, annotate_video, failed_outcome
 from realtime.errors import OptionError
+from train.errors import PolypLiveError
 
 logger = logging.getLogger(__name__)
+
+class ClusterError(PolypLiveError):
+    """Ray could not be started or reached."""
+
 
 INSTALL_HINT = "polyp-batch needs Ray: pip install 'polyp-live[cluster]'"
 
@@ -72,14 +77,15 @@ def connect(ray: Any, plan: ClusterPlan) -> None:
     """Start a local Ray instance, or join the cluster at ``plan.address`` ("auto": as Ray finds it)."""
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": plan.debug,
                               "logging_level": logging.INFO if plan.debug else logging.WARNING}
-    if plan.address == "local":
-        cpus = max(os.cpu_count() or 1, (plan.workers or 1) * plan.threads_per_task)
-        ray.init(address="local", num_cpus=cpus, **kwargs)
-    else:
-        try:
+    try:
+        if plan.address == "local":
+            cpus = max(os.cpu_count() or 1, (plan.workers or 1) * plan.threads_per_task)
+            ray.init(address="local", num_cpus=cpus, **kwargs)
+        else:
             ray.init(address=plan.address, **kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise OptionError(f"cannot reach the Ray cluster at {plan.address}: {exc}") from None
+    except Exception as exc:  # Ray raises ConnectionError, RuntimeError, or a plain Exception on a start time-out
+        where = "start Ray on this machine" if plan.address == "local" else f"reach the Ray cluster at {plan.address}"
+        raise ClusterError(f"cannot {where}: {_first_line(exc)}") from None
 
 
 def pool_size(ray: Any, plan: ClusterPlan, videos: int) -> tuple[int, float]:
