@@ -25,7 +25,7 @@ from realtime.batch import ModelBundle, TaskOptions, VideoJob, VideoOutcome, ann
 from realtime.errors import OptionError
 from train.errors import PolypLiveError
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("polyp_live.batch")  # not __name__: ray.init(address=...) disables the loggers it finds then
 
 class ClusterError(PolypLiveError):
     """Ray could not be started or reached."""

@@ -199,12 +199,10 @@ def stop_ray_processes(marker: str) -> None:
 
 
 def start_node(argv: list[str]) -> None:
-    """``ray start ARGV`` with one CPU and ports of its own (two nodes on one machine must not share any)."""
-    ports = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
-             "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port")
-    own = [item for flag in ports for item in (flag, str(free_port()))]
+    """``ray start ARGV`` with one CPU on the loopback; a second node on this machine needs its own dashboard agent
+    port (the default one is the head's), the other ports are picked free by Ray."""
     done = subprocess.run([str(RAY_BIN), "start", *argv, "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
-                           "--disable-usage-stats", "--object-store-memory", str(100 * 2**20), *own],
+                           "--disable-usage-stats", "--object-store-memory", str(100 * 2**20)],
                           env=child_env(), capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, f"ray start {' '.join(argv)} failed:\n{done.stderr[-3000:]}"
 
@@ -218,7 +216,7 @@ def two_node_cluster() -> Iterator[str]:
     address = f"127.0.0.1:{port}"
     try:
         start_node(["--head", "--port", str(port), "--temp-dir", temp, "--include-dashboard", "false"])
-        start_node(["--address", address])
+        start_node(["--address", address, "--dashboard-agent-listen-port", str(free_port())])
         yield address
     finally:
         stop_ray_processes(temp)
@@ -231,22 +229,27 @@ def run_batch_cli(argv: list[str], on_line: Callable[[str, subprocess.Popen], No
     proc = subprocess.Popen([sys.executable, "-m", "realtime.batch_cli", *argv], env=child_env(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
     err_lines: list[str] = []
+    out_parts: list[str] = []
 
-    def pump() -> None:
+    def pump() -> None:  # stderr line by line (communicate() would read it too, in competition)
         for line in proc.stderr:
             err_lines.append(line)
             if on_line is not None:
                 on_line(line, proc)
 
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
+    readers = [threading.Thread(target=pump, daemon=True),
+               threading.Thread(target=lambda: out_parts.append(proc.stdout.read()), daemon=True)]
+    for reader in readers:
+        reader.start()
     try:
-        out, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
+        proc.wait(timeout=RUN_TIMEOUT_S)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    reader.join(10)
+    for reader in readers:
+        reader.join(10)
+    out = "".join(out_parts)
     return proc.returncode, out, "".join(err_lines)
 
 
