@@ -306,8 +306,28 @@ def test_two_node_cluster_on_the_loopback(two_node_cluster: str, batch_inputs, t
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(2 * RUN_TIMEOUT_S + 120)
+@pytest.mark.timeout(3 * RUN_TIMEOUT_S + 120)
 def test_local_cluster(batch_inputs, tmp_path: Path) -> None:
     pytest.importorskip("ray")
     folder, counts = batch_inputs
     check_batch(folder, counts, tmp_path / "out", ["--cluster", "local", "--workers", "2", "--max-retries", "2"])
+    check_interrupt(folder, tmp_path / "stopped")
+
+
+def check_interrupt(folder: Path, out_dir: Path) -> None:
+    """SIGINT once the first video is done: exit 130, and archive.csv lists exactly the complete folders."""
+    def on_line(line: str, proc: subprocess.Popen) -> None:
+        if "workers ready" in line:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not list(out_dir.rglob("summary.json")):
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+
+    code, out, err = run_batch_cli([str(folder), "--out-dir", str(out_dir), "--cluster", "local", "--workers", "1"],
+                                   on_line)
+    assert code == 130 and "interrupted" in out, err
+    rows = read_csv(out_dir / "archive.csv")
+    done = {p.parent.relative_to(out_dir).as_posix() for p in out_dir.rglob("summary.json")}
+    assert 1 <= len(done) < 5 and {r["output"] for r in rows if r["status"] == "ok"} == done
+    assert not list(out_dir.rglob(f".*{PARTIAL}*"))
+    check_tables_agree(out_dir)
