@@ -45,6 +45,7 @@ class PreviewSink(SinkBase):
     """Keeps an evenly spread, bounded sample of annotated frames for :func:`render_sheet`."""
 
     name = "preview"
+    dropped = 0  # the pipeline's summary counts every sink's drops; a sample keeps what it wants, drops none
 
     def __init__(self, path: str | Path, cells: int = COLUMNS * ROWS) -> None:
         self.path = Path(path)
