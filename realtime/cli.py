@@ -18,6 +18,7 @@ and the exit code is 130. Errors are one line (``--debug`` shows the traceback),
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -296,7 +297,9 @@ def run(args: argparse.Namespace, source: Any, engine: Any, settings: SettingsBo
             error, summary = exc, exc.summary
     preview = next((sink for sink in sinks if isinstance(sink, PreviewSink)), None)
     if preview is not None and summary.frames_out:
-        write_preview(preview, summary)
+        written = str(write_preview(preview, summary))  # drawn after the run: the summary names it now
+        if written not in summary.outputs:
+            summary = dataclasses.replace(summary, outputs=(*summary.outputs, written))
     print(format_summary(summary))  # noqa: T201
     for line in input_warnings(summary, args.max_frames):
         print(f"{PROG}: warning: {line}", file=sys.stderr)  # noqa: T201

@@ -53,7 +53,7 @@ def _rename(old: str, new: str) -> Any:
 
 
 def _contract_size(model: Any) -> None:
-    from engines.onnx_export import META_CONTRACT
+    from engines.onnx_format import META_CONTRACT
 
     for prop in model.metadata_props:
         if prop.key == META_CONTRACT:
@@ -324,8 +324,10 @@ def test_a_one_pixel_high_input_is_written_and_only_real_outputs_are_claimed(tmp
 
 def test_a_summary_never_names_an_output_that_is_not_there(clip: Path, tmp_path: Path) -> None:
     from realtime.pipeline import Pipeline, PipelineConfig
+    from realtime.ports import SinkBase
 
-    class VanishingSink:
+    class VanishingSink(SinkBase):
+        name = "vanishing"
         path = tmp_path / "never-written.mp4"
 
         def write(self, result: Any) -> None:
