@@ -68,7 +68,7 @@ from realtime.queues import EMPTY, END, LatestValue, PipelineQueues, StageQueue
 from realtime.settings import RenderSettings, SettingsBox
 from realtime.stages import hud_lines, inference_stage, overlay_stage, postprocess_stage, preprocess_stage
 from realtime.stats import DEFAULT_EPISODE_GAP_FRAMES, RunStats
-from realtime.types import Frame, Prediction, Result, RunMode, RunSummary, StopReason
+from realtime.types import Frame, Prediction, Result, RunMode, RunSummary, SourceInfo, StopReason
 
 logger = logging.getLogger(__name__)
 
@@ -134,10 +134,8 @@ class Pipeline:
     def start(self) -> Pipeline:
         if self._started:
             return self
-        if not self.source.opened:
-            self.source.open()
-        info = self.source.info
-        self.live = info.live if self.config.live is None else self.config.live
+        info = self.open_source()
+        self.live = self._resolve_live()
         self.stats = RunStats(live=self.live, gap_frames=self.config.episode_gap_frames)
         self.batch = 1 if self.live else self._file_batch()
         self._queues = PipelineQueues.live() if self.live else PipelineQueues.file(self.batch)
@@ -160,11 +158,29 @@ class Pipeline:
         logger.debug("pipeline started: %s mode, batch %d, source %s", self.mode, self.batch, info.description)
         return self
 
+    def open_source(self) -> SourceInfo:
+        """Open the source if it is not yet open (start() does; the viewer needs its size before)."""
+        if not self.source.opened:
+            self.source.open()
+        return self.source.info
+
+    def _resolve_live(self) -> bool:
+        """Live or file mode: the config's choice, else the source's nature (the one place it is decided)."""
+        return self.open_source().live if self.config.live is None else bool(self.config.live)
+
     @property
     def mode(self) -> RunMode:
-        if not self.live:
+        """The run's mode; before :meth:`start` it is resolved from the config and the (opened) source."""
+        live = self.live if self._started else self._resolve_live()
+        if not live:
             return RunMode.FILE
         return RunMode.LIVE_SYNC if self.config.sync else RunMode.LIVE
+
+    def add_sinks(self, *sinks: Sink) -> None:
+        """More outputs (e.g. the viewer's display and recorder); only before :meth:`start`."""
+        if self._started:
+            raise PipelineError("sinks can only be added before the pipeline starts")
+        self.sinks.extend(sinks)
 
     @property
     def queues(self) -> PipelineQueues:

@@ -43,7 +43,7 @@ from realtime.pipeline import Pipeline
 from realtime.ports import SinkBase
 from realtime.settings import SettingsBox
 from realtime.sinks import ToggleRecorder
-from realtime.types import Result, RunSummary
+from realtime.types import Result, RunMode, RunSummary
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +135,8 @@ class ViewerWindow(QMainWindow):
         self.record_button.toggled.connect(self._on_record)
         self.pause_button = QPushButton("Pause (Space)")
         self.pause_button.setCheckable(True)
-        live = self.pipeline.config.live if self.pipeline.config.live is not None else self.pipeline.source.info.live
-        self.pause_button.setEnabled(not live)  # pausing a live source would only show stale frames
+        # pausing a live source would only show stale frames
+        self.pause_button.setEnabled(self.pipeline.mode is RunMode.FILE)
         self.pause_button.toggled.connect(lambda on: self.pipeline.pause(bool(on)))
         self.fullscreen_button = QPushButton("Fullscreen (F)")
         self.fullscreen_button.clicked.connect(self.toggle_fullscreen)
@@ -271,11 +271,9 @@ def attach_viewer(
     pipeline: Pipeline, settings: SettingsBox, output_dir: str | Path = "."
 ) -> ViewerWindow:
     """Create the display sink, recorder and window for ``pipeline`` (call before ``pipeline.start()``)."""
-    if not pipeline.source.opened:
-        pipeline.source.open()
     display = QtDisplaySink()
-    recorder = ToggleRecorder(pipeline.source.info)
-    pipeline.sinks.extend([display, recorder])
+    recorder = ToggleRecorder(pipeline.open_source())
+    pipeline.add_sinks(display, recorder)
     return ViewerWindow(pipeline, settings, display, recorder, output_dir)
 
 

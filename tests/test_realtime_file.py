@@ -207,3 +207,23 @@ def test_stop_before_the_input_ended_is_a_user_stop(tmp_path: Path) -> None:
         assert pipeline.wait(30)
     summary = pipeline.summary()
     assert summary.stopped == "stopped" and summary.frames_out < 40 and pipeline.stop_requested
+
+
+def test_the_pipeline_decides_its_mode_once_and_takes_sinks_only_before_start(tmp_path: Path) -> None:
+    from realtime.types import RunMode
+
+    clip = write_disc_video(tmp_path / "in.mp4", 6)
+    source = VideoFileSource(clip)
+    pipeline = Pipeline(source, BrightSpotEngine(64), PipelineConfig(deliver=False))
+    assert pipeline.mode is RunMode.FILE and source.opened  # resolved (source opened) before start
+    forced = Pipeline(VideoFileSource(clip), BrightSpotEngine(64), PipelineConfig(live=True, deliver=False))
+    assert forced.mode is RunMode.LIVE
+    forced.source.close()
+    sink = _StopOnCloseSink()
+    sink.pipeline = pipeline
+    pipeline.add_sinks(sink)
+    with pipeline:
+        with pytest.raises(PipelineError, match="before the pipeline starts"):
+            pipeline.add_sinks(_StopOnCloseSink())
+        assert pipeline.wait(30)
+    assert sink.written == pipeline.summary().frames_out == 6
