@@ -16,7 +16,6 @@ classified) and is not part of the segmentation model.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -181,9 +180,3 @@ class EfficientNetLiteClassifier(nn.Module):
         features = self.head(self.encoder(x)[-1])
         return self.classifier(features.mean(dim=(2, 3)))
 
-
-def encoder_channels(name: str) -> Sequence[int]:
-    """Widths of the stride 2..32 features of ``name`` without building the model."""
-    scaling = LITE_SCALING[name]
-    plan = stage_plan(scaling.width, scaling.depth)
-    return tuple(plan[s][2] for s in PYRAMID_STAGES)
