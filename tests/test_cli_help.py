@@ -11,18 +11,20 @@ import pytest
 
 from calibration.cli import build_parser as calibrate_parser
 from engines.cli_export import build_parser as export_parser
+from realtime.batch_cli import build_parser as batch_parser
 from realtime.cli import build_parser as live_parser
 from train.cli_eval import build_parser as eval_parser
 from train.cli_train import build_parser as train_parser
 
 COMMANDS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "polyp-live": live_parser, "polyp-train": train_parser, "polyp-eval": eval_parser,
-    "polyp-export": export_parser, "polyp-calibrate": calibrate_parser,
+    "polyp-export": export_parser, "polyp-calibrate": calibrate_parser, "polyp-batch": batch_parser,
 }
 # an option with a default that each command's help must show
 SHOWN_DEFAULTS = {"polyp-live": "mask fill opacity 0..1 (default: 0.4)",
                   "polyp-train": "(default: lite0)", "polyp-eval": "(default: default)",
-                  "polyp-export": "(default: fp16)", "polyp-calibrate": "(default: default)"}
+                  "polyp-export": "(default: fp16)", "polyp-calibrate": "(default: default)",
+                  "polyp-batch": "CPU threads of each worker (default: 1)"}
 
 
 def help_text(name: str, capsys: pytest.CaptureFixture[str]) -> str:
