@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 from fractions import Fraction
@@ -14,11 +15,12 @@ import av
 import pytest
 
 from realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads
+from realtime.ports import SinkBase
 from realtime.report import format_summary
 from realtime.sinks import JsonlSink, VideoWriterSink
 from realtime.sources import ReconnectingSource, Source, VideoFileSource
 from realtime.timebase import CLOCK_TOLERANCE_S, GAP_MIN_S, MPEG_TS_WRAP_S, StreamClock
-from realtime.types import Frame, GapReason, SourceInfo
+from realtime.types import Frame, GapReason, Result, SourceInfo
 from tests.fault_helpers import read_jsonl
 from tests.realtime_fakes import BrightSpotEngine, disc_frame, ts_segment
 
@@ -111,12 +113,13 @@ def test_a_reconnected_file_source_marks_the_gap(tmp_path: Path) -> None:
 class RestartingSender(Source):
     """A live stream in real time at 25 fps whose sender restarts: ``before`` frames on a stream clock from 10 s,
     ``silence_s`` without frames, then ``after`` frames on a new clock from 1.4 s (what FFmpeg's MPEG-TS muxer
-    starts at). Stamped by the real :class:`StreamClock` with each frame's arrival time, as VideoFileSource does."""
+    starts at); ``burst``: the frames after the silence all at once (a backlog). Stamped by the real
+    :class:`StreamClock` with each frame's arrival time, as VideoFileSource does."""
 
-    def __init__(self, before: int, silence_s: float, after: int, width: int = 96, height: int = 64) -> None:
+    def __init__(self, before: int, silence_s: float, after: int, *, burst: bool = False) -> None:
         super().__init__()
-        self.before, self.silence_s, self.after = before, silence_s, after
-        self.width, self.height = width, height
+        self.before, self.silence_s, self.after, self.burst = before, silence_s, after, burst
+        self.width, self.height = 96, 64
         self._clock = StreamClock(PERIOD, "restarting sender")
         self._stopping = threading.Event()
         self._sent = 0
@@ -136,7 +139,8 @@ class RestartingSender(Source):
         k = self._sent
         if k >= self.before + self.after or self._stopping.is_set():
             return None
-        due = self._t0 + k * PERIOD + (self.silence_s if k >= self.before else 0.0)
+        due = self._t0 + (k if k < self.before or not self.burst else self.before) * PERIOD
+        due += self.silence_s if k >= self.before else 0.0
         if k == self.before:
             self.silence = (time.monotonic(), due)
         if self._stopping.wait(max(0.0, due - time.monotonic())):
@@ -195,3 +199,37 @@ def test_a_sender_restart_keeps_one_monotonic_wall_clock_true_recording(tmp_path
     assert "gaps         1," in text and "clock jump" in text
     stats = summary.to_dict()
     assert stats["gaps"][0]["reason"] == "clock jump" and stats["gaps"][0]["gap_s"] == events[0]["gap_s"]
+
+
+class BlockingSink(SinkBase):
+    """Takes ``block_s`` to write frame ``index`` (a disk that stalls): meanwhile the live queues keep the newest."""
+
+    name = "stalling"
+
+    def __init__(self, index: int, block_s: float) -> None:
+        self.index, self.block_s = index, block_s
+
+    def write(self, result: Result) -> None:
+        if result.index == self.index:
+            time.sleep(self.block_s)
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_gap_of_a_dropped_frame_is_written_before_the_next_written_frame(tmp_path: Path) -> None:
+    """The first frame after the gap never reaches the outputs (the outputs were stalled, a newer frame took its
+    place): its gap event still comes, once, before the next frame written."""
+    source = RestartingSender(before=10, silence_s=0.2, after=20, burst=True)
+    jsonl = tmp_path / "o.jsonl"
+    pipeline = Pipeline(source, BrightSpotEngine(64), PipelineConfig(), [BlockingSink(9, 1.5), JsonlSink(jsonl)])
+    with pipeline:
+        for _ in pipeline:
+            pass
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    events = [i for i, r in enumerate(records) if "event" in r]
+    assert len(events) == 1 and records[events[0]]["reason"] == "clock jump"
+    after = records[events[0] + 1]
+    assert after["index"] > 10  # frame 10, which carried the gap, was dropped ...
+    assert after["time"] >= records[events[0]]["time"]  # ... and the event precedes the next frame written
+    assert len(pipeline.summary().gaps) == 1
