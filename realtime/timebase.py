@@ -13,11 +13,12 @@ the previous frame, never backward, never two frames at one time) and reports a 
   there) and reported as a ``STALL``.
 * **live sources** (each frame's arrival time, ``time.monotonic()``, is known): where the stream clock
   goes backward, or moves more than ``CLOCK_TOLERANCE_S`` away from how much time really passed between
-  two arrivals (a sender that restarts, a new clock after a reconnect), the frame is placed after the
-  previous one by the real (arrival) gap, at least one frame period (``CLOCK_JUMP``; ``RECONNECT`` after
-  :meth:`StreamClock.discontinuity`). A 33-bit MPEG-TS wrap-around is unwrapped (``WRAP``). A step longer
-  than ``GAP_MIN_S`` on which stream clock and arrival agree is a ``STALL`` (nothing came, or frames were
-  lost): kept as it is. Frames are never invented: a gap is time with no frame.
+  two arrivals, the frame is placed after the previous one by the real (arrival) gap, at least one frame
+  period: ``CLOCK_JUMP`` (backward, or leapt ahead: a sender that restarts), ``STALL`` (the frame came
+  that much later than its clock says: the input stalled), ``RECONNECT`` (after
+  :meth:`StreamClock.discontinuity`: the source was reopened). A 33-bit MPEG-TS wrap-around is unwrapped
+  (``WRAP``). A step longer than ``GAP_MIN_S`` on which stream clock and arrival agree is also a ``STALL``
+  (frames were lost), kept as it is. Frames are never invented: a gap is time with no frame.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class StreamClock:
         self._last_arrival: float | None = None
         self._pending: GapReason | None = None  # set by discontinuity(): the next frame is re-based
         self.rebased = 0  # times the clock was re-based (backward, jumped, reconnected)
-        self.gaps: list[Gap] = []  # every gap reported, in order
+        self.gaps = 0  # gaps reported (the pipeline keeps the records)
+        self._jumps = 0  # CLOCK_JUMP re-bases: the first is a warning, the rest debug lines
 
     def __call__(self, stream_s: float, arrival_s: float | None = None) -> float:
         return self.place(stream_s, arrival_s)[0]
@@ -87,7 +89,7 @@ class StreamClock:
         if reason is not None or placed - self._last > GAP_MIN_S:
             gap = Gap(at_s=placed, seconds=placed - self._last, reason=reason or GapReason.STALL,
                       stream_jump_s=jump)
-            self.gaps.append(gap)
+            self.gaps += 1
         return self._keep(stream_s, arrival_s, placed), gap
 
     def _judge(self, step: float, arrival_s: float | None) -> tuple[GapReason | None, float]:
@@ -97,8 +99,10 @@ class StreamClock:
         if step <= 0.0:
             return GapReason.CLOCK_JUMP, step
         arrived = None if arrival_s is None or self._last_arrival is None else arrival_s - self._last_arrival
-        if arrived is not None and abs(step - arrived) > CLOCK_TOLERANCE_S:
+        if arrived is not None and step - arrived > CLOCK_TOLERANCE_S:  # the clock leapt ahead of real time
             return GapReason.CLOCK_JUMP, step
+        if arrived is not None and arrived - step > CLOCK_TOLERANCE_S:  # it came late: the input stalled
+            return GapReason.STALL, step
         return None, step
 
     def _keep(self, stream_s: float, arrival_s: float | None, placed: float) -> float:
@@ -106,10 +110,12 @@ class StreamClock:
         return placed
 
     def _log_rebase(self, reason: GapReason, step: float, placed: float) -> None:
-        if reason == GapReason.RECONNECT:
-            logger.info("%s: reconnected; the timeline goes on at %.3f s", self.description, placed)
+        if reason in (GapReason.RECONNECT, GapReason.STALL):
+            logger.info("%s: %s after %.3f s; the timeline goes on at %.3f s", self.description, reason,
+                        self._last, placed)
             return
-        if any(g.reason == GapReason.CLOCK_JUMP for g in self.gaps):
+        self._jumps += 1
+        if self._jumps > 1:
             logger.debug("%s: timestamps jump by %+.3f s; the timeline goes on at %.3f s", self.description, step,
                          placed)
         elif step <= 0.0:  # the first jump only: a warning

@@ -51,7 +51,7 @@ class GapReason(_TextEnum):
     CLOCK_JUMP = "clock jump"  # the stream clock went backward or away from the arrival times: re-based
     RECONNECT = "reconnect"  # the source was reopened after a disconnect: re-based on the arrival time
     WRAP = "wrap-around"  # a 33-bit MPEG-TS clock wrapped: unwrapped
-    STALL = "stall"  # no frame for longer than timebase.GAP_MIN_S; stream clock and arrival agree (kept as is)
+    STALL = "stall"  # no frame for longer than timebase.GAP_MIN_S / a frame far later than its clock says
 
 
 @dataclass(frozen=True)

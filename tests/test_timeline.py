@@ -69,6 +69,17 @@ def test_a_stall_the_stream_clock_agrees_with_is_kept_and_reported() -> None:
     assert clock.rebased == 0
 
 
+def test_a_frame_that_comes_late_is_placed_at_its_arrival() -> None:
+    """A network stall: the next frame (one period on, by its clock) comes 2.5 s later; the timeline shows the
+    wait that really was (what the viewer saw), then goes on with the stream's spacing."""
+    clock = StreamClock(PERIOD)
+    clock.place(0.0, 10.0)
+    placed, gap = clock.place(PERIOD, 12.5)
+    assert placed == pytest.approx(2.5) and gap is not None and gap.reason == GapReason.STALL
+    assert gap.stream_jump_s == pytest.approx(PERIOD) and clock.rebased == 1
+    assert clock.place(2 * PERIOD, 12.51) == (pytest.approx(2.5 + PERIOD), None)
+
+
 def test_arrival_jitter_and_a_start_up_burst_are_not_gaps() -> None:
     """A backlog delivered 6x fast at start-up, then frames on time with +-half-period jitter: no re-base."""
     clock = StreamClock(PERIOD)
@@ -166,7 +177,8 @@ def test_a_sender_restart_keeps_one_monotonic_wall_clock_true_recording(tmp_path
     sinks = [VideoWriterSink(out, info, preset="ultrafast"), JsonlSink(jsonl)]
     pipeline = Pipeline(ReconnectingSource(source), BrightSpotEngine(64, delay_s=0.01), PipelineConfig(), sinks)
     with pipeline:
-        results = list(pipeline)
+        for _ in pipeline:  # (the iterator may miss results: "delivered" drops; the files get every one)
+            pass
     summary = pipeline.summary()
     assert summary.mode == "live" and summary.stopped == "end of input" and not pipeline_threads()
     assert source.silence is not None
@@ -174,14 +186,14 @@ def test_a_sender_restart_keeps_one_monotonic_wall_clock_true_recording(tmp_path
 
     frames, events = read_jsonl(jsonl), read_jsonl(jsonl, events=True)
     times = mp4_times(out)
-    assert len(times) == len(frames) == summary.frames_out == len(results) >= 40  # JSONL count = MP4 frame count
+    assert len(times) == len(frames) == summary.frames_out >= 25  # JSONL count = MP4 frame count
     assert all(b > a for a, b in itertools.pairwise(times))  # monotonic pts (no 1/90000 s pile-up)
     jtimes = [r["time"] for r in frames]
     assert all(b > a for a, b in itertools.pairwise(jtimes))
     assert times == pytest.approx([t - jtimes[0] for t in jtimes], abs=2 / 90_000)  # one time base for both
     steps = [b - a for a, b in itertools.pairwise(times)]
     assert max(steps) == pytest.approx(silence, abs=0.25)  # the one long step is the real silence
-    assert sorted(steps)[-2] < 0.5  # everything else is frame spacing (dropped frames at most)
+    assert sorted(steps)[-2] < silence / 2  # everything else is frame spacing (dropped frames at most)
 
     assert len(events) == 1 and events[0]["event"] == "gap" and events[0]["reason"] == "clock jump"
     assert events[0]["gap_s"] == pytest.approx(silence, abs=0.25)
@@ -194,7 +206,7 @@ def test_a_sender_restart_keeps_one_monotonic_wall_clock_true_recording(tmp_path
     episodes = summary.episodes  # the disc is in every frame: one episode each side, none across the silence
     assert len(episodes) == 2
     assert all(ep.start_time <= ep.end_time for ep in episodes)
-    assert episodes[0].end_time < events[0]["time"] <= episodes[1].start_time
+    assert episodes[0].end_time < summary.gaps[0].at_s <= episodes[1].start_time
     text = format_summary(summary)
     assert "gaps         1," in text and "clock jump" in text
     stats = summary.to_dict()
