@@ -124,3 +124,15 @@ class StreamClock:
         else:
             logger.warning("%s: timestamps jump by %+.3f s after %.3f s, far from the time that passed (a sender "
                            "restart?); the timeline goes on at %.3f s", self.description, step, self._last, placed)
+
+
+def merge_gaps(earlier: Gap | None, later: Gap | None) -> Gap | None:
+    """One gap for two: a source that discards frames (stale ones, realtime.network) keeps the gap of a discarded
+    frame for the next frame it hands out: ``pending = merge_gaps(pending, frame.gap)`` per discarded frame, then
+    ``replace(frame, gap=merge_gaps(pending, frame.gap))``. The merged gap starts where ``earlier`` did, ends at
+    ``later`` and keeps the earlier (first) reason; stream jumps add up."""
+    if earlier is None or later is None:
+        return earlier or later
+    start = earlier.at_s - earlier.seconds
+    return Gap(at_s=later.at_s, seconds=later.at_s - start, reason=earlier.reason,
+               stream_jump_s=earlier.stream_jump_s + later.stream_jump_s)

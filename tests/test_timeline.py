@@ -19,8 +19,8 @@ from realtime.ports import SinkBase
 from realtime.report import format_summary
 from realtime.sinks import JsonlSink, VideoWriterSink
 from realtime.sources import ReconnectingSource, Source, VideoFileSource
-from realtime.timebase import CLOCK_TOLERANCE_S, GAP_MIN_S, MPEG_TS_WRAP_S, StreamClock
-from realtime.types import Frame, GapReason, Result, SourceInfo
+from realtime.timebase import CLOCK_TOLERANCE_S, GAP_MIN_S, MPEG_TS_WRAP_S, StreamClock, merge_gaps
+from realtime.types import Frame, Gap, GapReason, Result, SourceInfo
 from tests.fault_helpers import read_jsonl
 from tests.realtime_fakes import BrightSpotEngine, disc_frame, ts_segment
 
@@ -99,6 +99,16 @@ def test_an_mpeg_ts_wrap_around_is_unwrapped() -> None:
     placed, gap = clock.place(0.0)  # 2**33 ticks at 90 kHz later: the 33-bit counter wrapped
     assert placed == pytest.approx(2 * PERIOD, abs=1e-6) and gap is not None and gap.reason == GapReason.WRAP
     assert clock.place(PERIOD)[0] == pytest.approx(3 * PERIOD, abs=1e-6)
+
+
+def test_merged_gaps_span_from_the_first_start_to_the_last_end() -> None:
+    """What a source that discards stale frames does with the gaps of the frames it discards."""
+    reconnect = Gap(at_s=10.0, seconds=3.0, reason=GapReason.RECONNECT, stream_jump_s=-5.0)
+    stall = Gap(at_s=12.0, seconds=1.5, reason=GapReason.STALL, stream_jump_s=0.04)
+    assert merge_gaps(None, stall) is stall and merge_gaps(reconnect, None) is reconnect
+    assert merge_gaps(None, None) is None
+    assert merge_gaps(reconnect, stall) == Gap(at_s=12.0, seconds=5.0, reason=GapReason.RECONNECT,
+                                               stream_jump_s=pytest.approx(-4.96))
 
 
 def test_a_reconnected_file_source_marks_the_gap(tmp_path: Path) -> None:
