@@ -111,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--speed", type=positive_float, default=1.0,
                       help="viewer: play files at this multiple of their own frame rate")
     pace.add_argument("--fast", action="store_true", help="viewer: play files as fast as they are processed")
-    parser.add_argument("--max-frames", type=positive_int, help="stop after N frames")
+    parser.add_argument("--max-frames", type=positive_int, metavar="N",
+                        help="stop after N frames taken from the source (the summary's 'in'; in live mode frames "
+                             "dropped later count too, so fewer are written)")
     parser.add_argument("--resolution", help="capture resolution WxH (devices)")
     parser.add_argument("--fps", type=frame_rate, help="capture rate (devices) or playback rate (image folders)")
     parser.add_argument("--sync", action="store_true", help="live: show only frames whose own mask is ready")

@@ -62,19 +62,36 @@ from dataclasses import dataclass
 
 from engines.base import Engine
 from realtime.errors import PipelineError
-from realtime.ports import Sink, Source
+from realtime.ports import Sink, Source, sink_recorded, source_stale_dropped, source_startup_s
 from realtime.postprocess import TemporalSmoother
 from realtime.queues import EMPTY, END, LatestValue, PipelineQueues, StageQueue
 from realtime.settings import RenderSettings, SettingsBox
 from realtime.stages import hud_lines, inference_stage, overlay_stage, postprocess_stage, preprocess_stage
 from realtime.stats import DEFAULT_EPISODE_GAP_FRAMES, RunStats
-from realtime.types import Frame, Prediction, Result, RunMode, RunSummary, SourceInfo, StopReason
+from realtime.types import (
+    Counts,
+    Frame,
+    FrameCounts,
+    Gap,
+    Prediction,
+    Result,
+    RunMode,
+    RunSummary,
+    SourceInfo,
+    StopReason,
+)
 
 logger = logging.getLogger(__name__)
 
 THREAD_PREFIX = "polyp-live-"
 MODEL_STAGES = ("preprocess", "inference", "postprocess")
 FRAME_STAGES = ("capture", "overlay", "output")
+DISPLAY_SINK = "display"  # the viewer's sink (realtime.viewer.QtDisplaySink.name): its drops are frames not painted
+# Which latest-wins queues lose a taken frame for the outputs / for the model (the counters' balances,
+# types.FrameCounts); "inferences" loses a mask in live mode, "delivered" a result already written.
+OUTPUT_PATH = {RunMode.FILE: (), RunMode.LIVE: ("display", "results"),
+               RunMode.LIVE_SYNC: ("frames", "batches", "inferences", "predictions", "results")}
+MODEL_PATH = ("frames", "batches")
 
 
 @dataclass(frozen=True)
@@ -118,7 +135,11 @@ class Pipeline:
         self._stopped_by_user = False
         self._end_reason = StopReason.END_OF_INPUT
         self._input_ended = threading.Event()  # capture reached the end (or --max-frames): not a user stop
-        self.frames_in = 0
+        self.frames_in = 0  # frames taken from the source (what --max-frames counts)
+        self.frames_inferred = 0
+        self._gaps: list[Gap] = []  # every gap the source reported, in order (capture thread appends)
+        self._gaps_lock = threading.Lock()
+        self._gaps_written = 0  # how many of them the output stage has attached to a result
         self._t_start = 0.0
         self._t_end: float | None = None
         self._smoother = TemporalSmoother()
@@ -330,6 +351,9 @@ class Pipeline:
                 self._input_ended.set()
                 return
             self.frames_in += 1
+            if frame.gap is not None:
+                with self._gaps_lock:
+                    self._gaps.append(frame.gap)
             for queue in outboxes:
                 if not queue.put(frame):
                     return
@@ -342,7 +366,7 @@ class Pipeline:
             # would be dropped anyway are never preprocessed and the mask is as fresh as it can be.
             while True:
                 while not self._want_batch.wait(0.05):
-                    if inbox.closed or outbox.cancelled:
+                    if outbox.cancelled or (inbox.closed and not len(inbox)):  # the last frame is still inferred
                         return
                 self._want_batch.clear()
                 frame = inbox.get()
@@ -378,6 +402,7 @@ class Pipeline:
                 self._want_batch.set()
                 if (batch := inbox.get()) is END:
                     return
+                self.frames_inferred += len(batch.frames)
                 for item in inference_stage(self.engine, batch):
                     if not outbox.put(item):
                         inbox.cancel()
@@ -442,10 +467,11 @@ class Pipeline:
         def body() -> None:
             while (result := inbox.get()) is not END:
                 start = time.perf_counter()
+                result = self._with_gaps(result)
                 for sink in self.sinks:
                     sink.write(result)
                 result = Result(result.frame, result.prediction, result.annotated,
-                                result.times.with_stage("output", time.perf_counter() - start))
+                                result.times.with_stage("output", time.perf_counter() - start), result.gaps)
                 self.stats.add(result, time.monotonic(), stages)
                 if self.config.deliver:
                     delivered.put(result)  # False only after close(): the reader is gone
@@ -456,6 +482,14 @@ class Pipeline:
             self._close_sinks()
             self._t_end = time.monotonic()
             self.finished.set()
+
+    def _with_gaps(self, result: Result) -> Result:
+        """The result with every gap not yet written up to its frame (those of frames dropped before it too)."""
+        with self._gaps_lock:
+            pending = self._gaps[self._gaps_written:]
+            due = [gap for gap in pending if gap.at_s <= result.frame.source_ts]
+            self._gaps_written += len(due)
+        return Result(result.frame, result.prediction, result.annotated, result.times, tuple(due)) if due else result
 
     def _close_sinks(self) -> None:
         for sink in self.sinks:
@@ -472,29 +506,60 @@ class Pipeline:
         counts += [(s.name, int(s.dropped)) for s in self.sinks]
         return tuple((name, n) for name, n in counts if n)
 
+    def frame_counts(self) -> FrameCounts:
+        """Every frame counter of the run, defined once (:class:`~realtime.types.FrameCounts`); complete once
+        the run has finished."""
+        queues = {q.name: q.dropped for q in self._queues.values()} if self._queues is not None else {}
+        out = self.stats.frames_out
+        dropped = tuple((name, queues[name]) for name in OUTPUT_PATH[self.mode] if queues.get(name))
+        not_inferred = tuple((name, queues[name]) for name in MODEL_PATH if queues.get(name))
+        after: Counts = tuple((s.name if s.name != DISPLAY_SINK else "viewer", int(s.dropped))
+                              for s in self.sinks if s.dropped)
+        if self.config.deliver and queues.get("delivered"):
+            after += (("delivered", queues["delivered"]),)
+        recorded = [n for n in (sink_recorded(s) for s in self.sinks) if n is not None]
+        viewer = [s for s in self.sinks if s.name == DISPLAY_SINK]
+        return FrameCounts(
+            taken=self.frames_in, inferred=self.frames_inferred, out=out, dropped=dropped, not_inferred=not_inferred,
+            stale=source_stale_dropped(self.source),
+            masks_dropped=queues.get("inferences", 0) if self.mode == RunMode.LIVE else 0, after_output=after,
+            recorded=max(recorded) if recorded else None,
+            shown=out - sum(int(s.dropped) for s in viewer) if viewer else None,
+            cut=max(0, self.frames_in - out - sum(n for _, n in dropped)),
+            cut_model=max(0, self.frames_in - self.frames_inferred - sum(n for _, n in not_inferred)),
+        )
+
+    def gaps(self) -> tuple[Gap, ...]:
+        """Every gap the source reported so far, in order."""
+        with self._gaps_lock:
+            return tuple(self._gaps)
+
     def summary(self) -> RunSummary:
         """What happened so far (complete once the run has finished)."""
         info = self.engine.info
         end = self._t_end if self._t_end is not None else time.monotonic()
         wall = max(1e-9, end - self._t_start) if self._started else 0.0
-        frames_out = self.stats.frames_out
+        counts = self.frame_counts()
         if self._error is not None:
             stopped, error = StopReason.ERROR, f"{self._error[0]} failed: {self._error[1]}"
         else:
             stopped, error = (StopReason.STOPPED if self._stopped_by_user else self._end_reason), None
         src = self.source.info if self.source.opened else None
+        first = self.stats.first_output
         return RunSummary(
             source=src.description if src else "?", mode=self.mode, engine=info.describe(), backend=info.backend,
-            precision=info.precision, device=info.device, frames_in=self.frames_in, frames_out=frames_out,
-            frames_dropped=max(0, self.frames_in - frames_out), drops=self.drops(),
+            precision=info.precision, device=info.device, frames_in=counts.taken, frames_out=counts.out,
+            frames_dropped=max(0, counts.taken - counts.out), drops=self.drops(),
             decode_errors=int(self.source.decode_errors), wall_s=round(wall, 3),
-            throughput_fps=round(frames_out / wall, 2) if wall else 0.0, latency=self.stats.latency(),
+            throughput_fps=round(counts.out / wall, 2) if wall else 0.0, latency=self.stats.latency(),
             frames_with_polyp=self.stats.frames_with_polyp,
             episodes=self.stats.episodes(),
             episode_gap_frames=self.config.episode_gap_frames, stopped=stopped, error=error,
             expected_frames=src.frame_count if src else None,
             outputs=tuple(str(s.path) for s in self.sinks  # only what is there: never claim a file not written
                           if s.path is not None and os.path.exists(s.path)),
+            counts=counts, gaps=self.gaps(), startup_s=source_startup_s(self.source),
+            first_output_s=round(first - self._t_start, 3) if first is not None and self._started else None,
         )
 
 

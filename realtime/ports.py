@@ -9,13 +9,19 @@ members works too (tests wrap sources, benchmarks add their own sinks).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from realtime.types import Frame, Result, SourceInfo
 
 
 class Source(Protocol):
-    """Frames in: open, ``read`` until ``None``, close; ``stop`` may come from any thread."""
+    """Frames in: open, ``read`` until ``None``, close; ``stop`` may come from any thread.
+
+    Optional (read with :func:`source_startup_s` / :func:`source_stale_dropped`, which look through wrappers
+    such as ``ReconnectingSource`` and default to ``None`` / ``0``): a live source may expose
+    ``startup_s: float | None`` (seconds from opening to its first fresh frame) and ``stale_dropped: int``
+    (frames it discarded as older than the live policy allows; never taken, so not in the run's "in").
+    """
 
     decode_errors: int  # packets that could not be decoded and were skipped
 
@@ -36,7 +42,11 @@ class Source(Protocol):
 
 
 class Sink(Protocol):
-    """Receives every result in the output thread; ``close`` is called once, from the same thread."""
+    """Receives every result in the output thread; ``close`` is called once, from the same thread.
+
+    Optional (read with :func:`sink_recorded`, default ``None``): ``recorded: int | None``, the frames a
+    sink wrote to a video file (the summary's "recorded").
+    """
 
     @property
     def name(self) -> str:
@@ -61,3 +71,33 @@ class SinkBase:
     name: str = "sink"
     path: Path | None = None
     dropped: int = 0
+    recorded: int | None = None
+
+
+def _through_wrappers(source: Any, name: str) -> Any:
+    """``source.name``, or that of the source it wraps (``.source``, a few levels); ``None`` if none has it."""
+    for _ in range(8):
+        value = getattr(source, name, None)
+        if value is not None:
+            return value
+        source = getattr(source, "source", None)
+        if source is None:
+            break
+    return None
+
+
+def source_startup_s(source: Any) -> float | None:
+    """A live source's start-up delay (opening to its first fresh frame), or ``None`` where it has none."""
+    value = _through_wrappers(source, "startup_s")
+    return None if value is None else float(value)
+
+
+def source_stale_dropped(source: Any) -> int:
+    """Frames the source discarded as stale before they were taken (0 for sources that never do)."""
+    return int(_through_wrappers(source, "stale_dropped") or 0)
+
+
+def sink_recorded(sink: Any) -> int | None:
+    """Frames a sink wrote to a video file, or ``None`` (sinks without ``recorded``, or that write no video)."""
+    value = getattr(sink, "recorded", None)
+    return None if value is None else int(value)

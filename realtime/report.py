@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from realtime.types import RunMode, RunSummary, StopReason
+from realtime.types import Counts, FrameCounts, Gap, RunMode, RunSummary, StopReason
+
+MAX_GAP_LINES = 5  # the summary lists the first gaps one per line, then a count (--stats JSON holds them all)
 
 
 def format_time(seconds: float) -> str:
@@ -18,8 +20,11 @@ def format_summary(summary: RunSummary) -> str:
         f"  frames       in {summary.frames_in}, out {summary.frames_out}, dropped {summary.frames_dropped}"
         + (f", decode errors {summary.decode_errors}" if summary.decode_errors else ""),
     ]
-    if summary.drops:
+    if summary.counts is not None:
+        lines += count_lines(summary.counts, summary.mode)
+    elif summary.drops:
         lines.append("  drops        " + ", ".join(f"{name} {count}" for name, count in summary.drops))
+    lines += startup_lines(summary) + gap_lines(summary.gaps)
     lines.append(f"  throughput   {summary.throughput_fps:.1f} fps over {summary.wall_s:.2f} s")
     lines.append(f"  latency ms   {'stage':<12}{'p50':>8}{'p95':>8}{'p99':>8}")
     for item in summary.latency:
@@ -38,6 +43,59 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(f"  wrote        {path}")
     lines.append(f"  stopped      {summary.stopped}" + (f": {summary.error}" if summary.error else ""))
     return "\n".join(lines)
+
+
+def _by_stage(counts: Counts) -> str:
+    return " + ".join(f"{name} {count}" for name, count in counts)
+
+
+def count_lines(counts: FrameCounts, mode: RunMode) -> list[str]:
+    """How the frame counters add up (``in`` = frames taken from the source; README "Frame counters")."""
+    lines = [f"               inferred {counts.inferred}"
+             + (f", recorded {counts.recorded}" if counts.recorded is not None else "")
+             + (f", shown {counts.shown}" if counts.shown is not None else "")]
+    if counts.dropped or counts.cut:
+        cut = [("in flight at the error", counts.cut)] if counts.cut else []
+        lines.append(f"  dropped      {_by_stage((*counts.dropped, *cut))} = {counts.taken - counts.out} "
+                     "(in - out: a newer frame took its place in a latest-wins queue)")
+    if counts.not_inferred:
+        shown = "also dropped above" if mode == RunMode.LIVE_SYNC else "still shown, with the newest mask"
+        lines.append(f"  not inferred {_by_stage(counts.not_inferred)} = {counts.taken - counts.inferred} (in - "
+                     f"inferred: the model takes the newest frame; {shown})")
+    if counts.masks_dropped:
+        lines.append(f"  masks        {counts.masks_dropped} inferred but replaced by a newer one before drawn")
+    if counts.after_output:
+        lines.append(f"  after output {_by_stage(counts.after_output)} (written to every file; not painted by the "
+                     "viewer / not taken by the caller)")
+    if counts.stale:
+        lines.append(f"  stale        {counts.stale} discarded by the source before they were taken (older than "
+                     "the live policy allows; not in 'in')")
+    return lines
+
+
+def startup_lines(summary: RunSummary) -> list[str]:
+    """The start-up delay: the live source's (opening to its first fresh frame) and the first result's."""
+    parts = []
+    if summary.startup_s is not None:
+        parts.append(f"first fresh frame {summary.startup_s:.2f} s after opening the source")
+    if summary.first_output_s is not None and summary.mode != RunMode.FILE:
+        parts.append(f"first result {summary.first_output_s:.2f} s after the start")
+    return [f"  start-up     {', '.join(parts)}"] if parts else []
+
+
+def gap_lines(gaps: tuple[Gap, ...]) -> list[str]:
+    """One line for all gaps (count, total, longest), then the first few one per line."""
+    if not gaps:
+        return []
+    longest = max(gaps, key=lambda gap: gap.seconds)
+    lines = [f"  gaps         {len(gaps)}, {sum(g.seconds for g in gaps):.2f} s in all, longest {longest.seconds:.2f} s"
+             f" ({longest.reason}) at {format_time(longest.at_s)}; the timeline goes on, no frame invented"]
+    for gap in gaps[:MAX_GAP_LINES]:
+        lines.append(f"               {format_time(gap.at_s)}  {gap.seconds:6.2f} s  {gap.reason} "
+                     f"(source clock {gap.stream_jump_s:+.2f} s)")
+    if len(gaps) > MAX_GAP_LINES:
+        lines.append(f"               ... and {len(gaps) - MAX_GAP_LINES} more (see --stats / --jsonl)")
+    return lines
 
 
 def input_warnings(summary: RunSummary, max_frames: int | None = None) -> list[str]:

@@ -23,7 +23,7 @@ from realtime.errors import OutputError
 from realtime.geometry import even_size, place
 from realtime.output_paths import check_output_path, check_video_suffix, mask_name
 from realtime.ports import SinkBase
-from realtime.types import Result, SourceInfo
+from realtime.types import Gap, Result, SourceInfo
 from train.media_paths import ffmpeg_local
 
 logger = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_PRESET = "veryfast"  # files: offline, smaller output
 LIVE_PRESET = "ultrafast"  # live recording: ~2.5x cheaper than veryfast, keeps up with 1080p30 on 2 cores
 DEFAULT_CRF = 23
+GAP_EVENT = "gap"  # the "event" of a JSON Lines gap record
 
 
 class VideoWriterSink(SinkBase):
@@ -105,6 +106,11 @@ class VideoWriterSink(SinkBase):
             raise OutputError(f"cannot write {self.path}: {exc}") from None
         self.frames += 1
 
+    @property
+    def recorded(self) -> int:
+        """Frames written to the MP4 (the summary's "recorded", :func:`realtime.ports.sink_recorded`)."""
+        return self.frames
+
     def close(self) -> None:
         if self._container is None:
             return
@@ -132,9 +138,17 @@ def result_record(result: Result) -> dict[str, Any]:
     }
 
 
+def gap_record(gap: Gap) -> dict[str, Any]:
+    """The JSON Lines event before the first frame after a gap: ``{"event": "gap", "time", "gap_s", "reason",
+    "stream_jump_s"}``. Frame records have no ``event`` key; readers that want frames skip lines that have one."""
+    return {"event": GAP_EVENT, **gap.to_dict()}
+
+
 class JsonlSink(SinkBase):
     """One JSON object per line and frame; each line goes out in one ``write`` call, unbuffered,
-    so a crash or kill never leaves a partial last line; a line cut short by a full disk is cut off again."""
+    so a crash or kill never leaves a partial last line; a line cut short by a full disk is cut off again.
+    A gap in the input (:mod:`realtime.timebase`) is an event line (:func:`gap_record`) just before the
+    frame after it, written in the same call."""
 
     name = "jsonl"
 
@@ -144,13 +158,15 @@ class JsonlSink(SinkBase):
             self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         except OSError as exc:
             raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
-        self.records = 0
+        self.records = 0  # frame records
+        self.events = 0  # event records (gaps)
         self._size = 0  # bytes of whole lines written
 
     def write(self, result: Result) -> None:
         if self._fd is None:
             return
-        line = (json.dumps(result_record(result), separators=(",", ":")) + "\n").encode()
+        records = [*(gap_record(gap) for gap in result.gaps), result_record(result)]
+        line = "".join(json.dumps(record, separators=(",", ":")) + "\n" for record in records).encode()
         try:
             written = os.write(self._fd, line)
         except OSError as exc:
@@ -160,9 +176,10 @@ class JsonlSink(SinkBase):
                 os.ftruncate(self._fd, self._size)
             except OSError:
                 logger.warning("%s: could not remove a partial last line", self.path)
-            raise OutputError(f"cannot write {self.path}: disk full (wrote {self.records} whole lines)")
+            raise OutputError(f"cannot write {self.path}: disk full (wrote {self.records + self.events} whole lines)")
         self._size += written
         self.records += 1
+        self.events += len(result.gaps)
 
     def close(self) -> None:
         if self._fd is not None:

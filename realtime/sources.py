@@ -27,7 +27,7 @@ import numpy as np
 
 from realtime.errors import SourceDisconnected, SourceError
 from realtime.timebase import StreamClock
-from realtime.types import Frame, SourceInfo
+from realtime.types import Frame, GapReason, SourceInfo
 from realtime.video_streams import expected_frames, main_video_stream, open_fifo, quarter_turns, sample_aspect, upright
 from train.media_paths import MediaLocation, UnsupportedUrl, locate
 
@@ -143,8 +143,10 @@ class VideoFileSource(Source):
             time_base=Fraction(stream.time_base) if stream.time_base else Fraction(1, 1000),
             rate=Fraction(rate) if rate else None, sample_aspect=sample_aspect(stream, self._turns),
         )
-        if self._clock is None:  # kept across a reconnect: times go on from where the stream broke off
-            self._clock = StreamClock(1.0 / fps, self.path)
+        if self._clock is None:  # kept across a reconnect: times go on from where the stream broke off, by the
+            self._clock = StreamClock(1.0 / fps, self.path)  # real time the outage took (timebase)
+        else:
+            self._clock.discontinuity(GapReason.RECONNECT)
         return self._info
 
     def _open_container(self) -> Any:
@@ -212,8 +214,8 @@ class VideoFileSource(Source):
             stream_s = float(av_frame.pts * av_frame.time_base)
         else:
             stream_s = self._index / self.info.fps
-        ts = self._clock(stream_s)
-        frame = Frame(index=self._index, rgb=rgb, source_ts=ts, capture_time=now, capture_s=now - start)
+        ts, gap = self._clock.place(stream_s, now if self.live else None)  # live: the arrival time counts too
+        frame = Frame(index=self._index, rgb=rgb, source_ts=ts, capture_time=now, capture_s=now - start, gap=gap)
         self._index += 1
         return frame
 

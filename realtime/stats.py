@@ -3,7 +3,8 @@
 Episodes: each run of consecutive output frames with a polyp is an appearance; two appearances
 separated by at most ``gap_frames`` frames without a polyp (default 5, i.e. 0.2 s at 25 fps) are merged
 into one episode, so a flicker of the detector does not split it. An episode's start/end times are
-the source timestamps of its first and last frame with a polyp.
+the source timestamps of its first and last frame with a polyp. An episode never spans a gap in the input
+of ``timebase.GAP_MIN_S`` or more (a reconnect, a stall: nothing was seen then): it ends before the gap.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import fields
 
 import numpy as np
 
+from realtime.timebase import GAP_MIN_S
 from realtime.types import STAGES, Episode, LatencyStats, Result, StageTimes
 
 DEFAULT_EPISODE_GAP_FRAMES = 5
@@ -45,7 +47,11 @@ class EpisodeTracker:
         self._present = 0
         self._misses = 0
 
-    def update(self, index: int, when: float, flag: bool) -> None:
+    def update(self, index: int, when: float, flag: bool, gap_s: float = 0.0) -> None:
+        """One output frame; ``gap_s``: seconds of input gap just before it (an open episode ends there)."""
+        if gap_s >= GAP_MIN_S and self._start is not None:
+            self.closed.append(self._episode(self._start))
+            self._start, self._misses = None, 0
         if flag:
             if self._start is None:
                 self._start, self._present = (index, when), 0
@@ -154,7 +160,8 @@ class RunStats:
             self._recent.append(done)
             if result.prediction is not None and result.prediction.frame is not result.frame:
                 self._mask_age.append(done - result.prediction.frame.capture_time)
-            self._episodes.update(result.index, result.frame.source_ts, result.polyp_present)
+            gap_s = max((gap.seconds for gap in result.gaps), default=0.0)
+            self._episodes.update(result.index, result.frame.source_ts, result.polyp_present, gap_s)
             self._frames_with_polyp += bool(result.polyp_present)
             if self.first_output is None:
                 self.first_output = done

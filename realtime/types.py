@@ -45,6 +45,29 @@ class StopReason(_TextEnum):
     ERROR = "error"  # a stage failed (RunSummary.error says which and why)
 
 
+class GapReason(_TextEnum):
+    """Why the timeline has a gap or was re-based before a frame (``Gap.reason``; see :mod:`realtime.timebase`)."""
+
+    CLOCK_JUMP = "clock jump"  # the stream clock went backward or away from the arrival times: re-based
+    RECONNECT = "reconnect"  # the source was reopened after a disconnect: re-based on the arrival time
+    WRAP = "wrap-around"  # a 33-bit MPEG-TS clock wrapped: unwrapped
+    STALL = "stall"  # no frame for longer than timebase.GAP_MIN_S / a frame far later than its clock says
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A discontinuity of the input before a frame: time on the output timeline with no frame, or a re-base."""
+
+    at_s: float  # output time (source_ts) of the first frame after the gap
+    seconds: float  # output time since the previous frame (how long nothing came; one period for a file re-base)
+    reason: GapReason
+    stream_jump_s: float  # how far the source's own clock moved between the two frames (negative: backward)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"time": round(self.at_s, 6), "gap_s": round(self.seconds, 6), "reason": str(self.reason),
+                "stream_jump_s": round(self.stream_jump_s, 6)}
+
+
 @dataclass(frozen=True)
 class SourceInfo:
     """What a source knows before the first frame: size, rate, length (``None`` = unknown / live)."""
@@ -69,6 +92,7 @@ class Frame:
     source_ts: float  # seconds since the first frame (realtime.timebase): stream pts rebased, or the capture clock
     capture_time: float  # time.monotonic() when the frame left the source
     capture_s: float = 0.0  # how long reading/decoding it took
+    gap: Gap | None = None  # the input broke off (or its clock was re-based) just before this frame
 
     @property
     def height(self) -> int:
@@ -162,6 +186,7 @@ class Result:
     prediction: Prediction | None
     annotated: np.ndarray  # RGB uint8 (H, W, 3)
     times: StageTimes
+    gaps: tuple[Gap, ...] = ()  # gaps since the previous result, this frame's and those of dropped frames (output)
 
     @property
     def index(self) -> int:
@@ -208,6 +233,39 @@ class Episode:
     frames_with_polyp: int
 
 
+Counts = tuple[tuple[str, int], ...]  # (stage, frames), in pipeline order; only stages that dropped
+
+
+@dataclass(frozen=True)
+class FrameCounts:
+    """The one definition of a run's frame counters (summary, ``--stats`` JSON ``counts``, README).
+
+    Two balances hold at the end of every run: ``taken = out + sum(dropped) + cut`` (the display path) and
+    ``taken = inferred + sum(not_inferred) + cut_model`` (the model path); ``cut``/``cut_model`` are frames
+    still in flight when a stage failed (0 on a clean end). ``stale`` frames were discarded by the source
+    before they were taken (too old for the live policy), so they are in neither balance.
+    """
+
+    taken: int  # frames taken from the source (what --max-frames counts; the summary's "in")
+    inferred: int  # frames the model ran on
+    out: int  # results written to every output: one JSONL record, one MP4 frame, one mask PNG each
+    dropped: Counts = ()  # taken frames that never reached the outputs, by latest-wins queue (live mode)
+    not_inferred: Counts = ()  # taken frames the model never saw, by queue (live: the model takes the newest)
+    stale: int = 0  # discarded by the source as older than the live policy allows (start-up, after a stall)
+    masks_dropped: int = 0  # inferred, but a newer mask replaced it before it was drawn (``inferences`` queue)
+    after_output: Counts = ()  # written to the files but not painted (viewer) / not handed to the iterator
+    recorded: int | None = None  # frames in the MP4 (None: no MP4 written)
+    shown: int | None = None  # frames the viewer painted (None: no viewer)
+    cut: int = 0  # taken, not output, not dropped: in flight when a stage failed
+    cut_model: int = 0  # taken, not inferred, not dropped: in flight when a stage failed
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("dropped", "not_inferred", "after_output"):
+            data[key] = dict(getattr(self, key))
+        return data
+
+
 @dataclass(frozen=True)
 class RunSummary:
     """Everything ``polyp-live`` prints at the end of a run (and ``--stats`` writes as JSON)."""
@@ -233,9 +291,15 @@ class RunSummary:
     error: str | None = None
     expected_frames: int | None = None
     outputs: tuple[str, ...] = field(default_factory=tuple)
+    counts: FrameCounts | None = None  # every frame counter, defined once (frames_in/out/dropped are from it)
+    gaps: tuple[Gap, ...] = ()  # where the input broke off or its clock was re-based (realtime.timebase)
+    startup_s: float | None = None  # live source: from opening to its first fresh frame (None: not known)
+    first_output_s: float | None = None  # from the start of the run to the first result written
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["counts"] = self.counts.to_dict() if self.counts is not None else None
+        data["gaps"] = [gap.to_dict() for gap in self.gaps]
         data["drops"] = dict(self.drops)
         data["latency"] = {item.stage: {k: v for k, v in asdict(item).items() if k != "stage"} for item in self.latency}
         data["outputs"] = list(self.outputs)

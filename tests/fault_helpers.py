@@ -239,11 +239,13 @@ def documented_rows() -> dict[str, str]:
             if line.startswith("| ") and line.count("|") >= 5}
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Every line parses; the file ends with a newline (no partial last line)."""
+def read_jsonl(path: Path, *, events: bool = False) -> list[dict[str, Any]]:
+    """The frame records (``events=True``: the event records, e.g. gaps, instead); every line parses and the file
+    ends with a newline (no partial last line)."""
     text = path.read_text()
     assert text == "" or text.endswith("\n"), f"partial last line in {path}"
-    return [json.loads(line) for line in text.splitlines()]
+    records = [json.loads(line) for line in text.splitlines()]
+    return [r for r in records if ("event" in r) == events]
 
 
 def decode_all(path: Path) -> int:

@@ -289,6 +289,9 @@ def test_timestamps_going_backward_are_rebased_monotonic(joined_ts: Path, tmp_pa
     assert "timestamps go back by" in caplog.text
     times = [r["time"] for r in read_jsonl(jsonl)]
     assert times == pytest.approx([i * 0.04 for i in range(20)], abs=1e-6)  # one time base, 25 fps throughout
+    gaps = read_jsonl(jsonl, events=True)  # the re-base is recorded just before the frame at 0.4 s
+    assert [(g["event"], g["reason"], g["time"]) for g in gaps] == [("gap", "clock jump", pytest.approx(0.4))]
+    assert [g["reason"] for g in json.loads(stats.read_text())["gaps"]] == ["clock jump"]
     assert probe(out)["duration"] == pytest.approx(0.8, abs=0.05)  # not the second half squeezed into 1/90000 s
     episode = json.loads(stats.read_text())["episodes"][0]
     assert (episode["start_time"], episode["end_time"]) == pytest.approx((0.0, 0.76), abs=1e-6)

@@ -3,7 +3,6 @@ the input's rate, size and duration."""
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from fractions import Fraction
@@ -19,13 +18,8 @@ from realtime.ports import SinkBase
 from realtime.sinks import JsonlSink, MaskPngSink, VideoWriterSink
 from realtime.sources import ImageFolderSource, VideoFileSource
 from tests.conftest import SAMPLE_CLIP
+from tests.fault_helpers import read_jsonl
 from tests.realtime_fakes import BrightSpotEngine, FailingSource, disc_center, probe, write_disc_video
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    text = path.read_text()
-    assert text == "" or text.endswith("\n")  # no partial last line
-    return [json.loads(line) for line in text.splitlines()]
 
 
 @pytest.mark.parametrize("seq", ["seq01", "seq05"])
