@@ -23,6 +23,7 @@ from realtime.errors import OutputError
 from realtime.geometry import even_size, place
 from realtime.output_paths import check_output_path, check_video_suffix, mask_name
 from realtime.ports import SinkBase
+from realtime.recording import FRAGMENTED_OPTIONS, KEYFRAME_INTERVAL_S, finalize, keyframe_interval_frames
 from realtime.types import Result, SourceInfo
 from train.media_paths import ffmpeg_local
 
@@ -34,22 +35,33 @@ DEFAULT_CRF = 23
 
 
 class VideoWriterSink(SinkBase):
-    """Annotated frames -> H.264 (libx264, yuv420p) MP4 with ``+faststart``, playable in browsers.
+    """Annotated frames -> H.264 (libx264, yuv420p) MP4, crash-safe while written, ``+faststart`` once closed.
 
+    Written as a fragmented MP4 (a fragment per keyframe, a keyframe at least every second of output time),
+    so a SIGKILL or power cut loses at most the last fragment; :meth:`close` finalizes it into a regular
+    ``+faststart`` MP4, playable in browsers (:mod:`realtime.recording`; ``finalize=False`` keeps the fragments).
     Frame rate and time base are the source's; each frame's pts is its source timestamp (relative to the
     first written frame), so variable frame rates and durations are kept. The size is the source's, odd sides
-    padded to even; a frame of another size is scaled to fit, never cropped (:mod:`realtime.geometry`).
+    padded to even with black (one warning says so); a frame of another size is scaled to fit, never cropped
+    (:mod:`realtime.geometry`).
     """
 
     name = "video"
 
     def __init__(self, path: str | Path, info: SourceInfo, *, preset: str = DEFAULT_PRESET,
-                 crf: int = DEFAULT_CRF) -> None:
+                 crf: int = DEFAULT_CRF, finalize: bool = True) -> None:
         import av
 
         self.path = Path(path)
         self.width, self.height = even_size(info.width, info.height)
         self.source_size = (info.width, info.height)
+        if (self.width, self.height) != self.source_size:
+            logger.warning("%s: the input is %dx%d but H.264 needs even sides: each frame is padded with a black "
+                           "%s to %dx%d (nothing cropped or scaled)", self.path, info.width, info.height,
+                           _padding(self.source_size, (self.width, self.height)), self.width, self.height)
+        self.finalize = finalize
+        self.finalized = False  # close() rewrote it as a regular +faststart MP4
+        self._next_key_ts = 0.0  # output time of the next forced keyframe
         self.resized = 0  # frames of another size than the source's, scaled to fit
         self.time_base = info.time_base if info.time_base else Fraction(1, 1000)
         rate = info.rate or Fraction(info.fps).limit_denominator(1001)
@@ -62,12 +74,14 @@ class VideoWriterSink(SinkBase):
             # a local file, never an FFmpeg protocol ('file:x.mp4' is that file); no suffix (e.g. /dev/full,
             # a FIFO): MP4, as --output documents
             self._container: Any = av.open(ffmpeg_local(self.path), "w", format="mp4",
-                                           options={"movflags": "+faststart"})
+                                           options=dict(FRAGMENTED_OPTIONS))
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise OutputError(f"cannot write {self.path}: {exc}") from None
         # No B-frames: frames leave the encoder at once (live recording), and timestamps stay monotonic in
         # decode order, so MP4 durations are exact; the last frame lasts one nominal frame period.
-        options = {"preset": preset, "crf": str(crf), "bf": "0"}
+        # A keyframe every KEYFRAME_INTERVAL_S at the nominal rate (and forced by time in write(), for dropped
+        # or variable-rate frames): each starts a fragment, what a crash can lose.
+        options = {"preset": preset, "crf": str(crf), "bf": "0", "g": str(keyframe_interval_frames(float(rate)))}
         stream = self._container.add_stream("libx264", rate=rate, options=options)
         stream.width, stream.height = self.width, self.height
         stream.pix_fmt = "yuv420p"
@@ -95,6 +109,9 @@ class VideoWriterSink(SinkBase):
         pts = max(pts, self._last_pts + 1)  # strictly increasing even for repeated timestamps
         self._last_pts = pts
         frame.pts, frame.time_base = pts, self.time_base
+        if pts * self.time_base >= self._next_key_ts:
+            frame.pict_type = av.video.frame.PictureType.I  # libx264 makes it an IDR frame: a new fragment
+            self._next_key_ts = float(pts * self.time_base) + KEYFRAME_INTERVAL_S
         if self._failed:
             return
         try:
@@ -115,7 +132,17 @@ class VideoWriterSink(SinkBase):
         finally:
             self._container.close()
             self._container = None
-        logger.debug("wrote %d frames to %s", self.frames, self.path)
+        if self.finalize and not self._failed and self.frames:
+            self.finalized = finalize(self.path)
+        logger.debug("wrote %d frames to %s (%s)", self.frames, self.path,
+                     "regular MP4" if self.finalized else "fragmented MP4")
+
+
+def _padding(size: tuple[int, int], even: tuple[int, int]) -> str:
+    """What :func:`even_size` added: ``column``, ``row`` or ``column and row`` (right / bottom)."""
+    added = [what for what, a, b in (("column on the right", size[0], even[0]), ("row at the bottom", size[1], even[1]))
+             if a != b]
+    return " and a ".join(added)
 
 
 def result_record(result: Result) -> dict[str, Any]:
