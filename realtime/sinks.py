@@ -90,6 +90,11 @@ class VideoWriterSink(SinkBase):
         stream.time_base = self.time_base
         stream.codec_context.time_base = self.time_base  # else the encoder rounds pts to 1/rate (breaks VFR)
         self._stream = stream
+        try:  # the header (an empty index) now, not at the first packet: a file that plays from the start
+            self._container.start_encoding()
+        except (av.error.FFmpegError, OSError) as exc:
+            self._container.close()
+            raise OutputError(f"cannot write {self.path}: {exc}") from None
 
     def write(self, result: Result) -> None:
         import av
