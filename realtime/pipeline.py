@@ -62,7 +62,7 @@ from dataclasses import dataclass
 
 from engines.base import Engine
 from realtime.errors import PipelineError
-from realtime.ports import Sink, Source
+from realtime.ports import Sink, Source, sink_files
 from realtime.postprocess import TemporalSmoother
 from realtime.queues import EMPTY, END, LatestValue, PipelineQueues, StageQueue
 from realtime.settings import RenderSettings, SettingsBox
@@ -493,8 +493,8 @@ class Pipeline:
             episodes=self.stats.episodes(),
             episode_gap_frames=self.config.episode_gap_frames, stopped=stopped, error=error,
             expected_frames=src.frame_count if src else None,
-            outputs=tuple(str(s.path) for s in self.sinks  # only what is there: never claim a file not written
-                          if s.path is not None and os.path.exists(s.path)),
+            outputs=tuple(str(path) for s in self.sinks for path in sink_files(s)  # only what is there: never
+                          if os.path.exists(path)),  # claim a file not written
         )
 
 

@@ -61,3 +61,11 @@ class SinkBase:
     name: str = "sink"
     path: Path | None = None
     dropped: int = 0
+
+
+def sink_files(sink: Sink) -> tuple[Path, ...]:
+    """The files a sink wrote: its ``files`` where it writes several (segments), else its ``path``."""
+    files = getattr(sink, "files", None)
+    if files:
+        return tuple(Path(f) for f in files)
+    return (sink.path,) if sink.path is not None else ()

@@ -21,7 +21,7 @@ import numpy as np
 
 from realtime.errors import OutputError
 from realtime.geometry import even_size, place
-from realtime.output_paths import check_output_path, check_video_suffix, mask_name
+from realtime.output_paths import check_output_path, check_video_suffix, mask_name, segment_path
 from realtime.ports import SinkBase
 from realtime.recording import FRAGMENTED_OPTIONS, KEYFRAME_INTERVAL_S, finalize, keyframe_interval_frames
 from realtime.types import Result, SourceInfo
@@ -49,13 +49,13 @@ class VideoWriterSink(SinkBase):
     name = "video"
 
     def __init__(self, path: str | Path, info: SourceInfo, *, preset: str = DEFAULT_PRESET,
-                 crf: int = DEFAULT_CRF, finalize: bool = True) -> None:
+                 crf: int = DEFAULT_CRF, finalize: bool = True, warn_padding: bool = True) -> None:
         import av
 
         self.path = Path(path)
         self.width, self.height = even_size(info.width, info.height)
         self.source_size = (info.width, info.height)
-        if (self.width, self.height) != self.source_size:
+        if (self.width, self.height) != self.source_size and warn_padding:
             logger.warning("%s: the input is %dx%d but H.264 needs even sides: each frame is padded with a black "
                            "%s to %dx%d (nothing cropped or scaled)", self.path, info.width, info.height,
                            _padding(self.source_size, (self.width, self.height)), self.width, self.height)
@@ -141,6 +141,67 @@ class VideoWriterSink(SinkBase):
             self.finalized = finalize(self.path)
         logger.debug("wrote %d frames to %s (%s)", self.frames, self.path,
                      "regular MP4" if self.finalized else "fragmented MP4")
+
+
+class SegmentedVideoSink(SinkBase):
+    """``--segment-minutes``: the annotated video as one MP4 per ``seconds`` of output time, ``rec_000.mp4``,
+    ``rec_001.mp4``, ... (:func:`realtime.output_paths.segment_path`).
+
+    A frame whose time (since the first frame) reaches the next multiple of ``seconds`` opens the next
+    segment: each starts with a keyframe at its own t=0 and plays on its own; every frame goes to exactly
+    one segment (none lost or repeated at a cut). Each segment is a :class:`VideoWriterSink` (crash-safe,
+    finalized when it is closed, i.e. at the cut).
+    """
+
+    name = "video"
+
+    def __init__(self, path: str | Path, info: SourceInfo, seconds: float, *, preset: str = DEFAULT_PRESET,
+                 crf: int = DEFAULT_CRF) -> None:
+        if not seconds > 0:
+            raise ValueError(f"segment length must be positive, got {seconds!r}")
+        check_video_suffix(path)
+        self.base = Path(path)
+        self.info = info
+        self.seconds = float(seconds)
+        self.preset, self.crf = preset, crf
+        self.files: list[Path] = []  # every segment opened, in order
+        self.frames = 0
+        self._writer: VideoWriterSink | None = None
+        self._first_ts: float | None = None
+        self._period = 0  # of the open segment: floor(time since the first frame / seconds)
+
+    @property
+    def path(self) -> Path | None:  # type: ignore[override]
+        """The segment being written (the last one once closed)."""
+        return self.files[-1] if self.files else None
+
+    def write(self, result: Result) -> None:
+        ts = result.frame.source_ts
+        if self._first_ts is None:
+            self._first_ts = ts
+        period = max(0, int((ts - self._first_ts) // self.seconds))  # a gap spanning periods: one cut, no empties
+        if self._writer is None or period > self._period:
+            self._period = period
+            self._next_segment()
+        if self._writer is not None:
+            self._writer.write(result)
+            self.frames += 1
+
+    def _next_segment(self) -> None:
+        """Close the current segment (finalizing it) and open the next, numbered on from the last."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        target = segment_path(self.base, len(self.files))
+        self._writer = VideoWriterSink(target, self.info, preset=self.preset, crf=self.crf,
+                                       warn_padding=not self.files)
+        self.files.append(target)
+        logger.info("recording segment %s", target)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 def _padding(size: tuple[int, int], even: tuple[int, int]) -> str:

@@ -34,10 +34,10 @@ import pytest
 from realtime import cli
 from realtime.recording import keyframe_interval_frames
 from tests.fault_helpers import (
+    MAX_ENCODER_DELAY_FRAMES,
     EngineTap,
     RecordingEngine,
     check_message,
-    MAX_ENCODER_DELAY_FRAMES,
     corrupt_packets,
     decode_all,
     decoded_times,
