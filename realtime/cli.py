@@ -40,10 +40,11 @@ from realtime.output_paths import (
 from realtime.pacing import PacedSource
 from realtime.pipeline import Pipeline, PipelineConfig
 from realtime.preview import PreviewSink, write_preview
+from realtime.recording import audio_warning
 from realtime.report import format_summary, input_warnings
 from realtime.settings import RenderSettings, SettingsBox
 from realtime.sinks import DEFAULT_PRESET, LIVE_PRESET, JsonlSink, MaskPngSink, SegmentedVideoSink, VideoWriterSink
-from realtime.sources import ImageFolderSource, locate_input, open_source
+from realtime.sources import ImageFolderSource, VideoFileSource, locate_input, open_source
 from realtime.types import RunSummary
 from train.cli_utils import make_parser, run_cli, setup_logging
 
@@ -281,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
                          resolution=parse_resolution(args.resolution), device=live_device)
     ignored_options(args, source)
     info = source.open()
+    location = source.location if isinstance(source, VideoFileSource) else None
+    if args.output and location is not None and location.path is not None and (line := audio_warning(location.path)):
+        print(f"{PROG}: warning: {line}", file=sys.stderr)  # noqa: T201
     try:
         view = want_view and viewer_starts()
         if args.input and not view and not writes:

@@ -37,6 +37,28 @@ FINAL_OPTIONS = {"movflags": "+faststart"}
 FINALIZING_SUFFIX = ".finalizing.mp4"  # the temporary regular MP4 beside the recording
 
 
+def audio_streams(path: Path) -> int:
+    """Audio streams in the local media file ``path`` (0 when it cannot be probed: the source says why)."""
+    import av
+
+    from train.media_paths import ffmpeg_local
+
+    try:
+        with av.open(ffmpeg_local(path)) as container:
+            return len(container.streams.audio)
+    except (av.error.FFmpegError, OSError, ValueError):
+        return 0
+
+
+def audio_warning(path: Path) -> str | None:
+    """The one line that says the annotated MP4 leaves out ``path``'s audio, or ``None`` when it has none."""
+    count = audio_streams(path)
+    if not count:
+        return None
+    return (f"{path} has {count} audio stream(s); the annotated MP4 is video only (the audio is not carried over: "
+            "take it from the input)")
+
+
 def keyframe_interval_frames(fps: float) -> int:
     """x264's GOP length for a source at ``fps``: one keyframe per :data:`KEYFRAME_INTERVAL_S`."""
     return max(1, round(fps * KEYFRAME_INTERVAL_S))

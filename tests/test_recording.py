@@ -232,3 +232,35 @@ def test_odd_frame_size_is_padded_and_said_once(tmp_path: Path, fake_engine: lis
         frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
     assert frame.shape == (96, 128, 3)
     assert frame[:94, :126].mean() > 150 and frame[:, 127].max() < 40 and frame[95, :].max() < 40  # nothing cut
+
+
+def clip_with_audio(path: Path, frames: int = 25) -> Path:
+    """A 1 s 128x96 video at 25 fps with a 440 Hz AAC tone beside it (an input with sound)."""
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = 128, 96, "yuv420p"
+        audio = container.add_stream("aac", rate=48000)
+        audio.layout = "mono"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(disc_image(128, 96), format="rgb24")
+            container.mux(video.encode(frame))
+        samples = np.sin(2 * np.pi * 440 * np.arange(48000) / 48000).astype(np.float32)
+        for start in range(0, 48000, 1024):
+            chunk = av.AudioFrame.from_ndarray(samples[None, start: start + 1024], format="flt", layout="mono")
+            chunk.sample_rate, chunk.pts = 48000, start
+            container.mux(audio.encode(chunk))
+        container.mux(video.encode(None))
+        container.mux(audio.encode(None))
+    return path
+
+
+def test_audio_in_the_input_is_said_to_be_dropped_once(tmp_path: Path, fake_engine: list[object], capsys) -> None:
+    clip = clip_with_audio(tmp_path / "with_sound.mp4")
+    out = tmp_path / "o.mp4"
+    code, _, err = polyp_live(["--input", str(clip), "--output", str(out)], capsys)
+    assert code == 0, err
+    assert err.count("audio stream(s); the annotated MP4 is video only") == 1, err
+    with av.open(str(out)) as container:
+        assert len(container.streams.audio) == 0 and container.streams.video[0].frames == 25
+    code, _, err = polyp_live(["--input", str(clip), "--jsonl", str(tmp_path / "o.jsonl")], capsys)
+    assert code == 0 and "audio" not in err  # no MP4 written: nothing is dropped
