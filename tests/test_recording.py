@@ -241,7 +241,7 @@ def clip_with_audio(path: Path, frames: int = 25) -> Path:
         video.width, video.height, video.pix_fmt = 128, 96, "yuv420p"
         audio = container.add_stream("aac", rate=48000)
         audio.layout = "mono"
-        for i in range(frames):
+        for _ in range(frames):
             frame = av.VideoFrame.from_ndarray(disc_image(128, 96), format="rgb24")
             container.mux(video.encode(frame))
         samples = np.sin(2 * np.pi * 440 * np.arange(48000) / 48000).astype(np.float32)
