@@ -16,15 +16,21 @@ fails (disk full, ...) the fragmented file is kept, still playable (Chrome, Fire
 fragmented MP4), and one warning says so. Why finalize rather than keep the fragments: a fragmented MP4
 without the index lists no frame count or duration, some players cannot seek in it, and the copy is cheap --
 measured here (2 busy cores, warm page cache) at 0.74 s for 10 minutes of 1080p25 H.264 (15,000 packets,
-286 MB); its cost is I/O, about twice the file's size.
+286 MB) -- but up to 14.5 s when the disk is busy (``benchmarks/bench_finalize.py``, beside other jobs).
+So where a recording ends while the run goes on (a ``--segment-minutes`` cut, the viewer's record toggle) it
+is finalized in a :class:`BackgroundFinalizer` thread, never in the output thread, which would stall live video.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 from pathlib import Path
 from typing import Any
+
+from realtime.pipeline import THREAD_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -112,3 +118,49 @@ def _copy_packets(src: Path, dst: Path) -> None:
                 continue
             packet.stream = streams[packet.stream.index]
             out.mux(packet)
+
+
+FINALIZER_THREAD = THREAD_PREFIX + "finalize"  # a pipeline thread: tests see that it is gone after a run
+FINALIZE_JOIN_S = 120.0  # close() waits this long for the files still queued (a long recording on a busy disk)
+
+
+class BackgroundFinalizer:
+    """Finalizes closed recordings one after another in a worker thread, so that the thread that closed them
+    (the pipeline's output thread) goes on at once. :meth:`close` waits for every file handed over."""
+
+    def __init__(self, join_timeout_s: float = FINALIZE_JOIN_S) -> None:
+        self.join_timeout_s = join_timeout_s
+        self._queue: queue.Queue[Path | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.finalized: list[Path] = []  # in the order they were done
+
+    def submit(self, path: Path) -> None:
+        """Finalize ``path`` (a closed fragmented MP4) soon, in the worker thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=FINALIZER_THREAD, daemon=True)
+            self._thread.start()
+        self._queue.put(path)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                path = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if path is None:
+                return
+            if finalize(path):
+                self.finalized.append(path)
+
+    def close(self) -> None:
+        """Finalize what is queued, then stop; after ``join_timeout_s`` give up (the files stay fragmented)."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(self.join_timeout_s)
+        if self._thread.is_alive():
+            logger.warning("finalizing recordings took over %.0f s; those not done stay fragmented MP4s (playable)",
+                           self.join_timeout_s)
+        self._stop.set()
+        self._thread = None

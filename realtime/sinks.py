@@ -23,7 +23,13 @@ from realtime.errors import OutputError
 from realtime.geometry import even_size, place
 from realtime.output_paths import check_output_path, check_video_suffix, mask_name, segment_path
 from realtime.ports import SinkBase
-from realtime.recording import FRAGMENTED_OPTIONS, KEYFRAME_INTERVAL_S, finalize, keyframe_interval_frames
+from realtime.recording import (
+    FRAGMENTED_OPTIONS,
+    KEYFRAME_INTERVAL_S,
+    BackgroundFinalizer,
+    finalize,
+    keyframe_interval_frames,
+)
 from realtime.types import Result, SourceInfo
 from train.media_paths import ffmpeg_local
 
@@ -49,7 +55,8 @@ class VideoWriterSink(SinkBase):
     name = "video"
 
     def __init__(self, path: str | Path, info: SourceInfo, *, preset: str = DEFAULT_PRESET,
-                 crf: int = DEFAULT_CRF, finalize: bool = True, warn_padding: bool = True) -> None:
+                 crf: int = DEFAULT_CRF, finalize: bool = True, warn_padding: bool = True,
+                 finalizer: BackgroundFinalizer | None = None) -> None:
         import av
 
         self.path = Path(path)
@@ -60,7 +67,8 @@ class VideoWriterSink(SinkBase):
                            "%s to %dx%d (nothing cropped or scaled)", self.path, info.width, info.height,
                            _padding(self.source_size, (self.width, self.height)), self.width, self.height)
         self.finalize = finalize
-        self.finalized = False  # close() rewrote it as a regular +faststart MP4
+        self.finalized = False  # close() rewrote it as a regular +faststart MP4 (itself, not through a finalizer)
+        self._finalizer = finalizer  # given: close() hands the file to its thread instead
         self._next_key_ts = 0.0  # output time of the next forced keyframe
         self.resized = 0  # frames of another size than the source's, scaled to fit
         self.time_base = info.time_base if info.time_base else Fraction(1, 1000)
@@ -138,7 +146,10 @@ class VideoWriterSink(SinkBase):
             self._container.close()
             self._container = None
         if self.finalize and not self._failed and self.frames:
-            self.finalized = finalize(self.path)
+            if self._finalizer is not None:
+                self._finalizer.submit(self.path)
+            else:
+                self.finalized = finalize(self.path)
         logger.debug("wrote %d frames to %s (%s)", self.frames, self.path,
                      "regular MP4" if self.finalized else "fragmented MP4")
 
@@ -149,8 +160,8 @@ class SegmentedVideoSink(SinkBase):
 
     A frame whose time (since the first frame) reaches the next multiple of ``seconds`` opens the next
     segment: each starts with a keyframe at its own t=0 and plays on its own; every frame goes to exactly
-    one segment (none lost or repeated at a cut). Each segment is a :class:`VideoWriterSink` (crash-safe,
-    finalized when it is closed, i.e. at the cut).
+    one segment (none lost or repeated at a cut). Each segment is a :class:`VideoWriterSink` (crash-safe);
+    a closed one is finalized in a background thread, so a cut does not stall the output (live video).
     """
 
     name = "video"
@@ -169,6 +180,7 @@ class SegmentedVideoSink(SinkBase):
         self._writer: VideoWriterSink | None = None
         self._first_ts: float | None = None
         self._period = 0  # of the open segment: floor(time since the first frame / seconds)
+        self._finalizer = BackgroundFinalizer()
 
     @property
     def path(self) -> Path | None:  # type: ignore[override]
@@ -194,14 +206,17 @@ class SegmentedVideoSink(SinkBase):
             self._writer = None
         target = segment_path(self.base, len(self.files))
         self._writer = VideoWriterSink(target, self.info, preset=self.preset, crf=self.crf,
-                                       warn_padding=not self.files)
+                                       warn_padding=not self.files, finalizer=self._finalizer)
         self.files.append(target)
         logger.info("recording segment %s", target)
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        try:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+        finally:
+            self._finalizer.close()  # every segment finalized before the run's summary names them
 
 
 def _padding(size: tuple[int, int], even: tuple[int, int]) -> str:
@@ -286,7 +301,8 @@ class MaskPngSink(SinkBase):
 
 
 class ToggleRecorder(SinkBase):
-    """A recorder the viewer switches on and off while the pipeline runs (writer opened in the output thread)."""
+    """A recorder the viewer switches on and off while the pipeline runs (writer opened in the output thread;
+    a stopped recording is finalized in a background thread, so stopping it never stalls the live video)."""
 
     name = "recorder"
 
@@ -296,6 +312,7 @@ class ToggleRecorder(SinkBase):
         self._lock = threading.Lock()
         self._wanted: Path | None = None
         self._writer: VideoWriterSink | None = None
+        self._finalizer = BackgroundFinalizer()
         self.finished: list[Path] = []
 
     def start(self, path: str | Path) -> None:
@@ -317,7 +334,7 @@ class ToggleRecorder(SinkBase):
         if self._writer is not None and (wanted is None or wanted != self._writer.path):
             self._finish()
         if wanted is not None and self._writer is None:
-            self._writer = VideoWriterSink(wanted, self.info, preset=self.preset)
+            self._writer = VideoWriterSink(wanted, self.info, preset=self.preset, finalizer=self._finalizer)
         if self._writer is not None:
             self._writer.write(result)
 
@@ -329,4 +346,7 @@ class ToggleRecorder(SinkBase):
             self._writer = None
 
     def close(self) -> None:
-        self._finish()
+        try:
+            self._finish()
+        finally:
+            self._finalizer.close()

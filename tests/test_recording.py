@@ -264,3 +264,33 @@ def test_audio_in_the_input_is_said_to_be_dropped_once(tmp_path: Path, fake_engi
         assert len(container.streams.audio) == 0 and container.streams.video[0].frames == 25
     code, _, err = polyp_live(["--input", str(clip), "--jsonl", str(tmp_path / "o.jsonl")], capsys)
     assert code == 0 and "audio" not in err  # no MP4 written: nothing is dropped
+
+
+def test_a_segment_cut_never_waits_for_finalizing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cut hands the closed segment to the finalizer thread: the output thread (live video) goes on at once,
+    however slow the disk; close() waits until every segment is a regular MP4."""
+    from realtime import recording
+    from realtime.pipeline import pipeline_threads
+    from realtime.sinks import SegmentedVideoSink
+
+    copy = recording._copy_packets
+
+    def slow_disk(src: Path, dst: Path) -> None:
+        time.sleep(1.0)
+        copy(src, dst)
+
+    monkeypatch.setattr(recording, "_copy_packets", slow_disk)
+    sink = SegmentedVideoSink(tmp_path / "rec.mp4", SourceInfo("synthetic", 128, 96, 25.0, True), 0.4)
+    slowest = 0.0
+    for i in range(30):  # 1.2 s at 25 fps: cuts at 0.4 s and 0.8 s
+        start = time.monotonic()
+        sink.write(synthetic_result(i, i / 25))
+        slowest = max(slowest, time.monotonic() - start)
+    assert slowest < 0.5  # generous under load; finalizing inline would take > 1 s at each cut
+    sink.close()
+    assert sink.files == [segment_path(tmp_path / "rec.mp4", i) for i in range(3)]
+    for path in sink.files:
+        data = path.read_bytes()
+        assert b"moof" not in data and not finalizing_path(path).exists()  # all finalized by close()
+    assert sum(len(decoded_times(p)) for p in sink.files) == 30
+    assert not pipeline_threads()
