@@ -30,14 +30,21 @@ from pathlib import Path
 from typing import Any
 
 from realtime.errors import OptionError, PipelineError, SourceError
-from realtime.output_paths import check_distinct_outputs, check_output_path, check_video_suffix
+from realtime.output_paths import (
+    check_distinct_outputs,
+    check_output_path,
+    check_segment_outputs,
+    check_video_suffix,
+    segment_path,
+)
 from realtime.pacing import PacedSource
 from realtime.pipeline import Pipeline, PipelineConfig
 from realtime.preview import PreviewSink, write_preview
+from realtime.recording import audio_warning
 from realtime.report import format_summary, input_warnings
 from realtime.settings import RenderSettings, SettingsBox
-from realtime.sinks import DEFAULT_PRESET, LIVE_PRESET, JsonlSink, MaskPngSink, VideoWriterSink
-from realtime.sources import ImageFolderSource, locate_input, open_source
+from realtime.sinks import DEFAULT_PRESET, LIVE_PRESET, JsonlSink, MaskPngSink, SegmentedVideoSink, VideoWriterSink
+from realtime.sources import ImageFolderSource, VideoFileSource, locate_input, open_source
 from realtime.types import RunSummary
 from train.cli_utils import make_parser, run_cli, setup_logging
 
@@ -95,7 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="bundled model name, polyp-train run folder (its best), checkpoint, .onnx or .engine")
     parser.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "torch", "onnxruntime"),
                         help="runtime (auto: the fastest this machine has, and says which)")
-    parser.add_argument("--output", help="annotated H.264 MP4 to write")
+    parser.add_argument("--output", help="annotated H.264 MP4 to write (crash-safe: a killed run keeps all but "
+                        "its last second)")
+    parser.add_argument("--segment-minutes", type=positive_float, metavar="N",
+                        help="with --output: one MP4 per N minutes of video, named from --output (rec.mp4 -> "
+                        "rec_000.mp4, rec_001.mp4, ...), each playable on its own; no frame lost or repeated at a cut")
     parser.add_argument("--jsonl", help="JSON Lines file: one record per frame")
     parser.add_argument("--masks", help="folder for per-frame mask PNGs (frame_000123.png)")
     parser.add_argument("--stats", help="write the end-of-run summary as JSON")
@@ -184,10 +195,20 @@ def check_outputs(args: argparse.Namespace) -> None:
     check_distinct_outputs(files, args.masks)
     if args.output:
         check_video_suffix(args.output)
+    if args.segment_minutes is not None:
+        check_segments(args, files, inputs)
     if args.masks:  # made first: a file output may lie inside it
         check_output_path(args.masks, inputs, folder=True)
     for _, value in files:
         check_output_path(value, inputs)
+
+
+def check_segments(args: argparse.Namespace, files: list[tuple[str, str]], inputs: tuple[Any, ...]) -> None:
+    """``--segment-minutes``: needs ``--output``; its segment names are checked like any output."""
+    if not args.output:
+        raise OptionError("--segment-minutes cuts the --output recording into files; give --output FILE.mp4")
+    check_segment_outputs(args.output, [item for item in files if item[0] != "--output"], inputs)
+    check_output_path(segment_path(args.output, 0), inputs)
 
 
 def render_settings(args: argparse.Namespace, live: bool) -> RenderSettings:
@@ -203,7 +224,10 @@ def make_sinks(args: argparse.Namespace, info: Any) -> list[Any]:
     try:
         if args.output:
             preset = args.preset or (LIVE_PRESET if info.live else DEFAULT_PRESET)
-            sinks.append(VideoWriterSink(args.output, info, preset=preset))
+            if args.segment_minutes is not None:
+                sinks.append(SegmentedVideoSink(args.output, info, args.segment_minutes * 60.0, preset=preset))
+            else:
+                sinks.append(VideoWriterSink(args.output, info, preset=preset))
         if args.jsonl:
             sinks.append(JsonlSink(args.jsonl))
         if args.masks:
@@ -260,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
                          resolution=parse_resolution(args.resolution), device=live_device)
     ignored_options(args, source)
     info = source.open()
+    location = source.location if isinstance(source, VideoFileSource) else None
+    if args.output and location is not None and location.path is not None and (line := audio_warning(location.path)):
+        print(f"{PROG}: warning: {line}", file=sys.stderr)  # noqa: T201
     try:
         view = want_view and viewer_starts()
         if args.input and not view and not writes:

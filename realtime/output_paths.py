@@ -18,11 +18,38 @@ from train.media_paths import local_path, url_scheme
 
 VIDEO_SUFFIX = ".mp4"  # what the H.264 writer produces; a name without a suffix (/dev/full, a FIFO) gets MP4 too
 MASK_PATTERN = re.compile(r"frame_\d{6,}\.png")
+SEGMENT_DIGITS = 3  # --segment-minutes: rec.mp4 -> rec_000.mp4, rec_001.mp4, ... (more digits past 999)
 
 
 def mask_name(index: int) -> str:
     """The file name of frame ``index``'s mask PNG inside ``--masks DIR``."""
     return f"frame_{index:06d}.png"
+
+
+def segment_path(path: str | Path, index: int) -> Path:
+    """Segment ``index`` (0-based) of the recording ``path``: ``rec.mp4`` -> ``rec_000.mp4`` beside it."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}_{index:0{SEGMENT_DIGITS}d}{path.suffix or VIDEO_SUFFIX}")
+
+
+def is_segment_of(candidate: str | Path, path: str | Path) -> bool:
+    """``candidate`` is (or would be) one of the segment files of the recording ``path``."""
+    candidate, path = local_path(candidate), local_path(path)
+    pattern = re.compile(re.escape(path.stem) + rf"_\d{{{SEGMENT_DIGITS},}}" + re.escape(path.suffix or VIDEO_SUFFIX))
+    return _same(candidate.parent, path.parent) and pattern.fullmatch(candidate.name) is not None
+
+
+def check_segment_outputs(path: str | Path, others: Sequence[tuple[str, str]],
+                          inputs: Sequence[str | Path] = ()) -> None:
+    """``--segment-minutes``: no segment of ``path`` may be an input or another output (``(flag, path)``)."""
+    for item in inputs:
+        if is_segment_of(item, path) or is_segment_of(os.path.realpath(item), path):  # also through a symlink
+            raise OutputError(f"refusing to overwrite the input {item}: it is named like a segment of "
+                              f"--output {path}; choose another output path")
+    for flag, text in others:
+        if is_segment_of(text, path):
+            raise OutputError(f"{flag} {text} collides with the segment files of --output {path} "
+                              f"({segment_path(path, 0).name}, ...); give it another name")
 
 
 def check_video_suffix(path: str | Path) -> None:

@@ -62,7 +62,7 @@ from dataclasses import dataclass
 
 from engines.base import Engine
 from realtime.errors import PipelineError
-from realtime.ports import Sink, Source, sink_recorded, source_stale_dropped, source_startup_s
+from realtime.ports import Sink, Source, sink_files, sink_recorded, source_stale_dropped, source_startup_s
 from realtime.postprocess import TemporalSmoother
 from realtime.queues import EMPTY, END, LatestValue, PipelineQueues, StageQueue
 from realtime.settings import RenderSettings, SettingsBox
@@ -556,8 +556,8 @@ class Pipeline:
             episodes=self.stats.episodes(),
             episode_gap_frames=self.config.episode_gap_frames, stopped=stopped, error=error,
             expected_frames=src.frame_count if src else None,
-            outputs=tuple(str(s.path) for s in self.sinks  # only what is there: never claim a file not written
-                          if s.path is not None and os.path.exists(s.path)),
+            outputs=tuple(str(path) for s in self.sinks for path in sink_files(s)  # only what is there: never
+                          if os.path.exists(path)),  # claim a file not written
             counts=counts, gaps=self.gaps(), startup_s=source_startup_s(self.source),
             first_output_s=round(first - self._t_start, 3) if first is not None and self._started else None,
         )

@@ -101,3 +101,11 @@ def sink_recorded(sink: Any) -> int | None:
     """Frames a sink wrote to a video file, or ``None`` (sinks without ``recorded``, or that write no video)."""
     value = getattr(sink, "recorded", None)
     return None if value is None else int(value)
+
+
+def sink_files(sink: Sink) -> tuple[Path, ...]:
+    """The files a sink wrote: its ``files`` where it writes several (segments), else its ``path``."""
+    files = getattr(sink, "files", None)
+    if files:
+        return tuple(Path(f) for f in files)
+    return (sink.path,) if sink.path is not None else ()

@@ -21,8 +21,15 @@ import numpy as np
 
 from realtime.errors import OutputError
 from realtime.geometry import even_size, place
-from realtime.output_paths import check_output_path, check_video_suffix, mask_name
+from realtime.output_paths import check_output_path, check_video_suffix, mask_name, segment_path
 from realtime.ports import SinkBase
+from realtime.recording import (
+    FRAGMENTED_OPTIONS,
+    KEYFRAME_INTERVAL_S,
+    BackgroundFinalizer,
+    finalize,
+    keyframe_interval_frames,
+)
 from realtime.types import Gap, Result, SourceInfo
 from train.media_paths import ffmpeg_local
 
@@ -35,22 +42,35 @@ GAP_EVENT = "gap"  # the "event" of a JSON Lines gap record
 
 
 class VideoWriterSink(SinkBase):
-    """Annotated frames -> H.264 (libx264, yuv420p) MP4 with ``+faststart``, playable in browsers.
+    """Annotated frames -> H.264 (libx264, yuv420p) MP4, crash-safe while written, ``+faststart`` once closed.
 
+    Written as a fragmented MP4 (a fragment per keyframe, a keyframe at least every second of output time),
+    so a SIGKILL or power cut loses at most the last fragment; :meth:`close` finalizes it into a regular
+    ``+faststart`` MP4, playable in browsers (:mod:`realtime.recording`; ``finalize=False`` keeps the fragments).
     Frame rate and time base are the source's; each frame's pts is its source timestamp (relative to the
     first written frame), so variable frame rates and durations are kept. The size is the source's, odd sides
-    padded to even; a frame of another size is scaled to fit, never cropped (:mod:`realtime.geometry`).
+    padded to even with black (one warning says so); a frame of another size is scaled to fit, never cropped
+    (:mod:`realtime.geometry`).
     """
 
     name = "video"
 
     def __init__(self, path: str | Path, info: SourceInfo, *, preset: str = DEFAULT_PRESET,
-                 crf: int = DEFAULT_CRF) -> None:
+                 crf: int = DEFAULT_CRF, finalize: bool = True, warn_padding: bool = True,
+                 finalizer: BackgroundFinalizer | None = None) -> None:
         import av
 
         self.path = Path(path)
         self.width, self.height = even_size(info.width, info.height)
         self.source_size = (info.width, info.height)
+        if (self.width, self.height) != self.source_size and warn_padding:
+            logger.warning("%s: the input is %dx%d but H.264 needs even sides: each frame is padded with a black "
+                           "%s to %dx%d (nothing cropped or scaled)", self.path, info.width, info.height,
+                           _padding(self.source_size, (self.width, self.height)), self.width, self.height)
+        self.finalize = finalize
+        self.finalized = False  # close() rewrote it as a regular +faststart MP4 (itself, not through a finalizer)
+        self._finalizer = finalizer  # given: close() hands the file to its thread instead
+        self._next_key_ts = 0.0  # output time of the next forced keyframe
         self.resized = 0  # frames of another size than the source's, scaled to fit
         self.time_base = info.time_base if info.time_base else Fraction(1, 1000)
         rate = info.rate or Fraction(info.fps).limit_denominator(1001)
@@ -63,12 +83,14 @@ class VideoWriterSink(SinkBase):
             # a local file, never an FFmpeg protocol ('file:x.mp4' is that file); no suffix (e.g. /dev/full,
             # a FIFO): MP4, as --output documents
             self._container: Any = av.open(ffmpeg_local(self.path), "w", format="mp4",
-                                           options={"movflags": "+faststart"})
+                                           options=dict(FRAGMENTED_OPTIONS))
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise OutputError(f"cannot write {self.path}: {exc}") from None
         # No B-frames: frames leave the encoder at once (live recording), and timestamps stay monotonic in
         # decode order, so MP4 durations are exact; the last frame lasts one nominal frame period.
-        options = {"preset": preset, "crf": str(crf), "bf": "0"}
+        # A keyframe every KEYFRAME_INTERVAL_S at the nominal rate (and forced by time in write(), for dropped
+        # or variable-rate frames): each starts a fragment, what a crash can lose.
+        options = {"preset": preset, "crf": str(crf), "bf": "0", "g": str(keyframe_interval_frames(float(rate)))}
         stream = self._container.add_stream("libx264", rate=rate, options=options)
         stream.width, stream.height = self.width, self.height
         stream.pix_fmt = "yuv420p"
@@ -77,6 +99,11 @@ class VideoWriterSink(SinkBase):
         stream.time_base = self.time_base
         stream.codec_context.time_base = self.time_base  # else the encoder rounds pts to 1/rate (breaks VFR)
         self._stream = stream
+        try:  # the header (an empty index) now, not at the first packet: a file that plays from the start
+            self._container.start_encoding()
+        except (av.error.FFmpegError, OSError) as exc:
+            self._container.close()
+            raise OutputError(f"cannot write {self.path}: {exc}") from None
 
     def write(self, result: Result) -> None:
         import av
@@ -96,6 +123,9 @@ class VideoWriterSink(SinkBase):
         pts = max(pts, self._last_pts + 1)  # strictly increasing even for repeated timestamps
         self._last_pts = pts
         frame.pts, frame.time_base = pts, self.time_base
+        if pts * self.time_base >= self._next_key_ts:
+            frame.pict_type = av.video.frame.PictureType.I  # libx264 makes it an IDR frame: a new fragment
+            self._next_key_ts = float(pts * self.time_base) + KEYFRAME_INTERVAL_S
         if self._failed:
             return
         try:
@@ -121,7 +151,90 @@ class VideoWriterSink(SinkBase):
         finally:
             self._container.close()
             self._container = None
-        logger.debug("wrote %d frames to %s", self.frames, self.path)
+        if self.finalize and not self._failed and self.frames:
+            if self._finalizer is not None:
+                self._finalizer.submit(self.path)
+            else:
+                self.finalized = finalize(self.path)
+        logger.debug("wrote %d frames to %s (%s)", self.frames, self.path,
+                     "regular MP4" if self.finalized else "fragmented MP4")
+
+
+class SegmentedVideoSink(SinkBase):
+    """``--segment-minutes``: the annotated video as one MP4 per ``seconds`` of output time, ``rec_000.mp4``,
+    ``rec_001.mp4``, ... (:func:`realtime.output_paths.segment_path`).
+
+    A frame whose time (since the first frame) reaches the next multiple of ``seconds`` opens the next
+    segment: each starts with a keyframe at its own t=0 and plays on its own; every frame goes to exactly
+    one segment (none lost or repeated at a cut). Each segment is a :class:`VideoWriterSink` (crash-safe);
+    a closed one is finalized in a background thread, so a cut does not stall the output (live video).
+    """
+
+    name = "video"
+
+    def __init__(self, path: str | Path, info: SourceInfo, seconds: float, *, preset: str = DEFAULT_PRESET,
+                 crf: int = DEFAULT_CRF) -> None:
+        if not seconds > 0:
+            raise ValueError(f"segment length must be positive, got {seconds!r}")
+        check_video_suffix(path)
+        self.base = Path(path)
+        self.info = info
+        self.seconds = float(seconds)
+        self.preset, self.crf = preset, crf
+        self.files: list[Path] = []  # every segment opened, in order
+        self.frames = 0
+        self._writer: VideoWriterSink | None = None
+        self._first_ts: float | None = None
+        self._period = 0  # of the open segment: floor(time since the first frame / seconds)
+        self._finalizer = BackgroundFinalizer()
+
+    @property
+    def path(self) -> Path | None:  # type: ignore[override]
+        """The segment being written (the last one once closed)."""
+        return self.files[-1] if self.files else None
+
+    @property
+    def recorded(self) -> int:
+        """Frames written to all segments together (the summary's "recorded")."""
+        return self.frames
+
+    def write(self, result: Result) -> None:
+        ts = result.frame.source_ts
+        if self._first_ts is None:
+            self._first_ts = ts
+        period = max(0, int((ts - self._first_ts) // self.seconds))  # a gap spanning periods: one cut, no empties
+        if self._writer is None or period > self._period:
+            self._period = period
+            self._next_segment()
+        if self._writer is not None:
+            self._writer.write(result)
+            self.frames += 1
+
+    def _next_segment(self) -> None:
+        """Close the current segment (finalizing it) and open the next, numbered on from the last."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        target = segment_path(self.base, len(self.files))
+        self._writer = VideoWriterSink(target, self.info, preset=self.preset, crf=self.crf,
+                                       warn_padding=not self.files, finalizer=self._finalizer)
+        self.files.append(target)
+        logger.info("recording segment %s", target)
+
+    def close(self) -> None:
+        try:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+        finally:
+            self._finalizer.close()  # every segment finalized before the run's summary names them
+
+
+def _padding(size: tuple[int, int], even: tuple[int, int]) -> str:
+    """What :func:`even_size` added: ``column``, ``row`` or ``column and row`` (right / bottom)."""
+    added = [what for what, a, b in (("column on the right", size[0], even[0]), ("row at the bottom", size[1], even[1]))
+             if a != b]
+    return " and a ".join(added)
 
 
 def result_record(result: Result) -> dict[str, Any]:
@@ -210,7 +323,8 @@ class MaskPngSink(SinkBase):
 
 
 class ToggleRecorder(SinkBase):
-    """A recorder the viewer switches on and off while the pipeline runs (writer opened in the output thread)."""
+    """A recorder the viewer switches on and off while the pipeline runs (writer opened in the output thread;
+    a stopped recording is finalized in a background thread, so stopping it never stalls the live video)."""
 
     name = "recorder"
 
@@ -220,6 +334,7 @@ class ToggleRecorder(SinkBase):
         self._lock = threading.Lock()
         self._wanted: Path | None = None
         self._writer: VideoWriterSink | None = None
+        self._finalizer = BackgroundFinalizer()
         self.finished: list[Path] = []
 
     def start(self, path: str | Path) -> None:
@@ -241,7 +356,7 @@ class ToggleRecorder(SinkBase):
         if self._writer is not None and (wanted is None or wanted != self._writer.path):
             self._finish()
         if wanted is not None and self._writer is None:
-            self._writer = VideoWriterSink(wanted, self.info, preset=self.preset)
+            self._writer = VideoWriterSink(wanted, self.info, preset=self.preset, finalizer=self._finalizer)
         if self._writer is not None:
             self._writer.write(result)
 
@@ -253,4 +368,7 @@ class ToggleRecorder(SinkBase):
             self._writer = None
 
     def close(self) -> None:
-        self._finish()
+        try:
+            self._finish()
+        finally:
+            self._finalizer.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -33,6 +34,9 @@ from engines.base import Engine
 PROG = "polyp-live"
 ERROR_PREFIX = f"{PROG}: error: "
 WARNING_PREFIX = f"{PROG}: warning: "
+# frames libx264 holds before its first packet: veryfast's 10-frame lookahead + its frame threads (1.5 per core)
+# - 1; measured 12 on 2 cores with veryfast (2 with ultrafast), bf=0, any size; +2 to spare
+MAX_ENCODER_DELAY_FRAMES = 10 + math.ceil(1.5 * (os.cpu_count() or 1)) + 2
 
 
 def frame_hash(rgb: np.ndarray) -> str:
@@ -253,6 +257,13 @@ def decode_all(path: Path) -> int:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         return sum(1 for _ in container.decode(stream))
+
+
+def decoded_times(path: Path) -> list[float]:
+    """The time (s) of every frame PyAV decodes from ``path``, in order; a decode error fails the test."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [float(frame.pts * frame.time_base) for frame in container.decode(stream)]
 
 
 def settle_threads(before: set[threading.Thread], timeout_s: float = 5.0) -> list[threading.Thread]:
