@@ -102,7 +102,8 @@ def plain_reason(exc: BaseException) -> str:
         return f"no data for {NETWORK_TIMEOUT_S:g} s"
     for needle, words in (("Connection refused", "connection refused"), ("timed out", "timed out"),
                           ("Network is unreachable", "network unreachable"), ("No route", "no route to host"),
-                          ("Server returned 404", "HTTP 404 (wrong path?)"), ("End of file", "connection closed")):
+                          ("Server returned 404", "HTTP 404 (wrong path?)"), ("End of file", "connection closed"),
+                          ("Input/output error", "connection closed or reset")):
         if needle in text:
             return words
     return ERRNO.sub("", text).split(": '", 1)[0].strip() or type(exc).__name__

@@ -10,6 +10,7 @@ in one clear error line, exit 2 and a playable recording -- for UDP and for HTTP
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -214,9 +215,9 @@ class CliRun:
         records = jsonl_lines(self.jsonl)
         pts = decoded_pts(self.mp4)
         assert len(pts) == len(records) > 0
-        assert all(b > a for a, b in zip(pts, pts[1:], strict=False)), "MP4 timestamps not strictly increasing"
+        assert all(b > a for a, b in itertools.pairwise(pts)), "MP4 timestamps not strictly increasing"
         times = [r["time"] for r in records]
-        assert all(b > a for a, b in zip(times, times[1:], strict=False)), "JSONL times not increasing"
+        assert all(b > a for a, b in itertools.pairwise(times)), "JSONL times not increasing"
         return records
 
 
@@ -281,10 +282,13 @@ def test_udp_stream_is_live_and_its_first_shown_frame_is_fresh(tmp_path: Path, d
     assert stream <= wall + 3 * PERIOD, f"played fast: {stream:.2f} s of stream in {wall:.2f} s"
 
 
-pytestmark_loopback = pytest.mark.usefixtures("onnx_cache")
+def loopback_cli(test: Callable[..., None]) -> Callable[..., None]:
+    """A ``polyp-live`` subprocess run: the atto model through the session's ONNX cache; slow (the child imports
+    and loads its engine: 10-30 s on the loaded 2-core CI machine)."""
+    return pytest.mark.slow(pytest.mark.usefixtures("onnx_cache")(test))
 
 
-@pytestmark_loopback
+@loopback_cli
 def test_udp_sender_restart_continues_the_same_recording(tmp_path: Path, atto_checkpoint: Path) -> None:
     url = f"udp://127.0.0.1:{free_port(socket.SOCK_DGRAM)}"
     sender_log = tmp_path / "sender.txt"
@@ -307,7 +311,7 @@ def test_udp_sender_restart_continues_the_same_recording(tmp_path: Path, atto_ch
     assert records[-1]["time"] > records[before - 1]["time"] > 0
 
 
-@pytestmark_loopback
+@loopback_cli
 def test_udp_sender_gone_for_good_is_one_error_line_and_a_playable_recording(tmp_path: Path,
                                                                              atto_checkpoint: Path) -> None:
     url = f"udp://127.0.0.1:{free_port(socket.SOCK_DGRAM)}"
@@ -328,7 +332,7 @@ def test_udp_sender_gone_for_good_is_one_error_line_and_a_playable_recording(tmp
     run.check_recording()
 
 
-@pytestmark_loopback
+@loopback_cli
 def test_http_stream_is_live_and_a_dropped_connection_is_not_a_silent_end(tmp_path: Path,
                                                                           atto_checkpoint: Path) -> None:
     url = f"http://127.0.0.1:{free_port(socket.SOCK_STREAM)}/live.ts"
