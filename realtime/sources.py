@@ -560,8 +560,9 @@ class ReconnectingSource(Source):
     def _gave_up(self, attempts: int, tried_s: float) -> str:
         at = f" at {self._last_ts:.1f} s of stream" if self._last_ts is not None else ""
         hint = getattr(self.source, "reconnect_hint", "check the cable and that the device is on (ls /dev/video*)")
-        tries = (f"and did not come back within {tried_s:.1f} s ({attempts} reconnect attempt"
-                 f"{'s' if attempts != 1 else ''})" if attempts else "(--reconnect-seconds 0: no reconnect)")
+        tries = (f"and did not come back within {self.max_wait_s:g} s ({attempts} reconnect attempt"
+                 f"{'s' if attempts != 1 else ''} over {tried_s:.1f} s)" if attempts
+                 else "(--reconnect-seconds 0: no reconnect)")
         return f"lost {self.info.description} after {self.frames} frames{at} {tries}; {hint}"
 
     def close(self) -> None:

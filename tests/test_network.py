@@ -39,7 +39,7 @@ from realtime.network import (
     protocol_available,
 )
 from realtime.ports import SinkBase
-from realtime.sources import ReconnectingSource, open_source
+from realtime.sources import ReconnectingSource, SimulatedCamera, open_source
 from tests.fault_helpers import ERROR_PREFIX, onnx_cache  # noqa: F401 - fixture
 from train.media_paths import LiveDefault, locate
 
@@ -83,6 +83,41 @@ def test_srt_without_ffmpeg_support_is_one_clear_line() -> None:
         NetworkSource("srt://127.0.0.1:9000").open()
     message = str(caught.value)
     assert "no srt:// support" in message and "\n" not in message and "Errno" not in message
+
+
+def test_reconnect_seconds_zero_gives_up_at_once_in_one_line() -> None:
+    camera = SimulatedCamera(fps=50.0, width=64, height=48, outages=((0.1, 60.0),))
+    source = ReconnectingSource(camera, max_wait_s=0)
+    source.open()
+    started = time.monotonic()
+    with pytest.raises(SourceError) as caught:
+        while source.read() is not None:
+            pass
+    message = str(caught.value)
+    assert time.monotonic() - started < 5.0 and camera.opens == 1  # no reopen was tried
+    assert message.startswith(f"lost {camera.info.description} after ") and "no reconnect" in message
+    assert "\n" not in message and 3 <= source.frames <= 10
+
+
+def test_reconnect_logs_each_attempt_and_comes_back(caplog: pytest.LogCaptureFixture) -> None:
+    camera = SimulatedCamera(fps=50.0, width=64, height=48, outages=((0.1, 0.4),))
+    source = ReconnectingSource(camera, max_wait_s=5.0)
+    source.open()
+    with caplog.at_level("WARNING", logger="realtime.sources"):
+        frames = [source.read() for _ in range(40)]
+    attempts = [r.getMessage() for r in caplog.records if "reconnect attempt" in r.getMessage()]
+    assert len(attempts) >= 2 and "reconnect attempt 1, 0.0 s after the loss" in attempts[0]
+    assert source.reconnects == 1 and all(f is not None for f in frames)
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "soon"])
+def test_reconnect_seconds_must_be_a_finite_non_negative_number(value: str,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from realtime.cli import build_parser
+
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(["--input", "udp://127.0.0.1:5000", "--reconnect-seconds", value])
+    assert caught.value.code == 2 and "--reconnect-seconds" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- the stale-frame policy
