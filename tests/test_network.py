@@ -320,7 +320,7 @@ def test_udp_stream_is_live_and_its_first_shown_frame_is_fresh(tmp_path: Path, d
 def loopback_cli(test: Callable[..., None]) -> Callable[..., None]:
     """A ``polyp-live`` subprocess run: the atto model through the session's ONNX cache; slow (the child imports
     and loads its engine: 10-30 s on the loaded 2-core CI machine)."""
-    return pytest.mark.slow(pytest.mark.usefixtures("onnx_cache")(test))
+    return pytest.mark.timeout(300)(pytest.mark.slow(pytest.mark.usefixtures("onnx_cache")(test)))  # hang guard
 
 
 @loopback_cli
@@ -386,3 +386,18 @@ def test_http_stream_is_live_and_a_dropped_connection_is_not_a_silent_end(tmp_pa
     assert f"lost {url} after" in line and "Errno" not in log
     assert json.loads((tmp_path / "stats.json").read_text())["mode"] == "live"
     run.check_recording()
+
+
+@loopback_cli
+def test_bench_live_network_mode_reports_startup_and_latency(tmp_path: Path, atto_checkpoint: Path) -> None:
+    from benchmarks import bench_live
+
+    out = tmp_path / "bench.json"
+    code = bench_live.main(["--network", "udp", "--seconds", "3", "--window-seconds", "1", "--warmup-seconds", "0.5",
+                            "--engine", str(atto_checkpoint), "--json", str(out)])
+    assert code == 0
+    (session,) = json.loads(out.read_text())["sessions"]
+    assert session["network"] == "udp" and session["url"].startswith("udp://127.0.0.1:")
+    assert session["startup_s"] is not None and 0 < session["startup_s"] < 10
+    assert session["overall"]["shown"] > 10 and session["overall"]["display"]["p95_ms"] > 0
+    assert isinstance(session["pass_startup"], bool) and session["error"] is None
