@@ -39,8 +39,10 @@ LIVE_ALLOWANCE_PERIODS = 2.0  # a frame later than the live edge by more than th
 WAITED_FRACTION = 0.5  # a read that blocked for this fraction of a frame period waited for the sender
 EDGE_TOLERANCE_PERIODS = 0.25  # at the live edge the lateness falls by less than this from frame to frame
 STARTUP_MAX_S = 3.0  # reads never reach the edge for this long after a (re)start: faster than real time
-PROBE_SIZE = "32768"  # bytes the demuxer reads to find the streams (FFmpeg's default is 5 MB)
-ANALYZE_US = "500000"  # microseconds of stream it analyses for them (default 5 s)
+# The probe ends as soon as the video's parameters are known (its first SPS / keyframe); these limits only bound
+# a stream whose keyframes are far apart: 32 KB / 0.5 s missed the picture size of a 0.5 s GOP now and then.
+PROBE_SIZE = "1000000"  # bytes the demuxer may read to find the streams (FFmpeg's default is 5 MB)
+ANALYZE_US = "2000000"  # microseconds of stream it may analyse for them (default 5 s)
 UDP_BUFFER_BYTES = "4194304"  # socket receive buffer: a keyframe burst must not overflow it
 UDP_FIFO_PACKETS = "50000"  # FFmpeg's UDP thread's packet FIFO (188-byte TS packets x 7 per datagram)
 CHECK_HINT = ("check that the sender is running and sends to this address and port, and that no firewall "

@@ -45,7 +45,7 @@ from train.media_paths import LiveDefault, locate
 
 ROOT = Path(__file__).resolve().parents[1]
 PERIOD = 0.04  # the sample clip's 25 fps
-CLI_START_S = 60.0  # a CLI subprocess imports, loads the engine and reaches the live edge within this (loaded CI)
+CLI_START_S = 120.0  # a CLI subprocess imports, loads the engine and reaches the live edge (2 shared cores: 10-60 s)
 
 
 # --------------------------------------------------------------------------- the scheme table, options
@@ -62,7 +62,7 @@ def test_each_scheme_has_a_default_mode(url: str, default: LiveDefault) -> None:
 def test_live_inputs_open_with_low_latency_options() -> None:
     udp = demuxer_options(locate("udp://127.0.0.1:5000"), live=True)
     assert udp["fflags"] == "nobuffer" and udp["flags"] == "low_delay" and udp["overrun_nonfatal"] == "1"
-    assert int(udp["probesize"]) <= 65536 and int(udp["analyzeduration"]) <= 1_000_000
+    assert int(udp["probesize"]) <= 1_000_000 and int(udp["analyzeduration"]) <= 2_000_000  # FFmpeg: 5 MB, 5 s
     rtsp = demuxer_options(locate("rtsp://tower/s"), live=True, rtsp_transport=RtspTransport.UDP)
     assert rtsp["rtsp_transport"] == "udp" and "overrun_nonfatal" not in rtsp
     assert "fflags" not in demuxer_options(locate("http://host/case.mp4"), live=False)  # --no-live: plain open
@@ -184,7 +184,7 @@ def stream_sender(url: str, log: Path, *extra: str) -> Iterator[subprocess.Popen
                                stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         marker = b"LISTENING" if "--listen" in extra else b"READY"
-        wait_for(lambda: marker in log.read_bytes() or process.poll() is not None, 30.0, "the sender to start")
+        wait_for(lambda: marker in log.read_bytes() or process.poll() is not None, 60.0, "the sender to start")
         assert process.poll() is None, log.read_text()
         yield process
     finally:
@@ -233,8 +233,16 @@ class CliRun:
         return len(jsonl_lines(self.jsonl))
 
     def wait_frames(self, count: int, timeout_s: float) -> int:
-        return wait_for(lambda: self.frames() >= count and self.frames(), timeout_s,
-                        f"{count} frames in the JSONL ({self.log()[-400:]})")
+        """Polls the JSONL; fails at once (with the child's stderr) when polyp-live has exited."""
+        def check() -> int | bool:
+            if self.process.poll() is not None and self.frames() < count:
+                raise AssertionError(f"polyp-live exited ({self.process.returncode}): {self.log()[-600:]}")
+            return self.frames() >= count and self.frames()
+
+        try:
+            return wait_for(check, timeout_s, f"{count} frames in the JSONL")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; stderr: {self.log()[-600:]}") from None
 
     def log(self) -> str:
         return self.stderr.read_text(errors="replace")
@@ -301,7 +309,7 @@ def test_udp_stream_is_live_and_its_first_shown_frame_is_fresh(tmp_path: Path, d
         assert pipeline.mode is RunMode.LIVE
         pipeline.start()
         try:
-            wait_for(lambda: len(recorder.shown) >= 40, 30.0, "40 shown frames")
+            wait_for(lambda: len(recorder.shown) >= 40, 60.0, "40 shown frames")
         finally:
             pipeline.stop()
             pipeline.wait(10.0)
