@@ -221,8 +221,8 @@ class NetworkSource(Source):
         try:
             info = self.inner.open()
         except SourceError as exc:
-            raise SourceError(f"cannot open {self.location.text}: {plain_reason(exc.__context__ or exc)}; "
-                              f"{CHECK_HINT}") from None
+            reason = plain_reason(exc.__context__ or exc).removeprefix(f"{self.location.text}: ")
+            raise SourceError(f"cannot open {self.location.text}: {reason}; {CHECK_HINT}") from None
         if self.probe:  # http(s): a feed has no duration, a file on a web server has one
             self.live = info.frame_count is None
         info = replace(info, live=self.live)
