@@ -1,7 +1,13 @@
-"""Live-mode latency: a simulated camera at 30 and 60 fps feeds the live pipeline for a fixed time.
+"""Live-mode latency: a simulated camera at 30 and 60 fps, or a network stream, feeds the live pipeline.
 
     python benchmarks/bench_live.py                          # 30 and 60 fps, 20 s each, 640x480
     python benchmarks/bench_live.py --fps 60 --seconds 60 --resolution 1920x1080 --engine default
+    python benchmarks/bench_live.py --network udp --seconds 600 --engine default   # the 10-minute network target
+
+``--network udp``: a sender process (``python -m tests.stream_sender``: x264 zerolatency, MPEG-TS over UDP on the
+loopback, paced in real time, looping ``--clip``) feeds ``polyp-live``'s network source (:mod:`realtime.network`);
+latency is measured from each frame's arrival, and the report adds the start-up delay (open -> first fresh frame,
+target <= 1 s) and the stale frames the live policy dropped.
 
 Records, per shown frame, the capture-to-display latency (camera tick -> annotated frame handed to the
 output stage's sink, i.e. what a display would show) and the mask age (capture of the frame whose mask
@@ -16,10 +22,13 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import socket
+import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -111,14 +120,19 @@ def window_stats(records: Sequence[Record], previous_index: int | None,
 
 
 def live_session(engine: Any, *, fps: float, width: int, height: int, seconds: float, window_s: float,
-                 warmup_s: float = 2.0, on_window: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Run the live pipeline on a simulated camera for ``warmup_s + seconds``; windows of ``window_s``."""
+                 warmup_s: float = 2.0, on_window: Callable[[dict[str, Any]], None] | None = None,
+                 source: Any = None) -> dict[str, Any]:
+    """Run the live pipeline on a simulated camera (or ``source``, opened here: its own rate and size) for
+    ``warmup_s + seconds``; windows of ``window_s``."""
     from realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads
     from realtime.sources import SimulatedCamera
 
     threads_before = threading.active_count()
     recorder = LatencyRecorder()
-    camera = SimulatedCamera(fps, width, height, frames=None, realtime=True)
+    camera = source if source is not None else SimulatedCamera(fps, width, height, frames=None, realtime=True)
+    if source is not None:
+        info = source.open()
+        fps, width, height = info.fps, info.width, info.height
     pipeline = Pipeline(camera, engine, PipelineConfig(live=True, deliver=False), [recorder])
     chunks: list[np.ndarray] = []  # one float64 array per window: the harness must not grow like a leak
     windows: list[dict[str, Any]] = []
@@ -156,7 +170,9 @@ def live_session(engine: Any, *, fps: float, width: int, height: int, seconds: f
             "trend": trend(all_records), "drift": drift(windows, 1000.0 / fps, _inference_p50(summary)),
             "threads_before": threads_before, "threads_after": threading.active_count(),
             "leftover_pipeline_threads": leftover, "summary_drops": dict(summary.drops),
-            "stopped": summary.stopped, "error": summary.error}
+            "stopped": summary.stopped, "error": summary.error,
+            "startup_s": getattr(camera, "startup_s", None), "stale_dropped": getattr(camera, "stale_dropped", 0)}
+
 
 
 def _inference_p50(summary: Any) -> float:
@@ -216,6 +232,55 @@ def drift(windows: Sequence[dict[str, Any]], period_ms: float, inference_ms: flo
     return result
 
 
+# ----------------------------------------------------------------------------- network stream
+STARTUP_TARGET_S = 1.0  # open -> first fresh frame
+SENDER_START_S = 30.0
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def udp_sender(clip: Path) -> Iterator[str]:
+    """A ``tests.stream_sender`` process streaming ``clip`` to a free loopback UDP port; yields the URL."""
+    root = Path(__file__).resolve().parents[1]
+    url = f"udp://127.0.0.1:{free_udp_port()}"
+    process = subprocess.Popen([sys.executable, "-m", "tests.stream_sender", url, "--clip", str(clip)], cwd=root,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        ready = threading.Event()
+        reader = threading.Thread(target=lambda: ready.set() if process.stdout and "READY" in process.stdout.readline()
+                                  else None, daemon=True, name="bench-sender-ready")
+        reader.start()
+        if not ready.wait(SENDER_START_S):
+            raise RuntimeError(f"the stream sender did not start within {SENDER_START_S:g} s")
+        reader.join(1.0)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def network_session(engine: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """One live session on a UDP MPEG-TS stream from a sender process, with the start-up target."""
+    from realtime.sources import open_source
+
+    with udp_sender(args.clip) as url:
+        source = open_source(url)
+        session = live_session(engine, fps=0.0, width=0, height=0, seconds=args.seconds, window_s=args.window_seconds,
+                               warmup_s=args.warmup_seconds, source=source)
+    session.update({"network": args.network, "url": url, "startup_target_s": STARTUP_TARGET_S,
+                    "pass_startup": session["startup_s"] is not None and session["startup_s"] <= STARTUP_TARGET_S})
+    return session
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -234,10 +299,16 @@ HEADERS = ("camera fps", "size", "shown", "drop rate", "display p50", "p95", "p9
 
 def to_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Live latency ({report['machine']['tag']})", "", common.machine_line(report["machine"]), "",
-             f"Engine: {report['engine']} ({report['engine_note']}). Simulated camera, live mode (latest frame wins), "
+             f"Engine: {report['engine']} ({report['engine_note']}). {report.get('input', 'Simulated camera')}, "
+             "live mode (latest frame wins), "
              f"{report['seconds']} s per rate after {report['warmup_s']} s warm-up. Times in ms. Targets: display p95 "
              "<= inference p50 + 2 frame periods; mask age p95 <= model p95 + 2 frame periods; no drift.", ""]
     lines.append(common.markdown_table(HEADERS, [session_rows(s) for s in report["sessions"]]))
+    for s in report["sessions"]:
+        if s.get("network"):
+            lines += ["", f"Network stream ({s['network']}, MPEG-TS from a sender process on the loopback): start-up "
+                      f"to the first fresh frame {s['startup_s']} s (target <= {s['startup_target_s']:g} s: "
+                      f"{common.pass_fail(s['pass_startup'])}), {s['stale_dropped']} stale frames dropped."]
     lines += ["", f"Load average at the end: {report['machine'].get('load_average_end')}"]
     return "\n".join(lines)
 
@@ -249,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--window-seconds", type=float, default=5.0, help="window for the trend (5)")
     parser.add_argument("--warmup-seconds", type=float, default=2.0, help="discarded start (2)")
     parser.add_argument("--resolution", default="640x480", help="camera WxH (640x480)")
+    parser.add_argument("--network", choices=("udp",), help="measure a network stream instead of the camera")
+    parser.add_argument("--clip", type=Path, default=Path(__file__).resolve().parents[1] / "samples" /
+                        "cvc_clinicdb_seq01-09.mp4", help="--network: the clip the sender loops (the sample)")
     common.add_engine_args(parser)
     common.add_output_args(parser, SCRIPT)
     return parser
@@ -276,7 +350,12 @@ def main(argv: list[str] | None = None) -> int:
                               "engine": engine.describe(), "engine_note": note, "seconds": args.seconds,
                               "warmup_s": args.warmup_seconds, "sessions": []}
     try:
-        for fps in (float(f) for f in args.fps.split(",") if f.strip()):
+        if args.network:
+            report["input"] = f"Network stream ({args.network}://, latency from each frame's arrival)"
+            session = network_session(engine, args)
+            report["sessions"].append(session)
+            print(" ".join(str(v) for v in session_rows(session)), flush=True)
+        for fps in (float(f) for f in args.fps.split(",") if f.strip() and not args.network):
             session = live_session(engine, fps=fps, width=width, height=height, seconds=args.seconds,
                                    window_s=args.window_seconds, warmup_s=args.warmup_seconds)
             report["sessions"].append(session)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from realtime.errors import OptionError, PipelineError, SourceError
+from realtime.network import RtspTransport
 from realtime.output_paths import (
     check_distinct_outputs,
     check_output_path,
@@ -44,7 +45,7 @@ from realtime.recording import audio_warning
 from realtime.report import format_summary, input_warnings
 from realtime.settings import RenderSettings, SettingsBox
 from realtime.sinks import DEFAULT_PRESET, LIVE_PRESET, JsonlSink, MaskPngSink, SegmentedVideoSink, VideoWriterSink
-from realtime.sources import ImageFolderSource, VideoFileSource, locate_input, open_source
+from realtime.sources import DEFAULT_RECONNECT_S, ImageFolderSource, VideoFileSource, locate_input, open_source
 from realtime.types import RunSummary
 from train.cli_utils import make_parser, run_cli, setup_logging
 
@@ -78,6 +79,17 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def non_negative_seconds(text: str) -> float:
+    """``--reconnect-seconds``: a finite number of seconds >= 0 (0: give up at once)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds (0 or more), got {text!r}") from None
+    if not 0 <= value < float("inf"):  # False for nan as well
+        raise argparse.ArgumentTypeError(f"expected seconds (0 or more), got {text!r}")
     return value
 
 
@@ -131,6 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=positive_int, help="file mode: frames per inference (default: engine's best)")
     parser.add_argument("--preset", choices=X264_PRESETS, metavar="PRESET",
                         help=f"x264 preset for --output (default: {DEFAULT_PRESET} for files, {LIVE_PRESET} for live)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--live", dest="live", action="store_true", default=None,
+                      help="treat the input as live (latest frame wins, stale frames dropped, reconnect); default: "
+                      "udp/rtp/rtsp/srt/rtmp/tcp URLs and devices are live, http(s) is live when it has no duration")
+    mode.add_argument("--no-live", dest="live", action="store_false",
+                      help="treat the input as a file (every frame in order), also a network stream")
+    parser.add_argument("--reconnect-seconds", type=non_negative_seconds, default=DEFAULT_RECONNECT_S, metavar="S",
+                        help=f"live device or stream lost: try to reconnect for S seconds (0: give up at once; "
+                        f"default {DEFAULT_RECONNECT_S:g})")
+    parser.add_argument("--rtsp-transport", choices=[t.value for t in RtspTransport], default=RtspTransport.TCP.value,
+                        help="rtsp://: RTP over the RTSP TCP connection (default, passes firewalls) or over UDP")
     parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
     return parser
 
@@ -281,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     writes = bool(args.output or args.jsonl or args.masks or args.preview)
     live_device = args.device is not None
     source = open_source(args.device if live_device else args.input, fps=args.fps,
-                         resolution=parse_resolution(args.resolution), device=live_device)
+                         resolution=parse_resolution(args.resolution), device=live_device, live=args.live,
+                         reconnect_s=args.reconnect_seconds, rtsp_transport=args.rtsp_transport)
     ignored_options(args, source)
     info = source.open()
     location = source.location if isinstance(source, VideoFileSource) else None

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MAX_CONSECUTIVE_DECODE_ERRORS = 100
 MAX_DEVICE_INDEX = 255  # V4L2 numbers /dev/video0 .. /dev/video255
+DEFAULT_RECONNECT_S = 10.0  # --reconnect-seconds: how long a lost live source is waited for
 
 
 class Source(ABC):
@@ -96,8 +97,9 @@ class VideoFileSource(Source):
     """
 
     def __init__(self, path: str | Path | MediaLocation, *, live: bool | None = None,
-                 open_timeout_s: float = 10.0) -> None:
+                 open_timeout_s: float = 10.0, options: dict[str, str] | None = None) -> None:
         super().__init__()
+        self.options = dict(options or {})  # demuxer / protocol options for av.open (realtime.network)
         self.location = locate_input(path)
         self.path = self.location.text
         self.url = self.location.url
@@ -158,7 +160,7 @@ class VideoFileSource(Source):
             raise SourceError(f"cannot open {self.path}: it is a FIFO and {exc}") from None
         try:
             target = self._fifo if self._fifo is not None else self.location.ffmpeg
-            return av.open(target, timeout=(self.open_timeout_s, self.open_timeout_s))
+            return av.open(target, options=self.options, timeout=(self.open_timeout_s, self.open_timeout_s))
         except (av.error.FFmpegError, OSError) as exc:
             self.close()
             raise SourceError(
@@ -481,21 +483,20 @@ class SimulatedCamera(Source):
 
 
 class ReconnectingSource(Source):
-    """Wraps a live source: on :class:`SourceDisconnected` reopen with exponential back-off.
+    """Wraps a live source: on :class:`SourceDisconnected` reopen with exponential back-off, one log line per
+    attempt; gives up with one :class:`SourceError` line (what was lost, when, how long it tried, what to check)
+    after ``max_wait_s`` seconds without a frame (0: at once). Reopens the same source object, so its clock and
+    counters carry on."""
 
-    Gives up with a :class:`SourceError` after ``max_wait_s`` seconds without a frame.
-    """
-
-    def __init__(
-        self, source: Source, *, max_wait_s: float = 10.0, first_delay_s: float = 0.05, max_delay_s: float = 1.0,
-    ) -> None:
+    def __init__(self, source: Source, *, max_wait_s: float = DEFAULT_RECONNECT_S, first_delay_s: float = 0.05,
+                 max_delay_s: float = 1.0) -> None:
         super().__init__()
-        self.source = source
-        self.max_wait_s = max_wait_s
-        self.first_delay_s = first_delay_s
-        self.max_delay_s = max_delay_s
+        self.source, self.max_wait_s = source, max_wait_s
+        self.first_delay_s, self.max_delay_s = first_delay_s, max_delay_s
         self._stopping = threading.Event()  # set by stop(): give up waiting at once
         self.reconnects = 0
+        self.frames = 0  # handed out, for the give-up message
+        self._last_ts: float | None = None
 
     @property
     def decode_errors(self) -> int:  # type: ignore[override]
@@ -504,6 +505,14 @@ class ReconnectingSource(Source):
     @decode_errors.setter
     def decode_errors(self, value: int) -> None:
         pass
+
+    @property
+    def stale_dropped(self) -> int:
+        return int(getattr(self.source, "stale_dropped", 0))
+
+    @property
+    def startup_s(self) -> float | None:
+        return getattr(self.source, "startup_s", None)
 
     def open(self) -> SourceInfo:
         self._stopping.clear()
@@ -517,31 +526,46 @@ class ReconnectingSource(Source):
     def read(self) -> Frame | None:
         while True:
             try:
-                return self.source.read()
+                frame = self.source.read()
             except SourceDisconnected as exc:
-                logger.warning("%s; reconnecting for up to %.1f s", exc, self.max_wait_s)
-            self._reconnect()
+                logger.warning("%s; reconnecting for up to %g s", exc, self.max_wait_s)
+                self._reconnect()
+                continue
+            if frame is not None:
+                self.frames += 1
+                self._last_ts = frame.source_ts
+            return frame
 
     def _reconnect(self) -> None:
         self.source.close()
-        deadline = time.monotonic() + self.max_wait_s
-        delay = self.first_delay_s
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            if self._stopping.is_set():
-                raise SourceDisconnected(f"{self.info.description}: stopped while reconnecting")
+        lost = time.monotonic()
+        deadline = lost + self.max_wait_s
+        delay, attempt = self.first_delay_s, 0
+        while time.monotonic() < deadline and not self._stopping.is_set():
+            attempt += 1
+            logger.warning("%s: reconnect attempt %d, %.1f s after the loss", self.info.description, attempt,
+                           time.monotonic() - lost)
             try:
                 self.source.open()
                 self.reconnects += 1
-                logger.info("%s reconnected", self.info.description)
+                logger.warning("%s reconnected after %.1f s (attempt %d)", self.info.description,
+                               time.monotonic() - lost, attempt)
                 return
             except SourceError as exc:
-                last = exc
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                logger.debug("attempt %d failed: %s", attempt, exc)
+            self._stopping.wait(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2.0, self.max_delay_s)
-        raise SourceError(
-            f"{self.info.description} disappeared and did not come back within {self.max_wait_s:g} s ({last})"
-        )
+        if self._stopping.is_set():
+            raise SourceDisconnected(f"{self.info.description}: stopped while reconnecting")
+        raise SourceError(self._gave_up(attempt, time.monotonic() - lost))
+
+    def _gave_up(self, attempts: int, tried_s: float) -> str:
+        at = f" at {self._last_ts:.1f} s of stream" if self._last_ts is not None else ""
+        hint = getattr(self.source, "reconnect_hint", "check the cable and that the device is on (ls /dev/video*)")
+        tries = (f"and did not come back within {self.max_wait_s:g} s ({attempts} reconnect attempt"
+                 f"{'s' if attempts != 1 else ''} over {tried_s:.1f} s)" if attempts
+                 else "(--reconnect-seconds 0: no reconnect)")
+        return f"lost {self.info.description} after {self.frames} frames{at} {tries}; {hint}"
 
     def close(self) -> None:
         self.source.close()
@@ -561,15 +585,21 @@ def device_node(spec: str) -> str | int:
 
 
 def open_source(
-    spec: str, *, fps: float | None = None, resolution: tuple[int, int] | None = None, device: bool = False
+    spec: str, *, fps: float | None = None, resolution: tuple[int, int] | None = None, device: bool = False,
+    live: bool | None = None, reconnect_s: float = DEFAULT_RECONNECT_S, rtsp_transport: str | None = None,
 ) -> Source:
-    """A source for a CLI argument: a capture device, a URL, an image folder or a video file (not yet opened)."""
+    """A source for a CLI argument: a capture device, a URL, an image folder or a video file (not yet opened).
+
+    ``live`` forces the mode (``--live`` / ``--no-live``; ``None``: the input's default); devices are live
+    and network streams (:mod:`realtime.network`) reconnect for up to ``reconnect_s`` seconds."""
     if device:
-        return ReconnectingSource(CaptureDeviceSource(device_node(spec), resolution, fps))
+        return ReconnectingSource(CaptureDeviceSource(device_node(spec), resolution, fps), max_wait_s=reconnect_s)
     location = locate_input(spec)
     if location.url:
-        source = VideoFileSource(location)
-        return ReconnectingSource(source) if source.live else source
+        from realtime.network import NetworkSource
+
+        network = NetworkSource(location, live=live, **({"rtsp_transport": rtsp_transport} if rtsp_transport else {}))
+        return ReconnectingSource(network, max_wait_s=reconnect_s)
     if location.path is not None and location.path.is_dir():
         return ImageFolderSource(location.text, fps or 25.0)
-    return VideoFileSource(location)
+    return VideoFileSource(location, live=live)

@@ -13,10 +13,26 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
-LIVE_URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtp", "udp", "srt", "tcp")
-URL_SCHEMES = (*LIVE_URL_SCHEMES, "http", "https")
+
+class LiveDefault(str, Enum):
+    """How an input of a scheme runs unless ``--live`` / ``--no-live`` says otherwise."""
+
+    LIVE = "live"  # a stream in real time: latest frame wins, stale frames dropped, reconnect
+    FILE = "file"  # every frame in order
+    PROBE = "probe"  # decided once opened: live when the stream has no duration (an HTTP MPEG-TS feed), else file
+
+
+# The scheme table: every URL scheme the project opens and its default mode (one home for this fact).
+SCHEME_LIVE: dict[str, LiveDefault] = {
+    "rtsp": LiveDefault.LIVE, "rtsps": LiveDefault.LIVE, "rtmp": LiveDefault.LIVE, "rtp": LiveDefault.LIVE,
+    "udp": LiveDefault.LIVE, "srt": LiveDefault.LIVE, "tcp": LiveDefault.LIVE,
+    "http": LiveDefault.PROBE, "https": LiveDefault.PROBE,
+}
+LIVE_URL_SCHEMES = tuple(scheme for scheme, mode in SCHEME_LIVE.items() if mode is LiveDefault.LIVE)
+URL_SCHEMES = tuple(SCHEME_LIVE)
 
 
 class UnsupportedUrl(ValueError):
@@ -36,9 +52,15 @@ class MediaLocation:
         return self.scheme is not None
 
     @property
+    def live_default(self) -> LiveDefault:
+        """The mode the scheme implies (:data:`SCHEME_LIVE`); local paths are files."""
+        return SCHEME_LIVE.get(self.scheme, LiveDefault.FILE) if self.scheme is not None else LiveDefault.FILE
+
+    @property
     def live(self) -> bool:
-        """A stream that runs in real time (no end, no seeking): the live schemes."""
-        return self.scheme in LIVE_URL_SCHEMES
+        """A stream that runs in real time (no end, no seeking) by its scheme alone: the live schemes.
+        ``http(s)://`` is :attr:`LiveDefault.PROBE`: decided once opened (:mod:`realtime.network`)."""
+        return self.live_default is LiveDefault.LIVE
 
     @property
     def ffmpeg(self) -> str:
