@@ -125,7 +125,7 @@ def live_session(engine: Any, *, fps: float, width: int, height: int, seconds: f
     """Run the live pipeline on a simulated camera (or ``source``, opened here: its own rate and size) for
     ``warmup_s + seconds``; windows of ``window_s``."""
     from realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads
-    from realtime.sources import SimulatedCamera
+    from realtime.simulated import SimulatedCamera
 
     threads_before = threading.active_count()
     recorder = LatencyRecorder()

@@ -15,8 +15,9 @@ from realtime.cli import build_parser
 from realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads
 from realtime.ports import SinkBase
 from realtime.report import format_summary
+from realtime.simulated import SimulatedCamera
 from realtime.sinks import JsonlSink, VideoWriterSink
-from realtime.sources import ReconnectingSource, SimulatedCamera, VideoFileSource
+from realtime.sources import ReconnectingSource, VideoFileSource
 from realtime.types import FrameCounts, Result, RunSummary, StopReason
 from tests.fault_helpers import decode_all, read_jsonl
 from tests.realtime_fakes import BrightSpotEngine, write_disc_video

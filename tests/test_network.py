@@ -39,7 +39,8 @@ from realtime.network import (
     protocol_available,
 )
 from realtime.ports import SinkBase
-from realtime.sources import ReconnectingSource, SimulatedCamera, open_source
+from realtime.simulated import SimulatedCamera
+from realtime.sources import ReconnectingSource, open_source
 from tests.fault_helpers import ERROR_PREFIX, onnx_cache  # noqa: F401 - fixture
 from train.media_paths import LiveDefault, locate
 

@@ -9,7 +9,8 @@ import pytest
 
 from realtime.errors import PipelineError, SourceError
 from realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads, run_to_completion
-from realtime.sources import ReconnectingSource, SimulatedCamera
+from realtime.simulated import SimulatedCamera
+from realtime.sources import ReconnectingSource
 from tests.realtime_fakes import BrightSpotEngine
 
 SLACK_S = 0.12  # scheduling slack on a loaded 2-core CI machine
@@ -75,7 +76,7 @@ def test_camera_that_vanishes_is_reconnected() -> None:
 
 
 def test_camera_that_stays_away_fails_with_a_clear_error() -> None:
-    camera = SimulatedCamera(50.0, 96, 64, frames=200, outages=((0.2, 30.0),))
+    camera = SimulatedCamera(50.0, 96, 64, frames=200, outages=((1.0, 30.0),))  # 1 s: start-up under load
     source = ReconnectingSource(camera, max_wait_s=0.5)
     with pytest.raises(PipelineError, match=r"did not come back within 0\.5 s") as caught:
         run_to_completion(source, BrightSpotEngine(64), PipelineConfig())

@@ -46,7 +46,8 @@ RUN_TIMEOUT_S = 90.0
 LIVE_RUN = (
     "import sys\n"
     "from realtime import cli\n"
-    "from realtime.sources import ReconnectingSource, SimulatedCamera\n"
+    "from realtime.sources import ReconnectingSource\n"
+    "from realtime.simulated import SimulatedCamera\n"
     f"camera = SimulatedCamera({LIVE_FPS}, 320, 240)\n"
     "cli.open_source = lambda *a, **k: ReconnectingSource(camera)\n"
     "sys.argv[0] = 'polyp-live'\n"

@@ -18,7 +18,8 @@ from PyQt6.QtCore import Qt
 
 from realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads
 from realtime.settings import SettingsBox
-from realtime.sources import SimulatedCamera, VideoFileSource
+from realtime.simulated import SimulatedCamera
+from realtime.sources import VideoFileSource
 from realtime.viewer import attach_viewer
 from tests.realtime_fakes import BrightSpotEngine, probe, write_disc_video
 
