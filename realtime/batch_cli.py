@@ -36,7 +36,7 @@ from realtime.batch import (
 )
 from realtime.cli import positive_int
 from realtime.errors import OptionError
-from train.cli_utils import make_parser, run_cli, setup_logging
+from train.cli_utils import make_parser, number_arg, run_cli, setup_logging
 
 PROG = "polyp-batch"
 EXAMPLES = (
@@ -49,24 +49,8 @@ TABLE_EVERY_S = 5.0
 logger = logging.getLogger("polyp_live.batch")
 
 
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+non_negative_float = number_arg(float, lambda v: v >= 0, "a number >= 0", "non_negative_float")
+non_negative_int = number_arg(int, lambda v: v >= 0, "an integer >= 0", "non_negative_int")
 
 
 def build_parser() -> argparse.ArgumentParser:

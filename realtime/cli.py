@@ -47,7 +47,7 @@ from realtime.settings import RenderSettings, SettingsBox
 from realtime.sinks import DEFAULT_PRESET, LIVE_PRESET, JsonlSink, MaskPngSink, SegmentedVideoSink, VideoWriterSink
 from realtime.sources import DEFAULT_RECONNECT_S, ImageFolderSource, VideoFileSource, locate_input, open_source
 from realtime.types import RunSummary
-from train.cli_utils import make_parser, run_cli, setup_logging
+from train.cli_utils import make_parser, number_arg, run_cli, setup_logging
 
 PROG = "polyp-live"
 EXAMPLES = (
@@ -62,35 +62,11 @@ MAX_RESOLUTION_SIDE = 16384
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def non_negative_seconds(text: str) -> float:
-    """``--reconnect-seconds``: a finite number of seconds >= 0 (0: give up at once)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds (0 or more), got {text!r}") from None
-    if not 0 <= value < float("inf"):  # False for nan as well
-        raise argparse.ArgumentTypeError(f"expected seconds (0 or more), got {text!r}")
-    return value
+positive_int = number_arg(int, lambda v: v >= 1, "a positive integer", "positive_int")
+positive_float = number_arg(float, lambda v: v > 0, "a positive number", "positive_float")
+# --reconnect-seconds: a finite number of seconds >= 0 (0: give up at once); nan and inf are refused
+non_negative_seconds = number_arg(float, lambda v: 0 <= v < float("inf"), "seconds (0 or more)",
+                                  "non_negative_seconds")
 
 
 def frame_rate(text: str) -> float:

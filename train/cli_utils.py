@@ -15,8 +15,11 @@ import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from train.errors import PolypLiveError
+
+N = TypeVar("N", int, float)
 
 logger = logging.getLogger("polyp_live")
 
@@ -30,6 +33,24 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         if "default" in text or hidden or not action.option_strings:
             return text
         return super()._get_help_string(action)
+
+
+def number_arg(convert: Callable[[str], N], accept: Callable[[N], bool], wanted: str,
+               name: str) -> Callable[[str], N]:
+    """An argparse ``type``: ``convert(text)`` that ``accept`` allows, else "expected WANTED, got 'text'"
+    (``accept`` sees the converted value; write it so that ``nan`` fails)."""
+
+    def parse(text: str) -> N:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        return value
+
+    parse.__name__ = parse.__qualname__ = name
+    return parse
 
 
 def make_parser(prog: str, description: str, examples: Sequence[str]) -> argparse.ArgumentParser:
