@@ -171,7 +171,7 @@ def live_session(engine: Any, *, fps: float, width: int, height: int, seconds: f
             "threads_before": threads_before, "threads_after": threading.active_count(),
             "leftover_pipeline_threads": leftover, "summary_drops": dict(summary.drops),
             "stopped": summary.stopped, "error": summary.error,
-            "startup_s": getattr(camera, "startup_s", None), "stale_dropped": getattr(camera, "stale_dropped", 0)}
+            "startup_s": summary.startup_s, "stale_dropped": summary.counts.stale if summary.counts else 0}
 
 
 

@@ -411,14 +411,6 @@ class ReconnectingSource(Source):
     def decode_errors(self, value: int) -> None:
         pass
 
-    @property
-    def stale_dropped(self) -> int:
-        return int(getattr(self.source, "stale_dropped", 0))
-
-    @property
-    def startup_s(self) -> float | None:
-        return getattr(self.source, "startup_s", None)
-
     def open(self) -> SourceInfo:
         self._stopping.clear()
         self._info = self.source.open()

@@ -38,7 +38,7 @@ from realtime.network import (
     demuxer_options,
     protocol_available,
 )
-from realtime.ports import SinkBase
+from realtime.ports import SinkBase, source_stale_dropped, source_startup_s
 from realtime.simulated import SimulatedCamera
 from realtime.sources import ReconnectingSource, open_source
 from tests.fault_helpers import ERROR_PREFIX, onnx_cache  # noqa: F401 - fixture
@@ -323,8 +323,9 @@ def test_udp_stream_is_live_and_its_first_shown_frame_is_fresh(tmp_path: Path, d
     assert lateness[0] - min(lateness) <= 2 * PERIOD + inference + slack, "the first shown frame was stale"
     wall, stream = shown[19][0] - shown[0][0], shown[19][1] - shown[0][1]
     assert stream <= wall + 3 * PERIOD, f"played fast: {stream:.2f} s of stream in {wall:.2f} s"
-    assert source.stale_dropped >= 10, "the backlog of the first 1.5 s should have been dropped"
-    assert source.startup_s is not None and 1.5 <= source.startup_s <= 1.5 + 3.0
+    startup_s = source_startup_s(source)
+    assert source_stale_dropped(source) >= 10, "the backlog of the first 1.5 s should have been dropped"
+    assert startup_s is not None and 1.5 <= startup_s <= 1.5 + 3.0
 
 
 def loopback_cli(test: Callable[..., None]) -> Callable[..., None]:
@@ -360,18 +361,27 @@ def test_udp_sender_restart_continues_the_same_recording(tmp_path: Path, atto_ch
     assert max(b["time"] - a["time"] for a, b in itertools.pairwise(records)) >= 1.0
 
 
-@loopback_cli
-def test_udp_sender_gone_for_good_is_one_error_line_and_a_playable_recording(tmp_path: Path,
-                                                                             atto_checkpoint: Path) -> None:
-    url = f"udp://127.0.0.1:{free_port(socket.SOCK_DGRAM)}"
-    with stream_sender(url, tmp_path / "sender.txt") as sender:
-        run = CliRun(tmp_path, atto_checkpoint, url, "--reconnect-seconds", "2")
+def run_until_the_sender_dies(tmp: Path, checkpoint: Path, url: str, sender_args: tuple[str, ...],
+                              *cli_args: str) -> tuple[CliRun, int]:
+    """polyp-live on ``url`` until 10 frames are recorded, then the sender is killed for good; the run's exit code."""
+    with stream_sender(url, tmp / "sender.txt", *sender_args) as sender:
+        if "--listen" in sender_args:
+            time.sleep(0.3)  # LISTENING is printed just before av.open binds the port
+        run = CliRun(tmp, checkpoint, url, *cli_args)
         try:
             run.wait_frames(10, CLI_START_S)
             stop_process(sender)
             code = run.finish(30.0)
         finally:
             stop_process(run.process)
+    return run, code
+
+
+@loopback_cli
+def test_udp_sender_gone_for_good_is_one_error_line_and_a_playable_recording(tmp_path: Path,
+                                                                             atto_checkpoint: Path) -> None:
+    url = f"udp://127.0.0.1:{free_port(socket.SOCK_DGRAM)}"
+    run, code = run_until_the_sender_dies(tmp_path, atto_checkpoint, url, (), "--reconnect-seconds", "2")
     log = run.log()
     assert code == 2, log[-600:]
     (line,) = error_lines(log)
@@ -385,15 +395,8 @@ def test_udp_sender_gone_for_good_is_one_error_line_and_a_playable_recording(tmp
 def test_http_stream_is_live_and_a_dropped_connection_is_not_a_silent_end(tmp_path: Path,
                                                                           atto_checkpoint: Path) -> None:
     url = f"http://127.0.0.1:{free_port(socket.SOCK_STREAM)}/live.ts"
-    with stream_sender(url, tmp_path / "sender.txt", "--listen") as sender:
-        time.sleep(0.3)  # LISTENING is printed just before av.open binds the port
-        run = CliRun(tmp_path, atto_checkpoint, url, "--reconnect-seconds", "1", "--stats", "stats.json")
-        try:
-            run.wait_frames(10, CLI_START_S)
-            stop_process(sender)
-            code = run.finish(30.0)
-        finally:
-            stop_process(run.process)
+    run, code = run_until_the_sender_dies(tmp_path, atto_checkpoint, url, ("--listen",),
+                                          "--reconnect-seconds", "1", "--stats", "stats.json")
     log = run.log()
     assert code == 2, log[-600:]
     (line,) = error_lines(log)
