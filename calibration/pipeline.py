@@ -45,6 +45,7 @@ from calibration.report import (
     write_report,
 )
 from engines.onnx_format import INPUT_NAME, META_CALIBRATION, read_onnx_props
+from engines.onnx_passes import GRAPH_PASSES
 from engines.onnxruntime_backend import default_threads
 from train.contract import ModelContract
 from train.preprocess import preprocess_batch
@@ -227,7 +228,8 @@ def calibrate(config: CalibrationConfig) -> CalibrationOutcome:
     checkpoint, contract, weights_sha = _load_contract(config)
     calib, evaluation, notes = _split_frames(config, contract)
     h, w = contract.input_size
-    key = CacheKey(model_key(weights_sha, contract.input_size, f"onnxruntime {onnxruntime.__version__}"),
+    tool = f"onnxruntime {onnxruntime.__version__}, {GRAPH_PASSES}"
+    key = CacheKey(model_key(weights_sha, contract.input_size, tool),
                    calib.fingerprint(), config.method, len(calib),
                    model=f"PEFNet-{contract.variant} {h}x{w} from {checkpoint.name}")
     # checked before the export, so that a cache of another model is refused at once

@@ -28,7 +28,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engines.errors import EngineError, ExportError
-from engines.onnx_format import INPUT_NAME, OUTPUT_NAME, SINGLE_BATCH, BatchProfile, export_props, write_props
+from engines.onnx_format import (
+    INPUT_NAME,
+    META_GRAPH_PASSES,
+    OUTPUT_NAME,
+    SINGLE_BATCH,
+    BatchProfile,
+    export_props,
+    write_props,
+)
 from engines.parity import (
     ParityReport,
     parity_report,
@@ -194,14 +202,18 @@ def _dynamo_export(module: Any, example: Any, path: Path, profile: BatchProfile,
 
 
 def _finish_onnx(path: Path, metadata: dict[str, str]) -> None:
-    """Add the metadata, refuse a non-constant positional embedding, run the ONNX checker."""
+    """Refuse a non-constant positional embedding, fold the encoder's pads into its convs
+    (:mod:`engines.onnx_passes`), add the metadata, run the ONNX checker."""
     import onnx
+
+    from engines.onnx_passes import GRAPH_PASSES, fold_pads_into_convs
 
     graph_model = onnx.load(str(path))
     forbidden = sorted({n.op_type for n in graph_model.graph.node if n.op_type in FORBIDDEN_OPS})
     if forbidden:
         raise ExportError(f"exported graph computes {forbidden}: the positional embedding was not folded to a constant")
-    write_props(graph_model, metadata)
+    fold_pads_into_convs(graph_model)
+    write_props(graph_model, {**metadata, META_GRAPH_PASSES: GRAPH_PASSES})
     graph_model.producer_name = "polyp-live"
     try:
         onnx.checker.check_model(graph_model, full_check=True)

@@ -32,6 +32,7 @@ META_BATCH = "polyp_live.batch"
 META_IO_DTYPE = "polyp_live.io_dtype"
 META_INT8_TARGET = "polyp_live.int8_target"  # written by polyp-calibrate
 META_CALIBRATION = "polyp_live.calibration"  # written by polyp-calibrate
+META_GRAPH_PASSES = "polyp_live.graph_passes"  # engines.onnx_passes.GRAPH_PASSES of the export
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 
