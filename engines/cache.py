@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engines.onnx_export import export_onnx
-from engines.onnx_format import META_GRAPH_PASSES, META_INT8_TARGET, read_onnx_metadata, read_onnx_props
+from engines.onnx_format import META_INT8_TARGET, read_onnx_metadata, read_onnx_props
 from engines.onnx_passes import GRAPH_PASSES
 from train.contract import ModelContract
 from train.errors import PolypLiveError
@@ -95,11 +95,10 @@ def _still_valid(path: Path, sha256: str, contract: ModelContract) -> bool:
         return False
     try:
         meta = read_onnx_metadata(path)
-        passes = read_onnx_props(path).get(META_GRAPH_PASSES)
     except PolypLiveError as exc:
         logger.warning("ignoring a broken cached export (%s); exporting again", exc)
         return False
-    if passes != GRAPH_PASSES:
+    if meta.graph_passes != GRAPH_PASSES:
         logger.info("cached export %s predates this version's graph passes (%s); exporting again", path, GRAPH_PASSES)
         return False
     return meta.source_sha256 == sha256 and meta.contract == contract

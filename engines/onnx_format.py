@@ -75,6 +75,7 @@ class OnnxMetadata:
     source_sha256: str
     batch: BatchProfile
     io_dtype: str
+    graph_passes: str = ""  # META_GRAPH_PASSES; "" for a file exported before the passes
 
 
 def export_props(
@@ -124,7 +125,8 @@ def read_onnx_metadata(path: str | Path) -> OnnxMetadata:
         batch = BatchProfile.from_dict(json.loads(props[META_BATCH])) if META_BATCH in props else SINGLE_BATCH
     except (json.JSONDecodeError, EngineError, RecursionError) as exc:
         raise EngineError(f"{path}: bad {META_BATCH} metadata ({type(exc).__name__}: {exc})") from None
-    return OnnxMetadata(contract, precision, props.get(META_SOURCE, ""), batch, props.get(META_IO_DTYPE, "float32"))
+    return OnnxMetadata(contract, precision, props.get(META_SOURCE, ""), batch, props.get(META_IO_DTYPE, "float32"),
+                        props.get(META_GRAPH_PASSES, ""))
 
 
 def read_onnx_props(path: str | Path) -> dict[str, str]:

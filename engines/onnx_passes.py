@@ -20,27 +20,31 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-GRAPH_PASSES = "fold-pads/1"  # part of the INT8 calibration cache key: the passes decide the tensor names
+GRAPH_PASSES = "fold-pads/1"  # recorded in every export; the ONNX cache and the INT8 calibration cache key on it
 
 
 def _constant_values(graph: Any) -> dict[str, np.ndarray]:
-    """Every tensor of ``graph`` that does not depend on a graph input, evaluated (initializers, ``Constant``
-    nodes and what is computed from them only, e.g. the exporter's ``ConstantOfShape/Concat/Reshape/Slice``
-    chain that builds a ``Pad``'s pads)."""
+    """The tensors a ``Pad`` may read that do not depend on a graph input, evaluated: initializers,
+    ``Constant`` nodes and what is computed from them only (e.g. the exporter's
+    ``ConstantOfShape/Concat/Reshape/Slice`` chain that builds a ``Pad``'s pads). The weights are not read."""
     from onnx import helper, numpy_helper
     from onnx.reference import ReferenceEvaluator
 
-    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    inits = {init.name: init for init in graph.initializer}
     constant_nodes = []
-    known = set(values)
+    known = set(inits)
     for node in graph.node:  # ONNX nodes are topologically sorted
         if node.op_type == "Constant" or (node.input and all(not n or n in known for n in node.input)):
             constant_nodes.append(node)
             known.update(node.output)
+    wanted = {n for node in graph.node if node.op_type == "Pad" for n in node.input[1:]}
+    wanted |= {n for node in constant_nodes for n in node.input}
+    values = {name: numpy_helper.to_array(inits[name]) for name in wanted if name in inits}
     if not constant_nodes:
         return values
     outputs = [helper.make_tensor_value_info(name, 0, None) for node in constant_nodes for name in node.output]
-    sub = helper.make_graph(constant_nodes, "constants", [], outputs, list(graph.initializer))
+    used = [inits[name] for name in sorted(wanted) if name in inits]
+    sub = helper.make_graph(constant_nodes, "constants", [], outputs, used)
     opset = [helper.make_opsetid("", 17)]
     try:
         results = ReferenceEvaluator(helper.make_model(sub, opset_imports=opset)).run(None, {})
