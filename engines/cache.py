@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engines.onnx_export import export_onnx
-from engines.onnx_format import META_INT8_TARGET, read_onnx_metadata, read_onnx_props
+from engines.onnx_format import read_onnx_metadata
 from engines.onnx_passes import GRAPH_PASSES
 from train.contract import ModelContract
 from train.errors import PolypLiveError
@@ -129,7 +129,6 @@ def calibrated_companion(checkpoint: str | Path | CheckpointInfo) -> Path | None
     info = _checkpoint_info(checkpoint)
     try:
         meta = read_onnx_metadata(companion)
-        target = read_onnx_props(companion).get(META_INT8_TARGET)
     except PolypLiveError as exc:
         logger.warning("ignoring %s: %s", companion, exc)
         return None
@@ -137,7 +136,7 @@ def calibrated_companion(checkpoint: str | Path | CheckpointInfo) -> Path | None
         text
         for bad, text in (
             (meta.precision != "int8", f"it is {meta.precision}, not int8"),
-            (target != "cpu", f"its INT8 target is {target!r}, not 'cpu'"),
+            (meta.int8_target != "cpu", f"its INT8 target is {meta.int8_target!r}, not 'cpu'"),
             (meta.source_sha256 != info.weights_sha256, "it was calibrated from other weights"),
             (meta.contract != info.contract, "its model contract differs from the checkpoint's"),
         )

@@ -76,6 +76,7 @@ class OnnxMetadata:
     batch: BatchProfile
     io_dtype: str
     graph_passes: str = ""  # META_GRAPH_PASSES; "" for a file exported before the passes
+    int8_target: str | None = None  # META_INT8_TARGET of a polyp-calibrate model
 
 
 def export_props(
@@ -126,7 +127,7 @@ def read_onnx_metadata(path: str | Path) -> OnnxMetadata:
     except (json.JSONDecodeError, EngineError, RecursionError) as exc:
         raise EngineError(f"{path}: bad {META_BATCH} metadata ({type(exc).__name__}: {exc})") from None
     return OnnxMetadata(contract, precision, props.get(META_SOURCE, ""), batch, props.get(META_IO_DTYPE, "float32"),
-                        props.get(META_GRAPH_PASSES, ""))
+                        props.get(META_GRAPH_PASSES, ""), props.get(META_INT8_TARGET))
 
 
 def read_onnx_props(path: str | Path) -> dict[str, str]:
