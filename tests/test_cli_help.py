@@ -13,8 +13,10 @@ from calibration.cli import build_parser as calibrate_parser
 from engines.cli_export import build_parser as export_parser
 from realtime.batch_cli import build_parser as batch_parser
 from realtime.cli import build_parser as live_parser
+from train.checkpoint import read_checkpoint
 from train.cli_eval import build_parser as eval_parser
 from train.cli_train import build_parser as train_parser
+from train.zoo import resolve_bundled
 
 COMMANDS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "polyp-live": live_parser, "polyp-train": train_parser, "polyp-eval": eval_parser,
@@ -47,10 +49,13 @@ def test_help_shows_defaults_and_examples_that_parse(name: str, capsys: pytest.C
 
 
 def test_help_of_train_says_the_defaults_suit_a_cpu(capsys: pytest.CaptureFixture[str]) -> None:
+    """polyp-train's defaults are the bundled model's variant and input size, and its help says so."""
+    bundled = read_checkpoint(resolve_bundled("default"))
+    side = bundled.contract.height
     text = " ".join(help_text("polyp-train", capsys).split())
-    assert "PEFNet-lite0 at 256" in text and "suit a CPU" in text and "(default: 256)" in text
+    assert f"PEFNet-{bundled.variant} at {side}" in text and "suit a CPU" in text and f"(default: {side})" in text
     args = train_parser().parse_args(["--data", "d"])
-    assert (args.variant, args.size) == ("lite0", 256)
+    assert (args.variant, args.size) == (bundled.variant, side) and bundled.contract.width == side
 
 
 def test_the_bundled_model_is_every_command_s_default() -> None:
