@@ -25,7 +25,8 @@ def _one_thread() -> Iterator[None]:
         yield
 
 
-def _member(tmp_path: Path, name: str, seed: int, variant: str = "atto", **training: object) -> Path:
+def _member(tmp_path: Path, name: str, seed: int, variant: str = "atto", license: str = "Kvasir-SEG research use",
+            **training: object) -> Path:
     torch.manual_seed(seed)
     model = create_model(variant)
     with torch.no_grad():
@@ -35,11 +36,11 @@ def _member(tmp_path: Path, name: str, seed: int, variant: str = "atto", **train
                 module.num_batches_tracked.fill_(seed + 1)
     record = {"pretrained": IMAGENET, "split_sha256": "ab" * 32, "seed": seed, "command": f"train {name}", **training}
     return save_checkpoint(tmp_path / name, model.eval(), ModelContract(variant, (64, 64)), training=record,
-                           license="Kvasir-SEG research use")
+                           license=license)
 
 
 def test_average_is_the_mean_and_names_its_members(tmp_path: Path) -> None:
-    a, b = _member(tmp_path, "a", 0), _member(tmp_path, "b", 1)
+    a, b = _member(tmp_path, "a", 0), _member(tmp_path, "b", 1, license="ImageNet encoder: Apache-2.0")
     assert average_main([str(a), str(b), "--out", str(tmp_path / "soup"), "--size", "96"]) == 0
     model, contract, info = load_checkpoint(tmp_path / "soup")
     sa, sb = load_state_dict(read_checkpoint(a)), load_state_dict(read_checkpoint(b))
@@ -49,7 +50,8 @@ def test_average_is_the_mean_and_names_its_members(tmp_path: Path) -> None:
     torch.testing.assert_close(soup[conv], (sa[conv] + sb[conv]) / 2)
     counter = next(k for k in sa if k.endswith("num_batches_tracked"))
     assert int(soup[counter]) == int(sa[counter]) == 1  # integer buffers: the first member's
-    assert contract.input_size == (96, 96) and info.license == "Kvasir-SEG research use"
+    assert contract.input_size == (96, 96)
+    assert info.license == "Kvasir-SEG research use\n\nImageNet encoder: Apache-2.0"  # both members' terms hold
     record = info.training
     assert [m["sha256"] for m in record["averaged_from"]] == [read_checkpoint(p).weights_sha256 for p in (a, b)]
     assert record["averaged_from"][1]["training"]["command"] == "train b"

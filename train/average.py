@@ -4,9 +4,9 @@ Checkpoints fine-tuned from one another (``polyp-train --init``) stay in one bas
 their weights is itself a model, often better than either on data none of them was selected on. The members
 must be the same variant with the same tensors; floating tensors are averaged in float32, integer buffers
 (BatchNorm's step counters) are the first member's. The result is an ordinary checkpoint (safetensors + JSON):
-its sidecar lists every member (file, SHA-256, training record) and keeps the training facts all members share
-(ImageNet source, split), so ``--init`` from it still names the ImageNet weights. BatchNorm statistics are
-averaged with the rest, not re-estimated.
+its sidecar lists every member (file, SHA-256, training record), keeps the training facts all members share
+(ImageNet source, split) and every member's licence text, so ``--init`` from it still names the ImageNet
+weights. BatchNorm statistics are averaged with the rest, not re-estimated.
 """
 
 from __future__ import annotations
@@ -73,17 +73,17 @@ def average_checkpoints(paths: Sequence[str | Path], out: str | Path, *, size: i
     if len(variants) > 1:
         raise CheckpointError(f"the checkpoints are different variants ({', '.join(variants)}); "
                               "only checkpoints of one variant can be averaged")
-    licenses = {info.license for info in infos}
+    licenses = list(dict.fromkeys(info.license for info in infos if info.license))
     if len(licenses) > 1:
-        raise CheckpointError("the checkpoints carry different licence texts; average checkpoints trained on the "
-                              "same data only")
+        logger.warning("the checkpoints carry %d different licence texts; the average keeps all of them",
+                       len(licenses))
     names = [str(p) for p in paths]
     state = average_state_dicts([load_state_dict(info) for info in infos], names)
     model = load_model(infos[0])
     model.load_state_dict(state)
     contract = infos[0].contract if size is None else infos[0].contract.with_size(size)
     written = save_checkpoint(out, model, contract, training=soup_training(infos, command),
-                              license=infos[0].license, dtype=dtype)
+                              license="\n\n".join(licenses) or None, dtype=dtype)
     logger.info("averaged %d checkpoints (%s) into %s at %dx%d", len(infos), ", ".join(names), written,
                 contract.height, contract.width)
     return written
