@@ -58,11 +58,17 @@ def soup_training(infos: Sequence[CheckpointInfo], command: str) -> dict[str, An
     records = [info.training for info in infos]
     shared = {key: value for key, value in records[0].items()
               if key not in _PER_RUN_KEYS and all(r.get(key) == value for r in records[1:])}
-    if isinstance(shared.get("pretrained"), dict):
-        shared["pretrained"] = {**shared["pretrained"], "via": "weight average of checkpoints trained from these"}
+    sources = [_without_via(r.get("pretrained")) for r in records]
+    if sources[0] is not None and all(source == sources[0] for source in sources):  # one ImageNet file, any route
+        shared["pretrained"] = {**sources[0], "via": "weight average of checkpoints trained from these"}
     members = [{"file": info.weights_path.name, "sha256": info.weights_sha256, "training": info.training}
                for info in infos]
     return {**shared, "command": command, "method": "uniform weight average", "averaged_from": members}
+
+
+def _without_via(source: object) -> dict[str, Any] | None:
+    """An ImageNet source record without its ``via`` (how a run got it: --pretrained, or --init of ...)."""
+    return {k: v for k, v in source.items() if k != "via"} if isinstance(source, dict) else None
 
 
 def average_checkpoints(paths: Sequence[str | Path], out: str | Path, *, size: int | None = None,
