@@ -21,32 +21,22 @@ from typing import Any
 
 import torch
 
-from train.checkpoint import CheckpointInfo, load_model, load_state_dict, read_checkpoint, save_checkpoint
-from train.cli_utils import make_parser, number_arg, run_cli, setup_logging
+from train.checkpoint import CHECKPOINT_DTYPES, CheckpointInfo, load_model, read_checkpoint, save_checkpoint
+from train.cli_utils import make_parser, run_cli, setup_logging
 from train.errors import CheckpointError
 from train.zoo import resolve_checkpoint
 
 logger = logging.getLogger("polyp_live.average")
+PROG = "python -m train.average"
 
 # training-record keys that describe one run, not what the weights saw: never carried over from the members
 _PER_RUN_KEYS = frozenset({"command", "epochs_run", "epochs_planned", "best_epoch", "val_dice", "val_iou",
                            "images_per_s", "seed", "init", "source_run", "selection", "bundled_as"})
 
 
-def average_state_dicts(states: Sequence[dict[str, torch.Tensor]], names: Sequence[str]) -> dict[str, torch.Tensor]:
-    """The element-wise mean of ``states`` (float tensors); integer tensors are taken from the first."""
-    if len(states) < 2:
-        raise CheckpointError(f"averaging needs at least two checkpoints, got {len(states)}")
+def average_state_dicts(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of ``states`` of one model (float tensors); integer tensors are the first's."""
     first = states[0]
-    for name, state in zip(names[1:], states[1:], strict=True):
-        if state.keys() != first.keys():
-            missing = sorted(first.keys() ^ state.keys())
-            raise CheckpointError(f"{name} has other tensors than {names[0]} ({', '.join(missing[:3])} ...); "
-                                  "only checkpoints of one variant can be averaged")
-        shapes = [k for k in first if state[k].shape != first[k].shape]
-        if shapes:
-            raise CheckpointError(f"{name} differs from {names[0]} in the shape of {shapes[0]}; "
-                                  "only checkpoints of one variant and width can be averaged")
     return {
         key: (torch.stack([s[key].float() for s in states]).mean(0) if tensor.is_floating_point() else tensor)
         for key, tensor in first.items()
@@ -74,6 +64,8 @@ def _without_via(source: object) -> dict[str, Any] | None:
 def average_checkpoints(paths: Sequence[str | Path], out: str | Path, *, size: int | None = None,
                         dtype: str = "float32", command: str = "") -> Path:
     """Average the checkpoints ``paths`` into ``out`` (``NAME`` -> NAME.safetensors + NAME.json)."""
+    if len(paths) < 2:
+        raise CheckpointError(f"averaging needs at least two checkpoints, got {len(paths)}")
     infos = [read_checkpoint(resolve_checkpoint(p)) for p in paths]
     variants = sorted({info.variant for info in infos})
     if len(variants) > 1:
@@ -83,21 +75,20 @@ def average_checkpoints(paths: Sequence[str | Path], out: str | Path, *, size: i
     if len(licenses) > 1:
         logger.warning("the checkpoints carry %d different licence texts; the average keeps all of them",
                        len(licenses))
-    names = [str(p) for p in paths]
-    state = average_state_dicts([load_state_dict(info) for info in infos], names)
-    model = load_model(infos[0])
-    model.load_state_dict(state)
     contract = infos[0].contract if size is None else infos[0].contract.with_size(size)
+    models = [load_model(info) for info in infos]  # each checked against its variant's tensors and shapes
+    model = models[0]
+    model.load_state_dict(average_state_dicts([m.state_dict() for m in models]))
     written = save_checkpoint(out, model, contract, training=soup_training(infos, command),
                               license="\n\n".join(licenses) or None, dtype=dtype)
-    logger.info("averaged %d checkpoints (%s) into %s at %dx%d", len(infos), ", ".join(names), written,
+    logger.info("averaged %d checkpoints (%s) into %s at %dx%d", len(infos), ", ".join(map(str, paths)), written,
                 contract.height, contract.width)
     return written
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = make_parser(
-        "python -m train.average",
+        PROG,
         "Average the weights of two or more checkpoints of one variant (e.g. fine-tunes of one another, "
         "polyp-train --init) into a new checkpoint; score it with polyp-eval before using it.",
         ["python -m train.average runs/a/best runs/b/best --out runs/soup",
@@ -105,10 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("checkpoints", nargs="+", help="checkpoints (NAME, NAME.safetensors, a run folder or 'default')")
     p.add_argument("--out", type=Path, required=True, help="output NAME (writes NAME.safetensors + NAME.json)")
-    p.add_argument("--size", type=number_arg(int, lambda v: v > 0 and v % 32 == 0, "a positive multiple of 32",
-                                             "size"),
-                   help="input side of the result's contract (default: the first checkpoint's)")
-    p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
+    p.add_argument("--size", type=int,
+                   help="input side of the result's contract, a multiple of 32 (default: the first checkpoint's)")
+    p.add_argument("--dtype", choices=CHECKPOINT_DTYPES, default="float32",
                    help="storage dtype of the averaged weights")
     p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
@@ -118,13 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    command = shlex.join(["python", "-m", "train.average", *argv])
+    command = shlex.join([*PROG.split(), *argv])
     average_checkpoints(args.checkpoints, args.out, size=args.size, dtype=args.dtype, command=command)
     return 0
 
 
 def entry() -> None:
-    sys.exit(run_cli(main, prog="python -m train.average"))
+    sys.exit(run_cli(main, prog=PROG))
 
 
 if __name__ == "__main__":

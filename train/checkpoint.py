@@ -38,6 +38,7 @@ _REQUIRED_KEYS = {"format", "contract", "model", "weights"}
 _MODEL_KEYS = {"variant", "drop_path_rate"}
 _WEIGHTS_KEYS = {"file", "sha256", "dtype", "num_tensors"}
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+CHECKPOINT_DTYPES = tuple(_DTYPES)  # the storage dtypes a checkpoint may hold (polyp-train --save-dtype)
 _PICKLE_MAGICS = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 
 

@@ -25,6 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from train.augment import NO_AUGMENT, AugmentConfig
+from train.checkpoint import CHECKPOINT_DTYPES
 from train.cli_utils import make_parser, run_cli, setup_logging
 from train.data import find_pairs, make_split, parse_ratios, save_split
 from train.errors import PolypLiveError
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-scale", type=float, default=1.25, help="cached image side / largest training side")
     p.add_argument("--save-interval", type=float, default=60.0, help="seconds between checkpoint writes")
     p.add_argument("--workers", type=int, help="decoding threads (default: CPU count, at most 16)")
-    p.add_argument("--save-dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+    p.add_argument("--save-dtype", default="float32", choices=CHECKPOINT_DTYPES,
                    help="dtype of the best/last checkpoints (resume state stays float32)")
     p.add_argument("--license", help="licence text stored in the checkpoints (default: the data set's terms)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA; costs compile time)")
