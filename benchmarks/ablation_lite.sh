@@ -16,7 +16,7 @@ common=(--data "$DATA" --split-file train/splits/kvasir_seg_600_200.json --size 
         --save-dtype float16 --no-progress --device cpu)
 run() {  # NAME ARGS...
   local name=$1; shift
-  "$PY" -m train.cli_train "${common[@]}" --out "runs/ablation/$name" "$@" >"runs/ablation/$name.log" 2>&1
+  "$PY" -m polyp_live.train.cli_train "${common[@]}" --out "runs/ablation/$name" "$@" >"runs/ablation/$name.log" 2>&1
 }
 mkdir -p runs/ablation
 run mpe-pretrained-structure --variant lite0 --pretrained --loss structure

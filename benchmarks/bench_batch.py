@@ -3,7 +3,8 @@
     python benchmarks/bench_batch.py                         # 4 copies of the bundled 8 s clip, 1 and 2 workers
     python benchmarks/bench_batch.py --videos 2 --workers 1  # a quick look
 
-Every run is the real command (``python -m realtime.batch_cli``, a local Ray instance, 1 CPU thread per worker,
+Every run is the real command (``python -m polyp_live.realtime.batch_cli``, a local Ray instance, 1 CPU thread per
+worker,
 annotated MP4 + JSONL + summary per video) on copies of one clip, into a fresh folder. *start* is the time until
 every worker has opened its engine (Ray start + actors); *steady* rates count from then to the end. The overhead
 compares the 1-worker steady time per video with ``polyp-live --input`` (same outputs, same 1 engine thread)
@@ -44,7 +45,8 @@ def child_env() -> dict[str, str]:
 
 def run_batch(videos: list[Path], workers: int, out_dir: Path, engine: str, threads: int = 1) -> dict[str, Any]:
     """One ``polyp-batch`` run; the times of its start (workers ready) and end, and its archive rows."""
-    cmd = [sys.executable, "-m", "realtime.batch_cli", *map(str, videos), "--out-dir", str(out_dir), "--cluster",
+    cmd = [sys.executable, "-m", "polyp_live.realtime.batch_cli", *map(str, videos), "--out-dir", str(out_dir),
+           "--cluster",
            "local", "--workers", str(workers), "--threads-per-task", str(threads), "--engine", engine]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -78,7 +80,7 @@ def run_batch(videos: list[Path], workers: int, out_dir: Path, engine: str, thre
 def run_single(clip: Path, work: Path, engine: str) -> dict[str, Any]:
     """``polyp-live --input`` with the same outputs and the engine's default threads (one per core)."""
     stats = work / "single.json"
-    cmd = [sys.executable, "-m", "realtime.cli", "--input", str(clip), "--output", str(work / "single.mp4"),
+    cmd = [sys.executable, "-m", "polyp_live.realtime.cli", "--input", str(clip), "--output", str(work / "single.mp4"),
            "--jsonl", str(work / "single.jsonl"), "--stats", str(stats), "--no-view", "--engine", engine]
     start = time.monotonic()
     subprocess.run(cmd, env=child_env(), check=True, capture_output=True)
@@ -167,6 +169,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from train.cli_utils import run_cli
+    from polyp_live.train.cli_utils import run_cli
 
     sys.exit(run_cli(main))

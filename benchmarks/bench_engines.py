@@ -4,7 +4,7 @@
     python benchmarks/bench_engines.py --variants small --sizes 352 --precisions fp16 --modes eager,graphs
     python benchmarks/bench_engines.py --checkpoint default --backends onnxruntime --precisions fp32,int8
 
-Each configuration is opened through :func:`engines.registry.open_engine`, warmed up, then timed for
+Each configuration is opened through :func:`polyp_live.engines.registry.open_engine`, warmed up, then timed for
 ``--seconds`` (at least ``--min-runs`` calls) on inputs that rotate between several different batches
 of real Kvasir-SEG frames (synthetic textured frames when the data is absent), already prepared with
 ``engine.prepare`` (model-only: on a GPU the input is already on the device; the logits are copied
@@ -53,11 +53,11 @@ def int8_onnx(checkpoint: Path, target: str = "cpu", frames: Sequence[np.ndarray
     """A Q/DQ INT8 ONNX (dynamic batch 1..16) of ``checkpoint`` for ``target``, made once and cached."""
     import onnx
 
-    from calibration.layers import DEFAULT_KEEP_FLOAT, parse_keep_float, select_keep_float
-    from calibration.quantize import compute_ranges, prepare_model, quantize_model
-    from engines.onnx_export import export_onnx
-    from engines.onnx_format import read_onnx_props
-    from train.checkpoint import read_checkpoint
+    from polyp_live.calibration.layers import DEFAULT_KEEP_FLOAT, parse_keep_float, select_keep_float
+    from polyp_live.calibration.quantize import compute_ranges, prepare_model, quantize_model
+    from polyp_live.engines.onnx_export import export_onnx
+    from polyp_live.engines.onnx_format import read_onnx_props
+    from polyp_live.train.checkpoint import read_checkpoint
 
     info = read_checkpoint(checkpoint)
     h, w = info.contract.input_size
@@ -82,9 +82,9 @@ def int8_onnx(checkpoint: Path, target: str = "cpu", frames: Sequence[np.ndarray
 
 def tensorrt_plan(checkpoint: Path, precision: str, max_batch: int) -> tuple[Path, str]:
     """A TensorRT plan built (once, cached) from the checkpoint's ONNX of ``precision``."""
-    from engines.onnx_export import export_onnx
-    from engines.tensorrt_build import build_engine
-    from train.checkpoint import read_checkpoint
+    from polyp_live.engines.onnx_export import export_onnx
+    from polyp_live.engines.tensorrt_build import build_engine
+    from polyp_live.train.checkpoint import read_checkpoint
 
     info = read_checkpoint(checkpoint)
     h, w = info.contract.input_size
@@ -149,9 +149,9 @@ def bench_case(
 ) -> list[dict[str, Any]]:
     """Rows (one per batch size) for one backend/precision/mode of one checkpoint; never raises for a
     combination that cannot run (the row says why)."""
-    from engines.registry import available_backends, open_engine
-    from train.checkpoint import read_checkpoint
-    from train.errors import PolypLiveError
+    from polyp_live.engines.registry import available_backends, open_engine
+    from polyp_live.train.checkpoint import read_checkpoint
+    from polyp_live.train.errors import PolypLiveError
 
     contract = read_checkpoint(checkpoint).contract
     base = {"variant": contract.variant, "size": f"{contract.input_size[0]}x{contract.input_size[1]}",
@@ -270,7 +270,7 @@ def resolve_axes(args: argparse.Namespace, on_gpu: bool) -> tuple[list[str], lis
     precisions = _csv(args.precisions) if args.precisions != "auto" else (
         ["fp32", "fp16"] if on_gpu else ["fp32", "int8"])
     modes = _csv(args.modes) if args.modes != "auto" else (["eager", "graphs"] if on_gpu else ["eager"])
-    from train.errors import PolypLiveError
+    from polyp_live.train.errors import PolypLiveError
 
     bad = [p for p in precisions if p not in ("fp32", "fp16", "int8")] + [m for m in modes if m not in MODES]
     if bad:
@@ -279,8 +279,8 @@ def resolve_axes(args: argparse.Namespace, on_gpu: bool) -> tuple[list[str], lis
 
 
 def run(args: argparse.Namespace, on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    from engines.registry import available_backends
-    from train.devices import resolve_device
+    from polyp_live.engines.registry import available_backends
+    from polyp_live.train.devices import resolve_device
 
     device = resolve_device(args.device)
     on_gpu = device.startswith("cuda")
@@ -337,6 +337,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from train.cli_utils import run_cli
+    from polyp_live.train.cli_utils import run_cli
 
     sys.exit(run_cli(main))

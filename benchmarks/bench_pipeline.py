@@ -5,9 +5,9 @@
     python benchmarks/bench_pipeline.py --input ../shared/data/cvc-clinicdb/seq01/seq01.mp4 --upscale-1080p
 
 For every input, with one engine (same model, backend and the same stage functions of
-:mod:`realtime.stages` everywhere):
+:mod:`polyp_live.realtime.stages` everywhere):
 
-(a) the threaded pipeline (:class:`realtime.pipeline.Pipeline`, file mode) writing an MP4 to a temp dir;
+(a) the threaded pipeline (:class:`polyp_live.realtime.pipeline.Pipeline`, file mode) writing an MP4 to a temp dir;
 (b) a naive loop: read -> preprocess -> infer -> postprocess -> overlay -> encode, one frame at a time;
 (c) each stage alone on frames held in memory: decode, preprocess, infer, postprocess, overlay, encode.
 
@@ -39,7 +39,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/bench_pipeline.py`
 import numpy as np
 
 from benchmarks import common
-from realtime.ports import SinkBase
+from polyp_live.realtime.ports import SinkBase
 
 logger = logging.getLogger("benchmarks.bench_pipeline")
 
@@ -65,7 +65,7 @@ class NullSink(SinkBase):
 
 def make_sink(kind: str, info: Any, folder: Path) -> Any:
     """``mp4`` (H.264 via PyAV), ``jsonl`` or ``null``; a fresh file per call."""
-    from realtime.sinks import JsonlSink, VideoWriterSink
+    from polyp_live.realtime.sinks import JsonlSink, VideoWriterSink
 
     stamp = f"{time.monotonic_ns()}"
     factories: dict[str, Callable[[], Any]] = {
@@ -80,7 +80,7 @@ def upscaled(source: Any, size: tuple[int, int] = UPSCALE_SIZE) -> Any:
     """Wrap a source so that every frame is resized to ``size`` (W, H) as part of capture."""
     import cv2
 
-    from realtime.sources import Source
+    from polyp_live.realtime.sources import Source
 
     class UpscaledSource(Source):
         def open(self) -> Any:
@@ -114,7 +114,7 @@ class Inputs:
             clip, self.fps = common.decode_opencv(path, max_frames)
             self.opencv_decode_s = time.perf_counter() - start
             if not clip:
-                from train.errors import PolypLiveError
+                from polyp_live.train.errors import PolypLiveError
 
                 raise PolypLiveError(f"OpenCV decoded no frame from {path}")
             self.memory = clip * max(1, loops)  # the clip played `loops` times (a longer steady state)
@@ -126,7 +126,7 @@ class Inputs:
             frames = self.memory if limit is None else self.memory[:limit]
             source = common.make_memory_source(frames, self.fps, str(self.path))
         else:
-            from realtime.sources import VideoFileSource
+            from polyp_live.realtime.sources import VideoFileSource
 
             source = VideoFileSource(self.path)
         source = upscaled(source) if self.upscale else source
@@ -164,9 +164,15 @@ def _timed(fn: Callable[[], Any], times: list[float]) -> Any:
 
 def stages_alone(engine: Any, inputs: Inputs, sink_kind: str, folder: Path) -> tuple[dict[str, Any], int]:
     """(c): each stage alone over the same in-memory frames; per-stage fps and latency percentiles."""
-    from realtime.postprocess import TemporalSmoother
-    from realtime.settings import RenderSettings
-    from realtime.stages import hud_lines, inference_stage, overlay_stage, postprocess_stage, preprocess_stage
+    from polyp_live.realtime.postprocess import TemporalSmoother
+    from polyp_live.realtime.settings import RenderSettings
+    from polyp_live.realtime.stages import (
+        hud_lines,
+        inference_stage,
+        overlay_stage,
+        postprocess_stage,
+        preprocess_stage,
+    )
 
     settings, threshold = RenderSettings(), engine.contract.threshold
     frames, info, decode_ms = read_all(inputs)
@@ -204,9 +210,15 @@ def stages_alone(engine: Any, inputs: Inputs, sink_kind: str, folder: Path) -> t
 
 def naive_loop(engine: Any, inputs: Inputs, sink_kind: str, folder: Path) -> dict[str, Any]:
     """(b): one frame at a time through the same stage functions, in this thread."""
-    from realtime.postprocess import TemporalSmoother
-    from realtime.settings import RenderSettings
-    from realtime.stages import hud_lines, inference_stage, overlay_stage, postprocess_stage, preprocess_stage
+    from polyp_live.realtime.postprocess import TemporalSmoother
+    from polyp_live.realtime.settings import RenderSettings
+    from polyp_live.realtime.stages import (
+        hud_lines,
+        inference_stage,
+        overlay_stage,
+        postprocess_stage,
+        preprocess_stage,
+    )
 
     settings, threshold, smoother = RenderSettings(), engine.contract.threshold, TemporalSmoother()
     hud = hud_lines(0.0, 0.0, f"{engine.info.backend} {engine.info.precision}", False)
@@ -245,7 +257,7 @@ def threaded_pipeline(engine: Any, inputs: Inputs, sink_kind: str, folder: Path,
                       limit: int | None = None) -> dict[str, Any]:
     """(a): the threaded pipeline in file mode (every frame processed and written, in order);
     ``limit``: only the first frames (the untimed warm-up run)."""
-    from realtime.pipeline import Pipeline, PipelineConfig
+    from polyp_live.realtime.pipeline import Pipeline, PipelineConfig
 
     start = time.perf_counter()
     source = inputs.open(limit)
@@ -391,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
 def open_bench_engine(spec: str, size: int | None, backend: str, precision: str | None, device: str,
                       threads: int | None) -> tuple[Any, str]:
     """An engine for a checkpoint/ONNX/engine path, 'default' or random:VARIANT; (engine, note)."""
-    from engines.registry import open_engine
+    from polyp_live.engines.registry import open_engine
 
     if spec == "auto":
         spec = common.default_engine_spec()
@@ -404,7 +416,7 @@ def open_bench_engine(spec: str, size: int | None, backend: str, precision: str 
 
 
 def resolve_io(args: argparse.Namespace) -> tuple[str, str]:
-    from train.errors import PolypLiveError
+    from polyp_live.train.errors import PolypLiveError
 
     have_av = common.av_available()
     decoder = args.decoder if args.decoder != "auto" else ("av" if have_av else "opencv")
@@ -415,7 +427,7 @@ def resolve_io(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace, engine: Any = None, engine_note: str = "") -> dict[str, Any]:
-    from train.errors import PolypLiveError
+    from polyp_live.train.errors import PolypLiveError
 
     decoder, sink = resolve_io(args)
     paths = args.input or common.default_videos()
@@ -462,6 +474,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from train.cli_utils import run_cli
+    from polyp_live.train.cli_utils import run_cli
 
     sys.exit(run_cli(main))

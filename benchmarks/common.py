@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.parity import shared_data_dir
+from polyp_live.engines.parity import shared_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "benchmarks" / "results"
@@ -171,7 +171,7 @@ class Timer:
 
     def __call__(self, fn: Callable[[], Any]) -> float:
         if self.cuda:
-            from engines.gpu_check import cuda_event_ms
+            from polyp_live.engines.gpu_check import cuda_event_ms
 
             return cuda_event_ms(fn)
         begin = time.perf_counter()
@@ -208,7 +208,7 @@ def finite_positive(value: Any) -> bool:
 
 
 def bench_cache_dir() -> Path:
-    from engines.cache import cache_dir
+    from polyp_live.engines.cache import cache_dir
 
     path = cache_dir() / "bench"
     path.mkdir(parents=True, exist_ok=True)
@@ -221,15 +221,15 @@ def prepare_checkpoint(spec: str, size: int | None = None, workdir: Path | None 
     A checkpoint of another input size is re-saved with the contract at ``size``. Random checkpoints are
     kept in the bench cache so their ONNX exports (keyed by the weights' hash) are reused between runs.
     """
-    from train.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-    from train.contract import ModelContract
-    from train.zoo import resolve_checkpoint
+    from polyp_live.train.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+    from polyp_live.train.contract import ModelContract
+    from polyp_live.train.zoo import resolve_checkpoint
 
     folder = workdir or bench_cache_dir()
     if spec.startswith("random:"):
         import torch
 
-        from train.variants import create_model
+        from polyp_live.train.variants import create_model
 
         variant = spec.partition(":")[2]
         side = size or 352
@@ -253,7 +253,7 @@ def prepare_checkpoint(spec: str, size: int | None = None, workdir: Path | None 
 
 def default_engine_spec() -> str:
     """``default`` when the bundled model is installed, else random PEFNet-atto weights."""
-    from train.zoo import WEIGHTS_DIR
+    from polyp_live.train.zoo import WEIGHTS_DIR
 
     return "default" if (WEIGHTS_DIR / "default.safetensors").is_file() else "random:atto"
 
@@ -299,7 +299,7 @@ def decode_opencv(path: Path, max_frames: int | None = None) -> tuple[list[np.nd
 
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
-        from train.errors import PolypLiveError
+        from polyp_live.train.errors import PolypLiveError
 
         raise PolypLiveError(f"cannot open {path} with OpenCV")
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 25.0)
@@ -316,9 +316,9 @@ def decode_opencv(path: Path, max_frames: int | None = None) -> tuple[list[np.nd
 
 
 def make_memory_source(frames: Sequence[np.ndarray], fps: float, description: str) -> Any:
-    """A :class:`realtime.sources.Source` that plays frames already in memory (file mode, no decoder)."""
-    from realtime.sources import Source
-    from realtime.types import Frame, SourceInfo
+    """A :class:`polyp_live.realtime.sources.Source` that plays frames already in memory (file mode, no decoder)."""
+    from polyp_live.realtime.sources import Source
+    from polyp_live.realtime.types import Frame, SourceInfo
 
     class MemorySource(Source):
         def __init__(self) -> None:

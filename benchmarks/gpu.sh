@@ -14,7 +14,8 @@
 # benchmarks/results), rewritten after every row, so a cut-off run keeps what it measured.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+. benchmarks/checkout_env.sh  # polyp_live.* importable without an install
+export PYTHONUNBUFFERED=1
 if [ -z "${POLYP_LIVE_DATA:-}" ] && [ -d .gpu/data ]; then export POLYP_LIVE_DATA="$PWD/.gpu/data"; fi
 BUDGET=${GPU_BENCH_BUDGET_S:-530}
 DEST=${OUT:-benchmarks/results}

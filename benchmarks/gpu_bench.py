@@ -8,9 +8,9 @@ pipeline at steady state (1080p file mode, simulated 1080p60 live camera).
 Models: the bundled default (variant and size read from its checkpoint contract, real weights), PEFNet
 tiny/small/base at 352 and lite0/lite2 at 256 and 352 (random weights, head bias balanced so half the pixels are
 polyp: speed does not depend on the weights, and mask agreement is then a strict test). Every engine is opened
-through :func:`engines.registry.open_engine` (torch backend, FP16, channels_last). Latency: CUDA-event medians of
-``engine.infer`` on inputs already prepared on the GPU (logits copied back), rotating over 4 batches of real frames.
-FLOPs are counted once per model with ``torch.utils.flop_counter.FlopCounterMode``. Parity: every row's masks
+through :func:`polyp_live.engines.registry.open_engine` (torch backend, FP16, channels_last). Latency: CUDA-event
+medians of ``engine.infer`` on inputs already prepared on the GPU (logits copied back), rotating over 4 batches of real
+frames. FLOPs are counted once per model with ``torch.utils.flop_counter.FlopCounterMode``. Parity: every row's masks
 against eager PyTorch FP32 on the CPU, on the same real frames (compiled rows must agree on >= 99.9 %).
 
 Real frames come from ``$POLYP_LIVE_DATA`` (``--data``; ``gpu.sh`` points it at the carried ``.gpu/data``, made by
@@ -156,7 +156,7 @@ class Runner:
         return self._refs[checkpoint]
 
     def open(self, checkpoint: Path, mode: str, max_batch: int = 1) -> Any:
-        from engines.registry import open_engine
+        from polyp_live.engines.registry import open_engine
 
         options = dict(MODES[mode])
         if "compile" in options:
@@ -192,8 +192,8 @@ class Runner:
 
     def latency_rows(self, checkpoint: Path, mode: str, batches: tuple[int, ...], flops: float | None,
                      batch_in: Any, reference: Any) -> list[dict[str, Any]]:
-        from train.checkpoint import read_checkpoint
-        from train.errors import PolypLiveError
+        from polyp_live.train.checkpoint import read_checkpoint
+        from polyp_live.train.errors import PolypLiveError
 
         contract = read_checkpoint(checkpoint).contract
         base = {"variant": contract.variant, "size": f"{contract.input_size[0]}x{contract.input_size[1]}",
@@ -306,8 +306,8 @@ def release(mode: str) -> None:
 
 def default_contract() -> tuple[str, int] | None:
     """The bundled default's (variant, input side) from its checkpoint contract; None when it is not installed."""
-    from train.checkpoint import read_checkpoint
-    from train.zoo import WEIGHTS_DIR
+    from polyp_live.train.checkpoint import read_checkpoint
+    from polyp_live.train.zoo import WEIGHTS_DIR
 
     path = WEIGHTS_DIR / "default.safetensors"
     if not path.is_file():
@@ -346,12 +346,12 @@ def main(argv: list[str] | None = None, on_done: Callable[[dict[str, Any]], None
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    from train.errors import PolypLiveError
+    from polyp_live.train.errors import PolypLiveError
 
     if args.data:
         os.environ["POLYP_LIVE_DATA"] = str(args.data.resolve())
     if args.device.startswith("cuda"):
-        from train.devices import cuda_available
+        from polyp_live.train.devices import cuda_available
 
         if not cuda_available():
             raise PolypLiveError("no CUDA GPU visible to torch; run on a GPU machine or use --device cpu --dry-run")
@@ -377,6 +377,6 @@ def main(argv: list[str] | None = None, on_done: Callable[[dict[str, Any]], None
 
 
 if __name__ == "__main__":
-    from train.cli_utils import run_cli
+    from polyp_live.train.cli_utils import run_cli
 
     sys.exit(run_cli(main))

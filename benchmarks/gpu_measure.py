@@ -72,7 +72,7 @@ def prepare_model(spec: str, size: int, workdir: Path) -> tuple[Path, str]:
     """``random:VARIANT`` at ``size`` with its head bias balanced on real frames (half the pixels polyp: mask
     agreement is then a strict test), or ``default`` re-saved at ``size`` when that differs from its own."""
     if spec.startswith("random:"):
-        from engines.gpu_check import prepare_checkpoint
+        from polyp_live.engines.gpu_check import prepare_checkpoint
 
         folder = workdir / f"{spec.partition(':')[2]}-{size}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -87,8 +87,8 @@ def count_flops(checkpoint: Path) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from train.checkpoint import read_checkpoint
-    from train.variants import create_model
+    from polyp_live.train.checkpoint import read_checkpoint
+    from polyp_live.train.variants import create_model
 
     contract = read_checkpoint(checkpoint).contract
     with torch.device("meta"):
@@ -102,9 +102,9 @@ def count_flops(checkpoint: Path) -> float:
 
 def reference_logits(checkpoint: Path, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """(CPU-preprocessed batch, eager PyTorch FP32 logits on the CPU): the reference of every parity check."""
-    from engines.parity import torch_reference_logits
-    from train.checkpoint import load_checkpoint
-    from train.preprocess import preprocess_batch
+    from polyp_live.engines.parity import torch_reference_logits
+    from polyp_live.train.checkpoint import load_checkpoint
+    from polyp_live.train.preprocess import preprocess_batch
 
     model, contract, _ = load_checkpoint(checkpoint)
     batch = preprocess_batch(list(frames), contract)
@@ -114,7 +114,7 @@ def reference_logits(checkpoint: Path, frames: Sequence[np.ndarray]) -> tuple[np
 def parity(engine: Any, frames: Sequence[np.ndarray], batch: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
     """Mask agreement and logits rel-L2 of ``engine`` vs eager FP32, one frame a call: on the CPU-preprocessed
     inputs (the model alone) and through ``engine.prepare`` (GPU preprocessing on a CUDA engine)."""
-    from engines.parity import compare_logits
+    from polyp_live.engines.parity import compare_logits
 
     threshold = engine.contract.threshold
     model_only = np.concatenate([engine.infer(batch[i : i + 1]) for i in range(len(batch))])
@@ -151,15 +151,15 @@ def _sig(value: float, digits: int = 4) -> float:
 
 
 def preprocessing_agreement(checkpoint: Path, frames: Sequence[np.ndarray], device: str) -> dict[str, Any]:
-    """GPU preprocessing (:func:`engines.devices.gpu_prepare`, FP32) vs the CPU's (:func:`train.preprocess.
-    preprocess_batch`, OpenCV INTER_AREA) on real frames of their own sizes: the inputs' difference in grey
-    levels, and the masks of one FP32 model on ``device`` fed either input."""
+    """GPU preprocessing (:func:`polyp_live.engines.devices.gpu_prepare`, FP32) vs the CPU's
+    (:func:`polyp_live.train.preprocess. preprocess_batch`, OpenCV INTER_AREA) on real frames of their own sizes: the
+    inputs' difference in grey levels, and the masks of one FP32 model on ``device`` fed either input."""
     import torch
 
-    from engines.devices import gpu_prepare
-    from engines.parity import compare_logits
-    from train.checkpoint import load_checkpoint
-    from train.preprocess import preprocess_batch
+    from polyp_live.engines.devices import gpu_prepare
+    from polyp_live.engines.parity import compare_logits
+    from polyp_live.train.checkpoint import load_checkpoint
+    from polyp_live.train.preprocess import preprocess_batch
 
     model, contract, _ = load_checkpoint(checkpoint)
     model = model.to(device).eval()

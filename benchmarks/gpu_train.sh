@@ -9,7 +9,8 @@
 # The README's model table names the round and run of each row; every row is reproduced by its line here.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+. benchmarks/checkout_env.sh  # polyp_live.* importable without an install
+export PYTHONUNBUFFERED=1
 ROUND=${1:-round2}
 DATA=${DATA:-.gpu/data/kvasir-seg}
 CVC=${CVC:-.gpu/data/cvc-clinicdb}
@@ -21,7 +22,7 @@ python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_devic
 
 train() {  # NAME ARGS...: one polyp-train run, logged to runs/NAME.log
   local name=$1; shift
-  python3 -m train.cli_train --data "$DATA" --split-file "$SPLIT" --out "runs/$name" --device cuda \
+  python3 -m polyp_live.train.cli_train --data "$DATA" --split-file "$SPLIT" --out "runs/$name" --device cuda \
     --time-budget "$BUDGET" --no-progress --save-dtype float16 "$@" >"runs/$name.log" 2>&1
   echo "$name exit $?" >>"runs/$name.log"
 }

@@ -159,7 +159,7 @@ def _save(fig: Any, out: Path) -> Path:
 
 def plot_file(path: Path, out_dir: Path | None = None) -> Path:
     """One JSON report -> one PNG next to it (or in ``out_dir``)."""
-    from train.errors import PolypLiveError
+    from polyp_live.train.errors import PolypLiveError
 
     try:
         report = json.loads(path.read_text())
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     files = args.json or sorted(common.RESULTS_DIR.glob("*.json"))
     if not files:
-        from train.errors import PolypLiveError
+        from polyp_live.train.errors import PolypLiveError
 
         raise PolypLiveError(f"no benchmark JSON given and none in {common.RESULTS_DIR}")
     for path in files:
@@ -188,6 +188,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from train.cli_utils import run_cli
+    from polyp_live.train.cli_utils import run_cli
 
     sys.exit(run_cli(main))

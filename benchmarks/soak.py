@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, engine: Any = None) -> int:
     """``engine``: use this engine instead of opening ``--engine`` (tests pass a fixed-latency stand-in)."""
     from benchmarks.bench_pipeline import open_bench_engine
-    from train.errors import PolypLiveError
+    from polyp_live.train.errors import PolypLiveError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
@@ -113,6 +113,6 @@ def main(argv: list[str] | None = None, engine: Any = None) -> int:
 
 
 if __name__ == "__main__":
-    from train.cli_utils import run_cli
+    from polyp_live.train.cli_utils import run_cli
 
     sys.exit(run_cli(main))

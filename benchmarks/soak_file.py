@@ -27,8 +27,8 @@ if __package__ in (None, ""):  # run as `python benchmarks/soak_file.py`
 import numpy as np
 
 from benchmarks import common
-from engines.base import Engine, EngineInfo
-from train.contract import ModelContract
+from polyp_live.engines.base import Engine, EngineInfo
+from polyp_live.train.contract import ModelContract
 
 logger = logging.getLogger("benchmarks.soak_file")
 
@@ -77,9 +77,9 @@ def make_clip(path: Path, frames: int, width: int, height: int, fps: int = 25) -
 def file_session(engine: Any, clip: Path, outdir: Path, window_frames: int,
                  max_frames: int | None = None) -> dict[str, Any]:
     """Run ``clip`` through the pipeline into an MP4 and a JSONL in ``outdir``; RSS every ``window_frames``."""
-    from realtime.pipeline import Pipeline, PipelineConfig
-    from realtime.sinks import JsonlSink, VideoWriterSink
-    from realtime.sources import VideoFileSource
+    from polyp_live.realtime.pipeline import Pipeline, PipelineConfig
+    from polyp_live.realtime.sinks import JsonlSink, VideoWriterSink
+    from polyp_live.realtime.sources import VideoFileSource
 
     source = VideoFileSource(clip)
     info = source.open()
@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from benchmarks.bench_live import parse_resolution
     from benchmarks.bench_pipeline import open_bench_engine
-    from train.errors import PolypLiveError
+    from polyp_live.train.errors import PolypLiveError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.debug else logging.WARNING,
@@ -176,6 +176,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from train.cli_utils import run_cli
+    from polyp_live.train.cli_utils import run_cli
 
     sys.exit(run_cli(main))

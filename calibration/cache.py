@@ -3,7 +3,7 @@
 A JSON file holding ``format``, ``model_sha256`` (SHA-256 of the checkpoint weights' hash, the input
 size -- the same weights at another size have other activation ranges -- and the ONNX Runtime version),
 ``data_fingerprint`` (SHA-256 of the calibration frames' names and resized pixels, see
-:meth:`calibration.frames.FrameSet.fingerprint`), ``method``, ``samples`` and ``ranges``
+:meth:`polyp_live.calibration.frames.FrameSet.fingerprint`), ``method``, ``samples`` and ``ranges``
 (tensor name -> ``[min, max]``, the calibrator's histogram-derived range for entropy / percentile).
 
 Policy (see :func:`load_cache`):
@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from calibration.errors import CalibrationError
-from calibration.quantize import METHODS, TensorRanges
-from train.hashing import sha256_bytes
-from train.jsonfile import read_json_file
+from polyp_live.calibration.errors import CalibrationError
+from polyp_live.calibration.quantize import METHODS, TensorRanges
+from polyp_live.train.hashing import sha256_bytes
+from polyp_live.train.jsonfile import read_json_file
 
 logger = logging.getLogger(__name__)
 

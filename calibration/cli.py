@@ -16,8 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from calibration.layers import DEFAULT_KEEP_FLOAT, KEEP_FLOAT_GROUPS, parse_keep_float
-from calibration.pipeline import (
+from polyp_live.calibration.layers import DEFAULT_KEEP_FLOAT, KEEP_FLOAT_GROUPS, parse_keep_float
+from polyp_live.calibration.pipeline import (
     DEFAULT_EVAL_SAMPLES,
     DEFAULT_SAMPLES,
     MIN_SAMPLES,
@@ -26,9 +26,9 @@ from calibration.pipeline import (
     calibrate,
     enforce_gate,
 )
-from calibration.quantize import METHODS, TARGETS, default_target
-from calibration.report import to_markdown
-from train.cli_utils import make_parser, run_cli, setup_logging
+from polyp_live.calibration.quantize import METHODS, TARGETS, default_target
+from polyp_live.calibration.report import to_markdown
+from polyp_live.train.cli_utils import make_parser, run_cli, setup_logging
 
 EXAMPLES = (
     "polyp-calibrate --data ../shared/data/kvasir-seg --split train --split-file train/splits/kvasir_seg_600_200.json "

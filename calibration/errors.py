@@ -1,13 +1,13 @@
-"""Errors of the calibration package; every one is a one-line :class:`~train.errors.PolypLiveError`.
+"""Errors of the calibration package; every one is a one-line :class:`~polyp_live.train.errors.PolypLiveError`.
 
-Exit codes (through :func:`train.cli_utils.run_cli`): bad input or a refused cache -> 2 (like every
+Exit codes (through :func:`polyp_live.train.cli_utils.run_cli`): bad input or a refused cache -> 2 (like every
 polyp-live command); an INT8 model that fails the accuracy gate (``--max-dice-drop``) -> 3, so a
 script can tell "you called it wrong" from "the quantized model is not good enough".
 """
 
 from __future__ import annotations
 
-from train.errors import PolypLiveError
+from polyp_live.train.errors import PolypLiveError
 
 
 class CalibrationError(PolypLiveError):

@@ -1,9 +1,9 @@
 """Calibration frame sources: an image folder, a video, or a dataset split.
 
 Every source returns a :class:`FrameSet` of :class:`CalibrationFrame` s whose pixels are RGB
-``uint8`` already resized to the model's input size with :func:`train.preprocess.resize_frame`.
+``uint8`` already resized to the model's input size with :func:`polyp_live.train.preprocess.resize_frame`.
 Resizing first keeps hundreds of frames small in memory and changes nothing downstream:
-:func:`train.preprocess.preprocess` of a frame at the input size skips the resize, so the
+:func:`polyp_live.train.preprocess.preprocess` of a frame at the input size skips the resize, so the
 calibration inputs are exactly what the runtime feeds the model.
 
 * Images: a seeded random sample of the folder (``DIR`` or ``DIR/images``).
@@ -28,10 +28,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from calibration.errors import CalibrationError
-from train.contract import ModelContract
-from train.media_paths import ffmpeg_local
-from train.preprocess import binarize_mask, resize_frame, resize_mask
+from polyp_live.calibration.errors import CalibrationError
+from polyp_live.train.contract import ModelContract
+from polyp_live.train.media_paths import ffmpeg_local
+from polyp_live.train.preprocess import binarize_mask, resize_frame, resize_mask
 
 logger = logging.getLogger(__name__)
 
@@ -221,12 +221,12 @@ def frames_from_split(
     seed: int = 0,
     with_masks: bool = False,
 ) -> FrameSet:
-    """A seeded sample of one part of a dataset split (:mod:`train.data`), with masks if asked.
+    """A seeded sample of one part of a dataset split (:mod:`polyp_live.train.data`), with masks if asked.
 
     Without ``split_file`` the split is the one ``polyp-train`` makes by default (60/20/20, seed 0),
     so ``--split train`` calibrates on the training images of a default training run.
     """
-    from train.data import find_pairs, load_split, make_split, read_pair, select
+    from polyp_live.train.data import find_pairs, load_split, make_split, read_pair, select
 
     pairs = find_pairs(data)
     parts = load_split(split_file) if split_file is not None else make_split(pairs, (0.6, 0.2, 0.2), 0)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.errors import CalibrationError
+from polyp_live.calibration.errors import CalibrationError
 
 logger = logging.getLogger(__name__)
 

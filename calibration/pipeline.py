@@ -1,8 +1,8 @@
 """``polyp-calibrate`` as a function: frames -> FP32 ONNX -> ranges (or cache) -> INT8 Q/DQ -> report.
 
 :func:`run_calibration` takes a :class:`CalibrationConfig` and returns a :class:`CalibrationOutcome`.
-It raises :class:`~calibration.errors.CalibrationError` for bad input and
-:class:`~calibration.errors.AccuracyGateError` (exit 3) when the INT8 model loses more Dice than
+It raises :class:`~polyp_live.calibration.errors.CalibrationError` for bad input and
+:class:`~polyp_live.calibration.errors.AccuracyGateError` (exit 3) when the INT8 model loses more Dice than
 ``max_dice_drop``; in that case the model is moved to ``OUT.rejected.onnx`` so that nothing picks up a
 failed model from the requested path, and the report is still written.
 """
@@ -19,11 +19,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from calibration.cache import CacheKey, load_cache, model_key, save_cache
-from calibration.errors import AccuracyGateError, CalibrationError
-from calibration.frames import FrameSet, frames_from_images, frames_from_split, frames_from_video, masked_frames
-from calibration.layers import DEFAULT_KEEP_FLOAT, parse_keep_float, select_keep_float, worst_layers
-from calibration.quantize import (
+from polyp_live.calibration.cache import CacheKey, load_cache, model_key, save_cache
+from polyp_live.calibration.errors import AccuracyGateError, CalibrationError
+from polyp_live.calibration.frames import (
+    FrameSet,
+    frames_from_images,
+    frames_from_split,
+    frames_from_video,
+    masked_frames,
+)
+from polyp_live.calibration.layers import DEFAULT_KEEP_FLOAT, parse_keep_float, select_keep_float, worst_layers
+from polyp_live.calibration.quantize import (
     TARGETS,
     QuantizedModel,
     TensorRanges,
@@ -33,7 +39,7 @@ from calibration.quantize import (
     prepare_model,
     quantize_model,
 )
-from calibration.report import (
+from polyp_live.calibration.report import (
     CalibrationInfo,
     CalibrationReport,
     EvaluationInfo,
@@ -44,11 +50,11 @@ from calibration.report import (
     score_models,
     write_report,
 )
-from engines.onnx_format import INPUT_NAME, META_CALIBRATION, read_onnx_props
-from engines.onnx_passes import GRAPH_PASSES
-from engines.onnxruntime_backend import default_threads
-from train.contract import ModelContract
-from train.preprocess import preprocess_batch
+from polyp_live.engines.onnx_format import INPUT_NAME, META_CALIBRATION, read_onnx_props
+from polyp_live.engines.onnx_passes import GRAPH_PASSES
+from polyp_live.engines.onnxruntime_backend import default_threads
+from polyp_live.train.contract import ModelContract
+from polyp_live.train.preprocess import preprocess_batch
 
 logger = logging.getLogger(__name__)
 
@@ -142,8 +148,8 @@ def _check_config(config: CalibrationConfig) -> None:
 
 def _load_contract(config: CalibrationConfig) -> tuple[Path, ModelContract, str]:
     """Checkpoint path, contract at the requested size, weights SHA-256."""
-    from train.checkpoint import read_checkpoint
-    from train.zoo import resolve_checkpoint
+    from polyp_live.train.checkpoint import read_checkpoint
+    from polyp_live.train.zoo import resolve_checkpoint
 
     path = resolve_checkpoint(config.checkpoint)
     info = read_checkpoint(path)
@@ -192,7 +198,7 @@ def _export_and_prepare(checkpoint: Path, contract: ModelContract, work: Path) -
     """FP32 ONNX through polyp-export's exporter, then quant_pre_process (every node named); (fp32, prepared)."""
     import onnx
 
-    from engines.onnx_export import export_onnx
+    from polyp_live.engines.onnx_export import export_onnx
 
     fp32 = export_onnx(checkpoint, work / "fp32.onnx", size=contract.input_size, verify=False).path
     prepared = prepare_model(fp32, work / "prepared.onnx")

@@ -4,7 +4,7 @@
    is needed, not cosmetic: the raw export feeds LayerNorm weights through ``Identity`` nodes, which
    the quantizer would treat as activations without ranges.
 2. :func:`compute_ranges` feeds the calibration frames (preprocessed with
-   :func:`train.preprocess.preprocess_batch`, exactly as at runtime) through ORT's calibrator
+   :func:`polyp_live.train.preprocess.preprocess_batch`, exactly as at runtime) through ORT's calibrator
    (``create_calibrator`` -> ``collect_data`` in chunks, so memory stays bounded -> ``compute_data``)
    and keeps one ``[min, max]`` per tensor (the histogram-derived range for entropy / percentile).
    The ranges are computed asymmetric; each target applies its own symmetry when it quantizes.
@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.errors import CalibrationError
-from engines.onnx_format import INPUT_NAME, META_INT8_TARGET, META_PRECISION, QDQ_OPS, write_props
-from train.contract import ModelContract
-from train.preprocess import preprocess_batch
-from train.progress import progress as progress_bar
+from polyp_live.calibration.errors import CalibrationError
+from polyp_live.engines.onnx_format import INPUT_NAME, META_INT8_TARGET, META_PRECISION, QDQ_OPS, write_props
+from polyp_live.train.contract import ModelContract
+from polyp_live.train.preprocess import preprocess_batch
+from polyp_live.train.progress import progress as progress_bar
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The accuracy report: FP32 vs INT8 masks, Dice / IoU, pixel agreement and CPU latency.
 
 Every model row is run through ONNX Runtime on the CPU as polyp-live runs it
-(:func:`engines.onnxruntime_backend.ort_session`, same threads and session options). Masks are
+(:func:`polyp_live.engines.onnxruntime_backend.ort_session`, same threads and session options). Masks are
 compared at the model's input size (ground-truth masks are resized with nearest-neighbour sampling);
 a pixel is polyp when ``sigmoid(logit) >= contract.threshold`` (i.e. ``logit >= logit(threshold)``).
 Dice and IoU are per-image means; an image where both masks are empty scores 1.
@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from engines.onnx_format import INPUT_NAME
-from engines.onnxruntime_backend import ort_session
-from train.contract import ModelContract
+from polyp_live.engines.onnx_format import INPUT_NAME
+from polyp_live.engines.onnxruntime_backend import ort_session
+from polyp_live.train.contract import ModelContract
 
 logger = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
 """The one inference interface every runtime implements.
 
 An :class:`Engine` takes a batch of preprocessed frames (``float32`` ``(N, 3, h, w)``, see
-:mod:`train.preprocess`) and returns logits ``float32`` ``(N, 1, h, w)`` on the host. Backends
+:mod:`polyp_live.train.preprocess`) and returns logits ``float32`` ``(N, 1, h, w)`` on the host. Backends
 that run on a GPU may also preprocess there: :meth:`Engine.prepare` turns RGB ``uint8`` frames into
 the backend's native input (a NumPy batch by default, a CUDA tensor for GPU backends), and
 :meth:`Engine.infer` accepts either form. Nothing here imports a runtime; each backend lives in
-its own module and is loaded through :mod:`engines.registry`.
+its own module and is loaded through :mod:`polyp_live.engines.registry`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from train.contract import ModelContract
-from train.preprocess import preprocess_batch
+from polyp_live.train.contract import ModelContract
+from polyp_live.train.preprocess import preprocess_batch
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +73,9 @@ class Engine(ABC):
         """``(N, 3, h, w)`` input (NumPy ``float32`` or this backend's prepared form) -> logits ``(N, 1, h, w)``."""
 
     def check_input_shape(self, shape: Sequence[int]) -> None:
-        """One-line :class:`~engines.errors.EngineError` unless ``shape`` is ``(N, 3, h, w)`` with N in 1..max_batch."""
-        from engines.errors import EngineError
+        """One-line :class:`~polyp_live.engines.errors.EngineError` unless ``shape`` is ``(N, 3, h, w)`` with N in
+        1..max_batch."""
+        from polyp_live.engines.errors import EngineError
 
         expected = (3, *self.contract.input_size)
         if len(shape) != 4 or tuple(shape[1:]) != expected:
@@ -84,7 +85,8 @@ class Engine(ABC):
             raise EngineError(f"a batch of {shape[0]} frames is outside this engine's 1..{self.info.max_batch}")
 
     def prepare(self, frames: Sequence[np.ndarray]) -> Any:
-        """RGB ``uint8`` frames -> this backend's input. CPU default: :func:`train.preprocess.preprocess_batch`."""
+        """RGB ``uint8`` frames -> this backend's input. CPU default:
+        :func:`polyp_live.train.preprocess.preprocess_batch`."""
         return preprocess_batch(frames, self.contract)
 
     def infer_frames(self, frames: Sequence[np.ndarray]) -> np.ndarray:

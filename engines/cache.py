@@ -15,14 +15,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engines.onnx_export import export_onnx
-from engines.onnx_format import read_onnx_metadata
-from engines.onnx_passes import GRAPH_PASSES
-from train.contract import ModelContract
-from train.errors import PolypLiveError
+from polyp_live.engines.onnx_export import export_onnx
+from polyp_live.engines.onnx_format import read_onnx_metadata
+from polyp_live.engines.onnx_passes import GRAPH_PASSES
+from polyp_live.train.contract import ModelContract
+from polyp_live.train.errors import PolypLiveError
 
 if TYPE_CHECKING:
-    from train.checkpoint import CheckpointInfo
+    from polyp_live.train.checkpoint import CheckpointInfo
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def cache_dir() -> Path:
 
 
 def _checkpoint_info(checkpoint: str | Path | CheckpointInfo) -> CheckpointInfo:
-    from train.checkpoint import CheckpointInfo, read_checkpoint
+    from polyp_live.train.checkpoint import CheckpointInfo, read_checkpoint
 
     return checkpoint if isinstance(checkpoint, CheckpointInfo) else read_checkpoint(checkpoint)
 
@@ -44,7 +44,7 @@ def _checkpoint_info(checkpoint: str | Path | CheckpointInfo) -> CheckpointInfo:
 def cached_onnx(
     checkpoint: str | Path | CheckpointInfo, *, size: int | tuple[int, int] | None = None, precision: str = "fp32"
 ) -> Path:
-    """The checkpoint (a path, or a :class:`~train.checkpoint.CheckpointInfo` already read) exported to ONNX
+    """The checkpoint (a path, or a :class:`~polyp_live.train.checkpoint.CheckpointInfo` already read) exported to ONNX
     (dynamic batch 1..16), exporting and verifying it on first use."""
     info = _checkpoint_info(checkpoint)
     contract = info.contract
@@ -118,9 +118,9 @@ def calibrated_companion(checkpoint: str | Path | CheckpointInfo) -> Path | None
     ``polyp-calibrate`` made from exactly these weights at this contract; else None (the reason is logged).
 
     The bundled default ships one, so a CPU machine runs it in INT8 without calibrating anything.
-    ``checkpoint`` may be a :class:`~train.checkpoint.CheckpointInfo` already read (not hashed again).
+    ``checkpoint`` may be a :class:`~polyp_live.train.checkpoint.CheckpointInfo` already read (not hashed again).
     """
-    from train.checkpoint import CheckpointInfo
+    from polyp_live.train.checkpoint import CheckpointInfo
 
     weights = checkpoint.weights_path if isinstance(checkpoint, CheckpointInfo) else checkpoint
     companion = companion_path(weights)

@@ -19,10 +19,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from engines.errors import ExportError
-from engines.onnx_export import ExportResult, export_onnx
-from engines.tensorrt_build import DEFAULT_WORKSPACE_MB, BuildResult, build_engine
-from train.cli_utils import make_parser, run_cli, setup_logging
+from polyp_live.engines.errors import ExportError
+from polyp_live.engines.onnx_export import ExportResult, export_onnx
+from polyp_live.engines.tensorrt_build import DEFAULT_WORKSPACE_MB, BuildResult, build_engine
+from polyp_live.train.cli_utils import make_parser, run_cli, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def _engine(args: argparse.Namespace) -> BuildResult:
 
 
 def _engine_from_onnx(args: argparse.Namespace, build: dict) -> BuildResult:
-    from engines.onnx_format import read_onnx_metadata
+    from polyp_live.engines.onnx_format import read_onnx_metadata
 
     found = read_onnx_metadata(args.onnx).precision
     if found != args.precision:

@@ -1,4 +1,5 @@
-"""Device helpers of the engines; what devices this machine has, and the device-name rule, is :mod:`train.devices`."""
+"""Device helpers of the engines; what devices this machine has, and the device-name rule, is
+:mod:`polyp_live.train.devices`."""
 
 from __future__ import annotations
 
@@ -8,16 +9,16 @@ from typing import Any
 
 import numpy as np
 
-from engines.errors import BackendUnavailableError, EngineError
-from train.contract import ModelContract
-from train.devices import resolve_device
-from train.errors import DeviceError, DeviceUnavailableError
+from polyp_live.engines.errors import BackendUnavailableError, EngineError
+from polyp_live.train.contract import ModelContract
+from polyp_live.train.devices import resolve_device
+from polyp_live.train.errors import DeviceError, DeviceUnavailableError
 
 logger = logging.getLogger(__name__)
 
 
 def engine_device(device: str = "auto") -> str:
-    """:func:`train.devices.resolve_device` with the engines' errors: a CUDA GPU this machine lacks is a
+    """:func:`polyp_live.train.devices.resolve_device` with the engines' errors: a CUDA GPU this machine lacks is a
     :class:`BackendUnavailableError`, a bad name an :class:`EngineError`."""
     try:
         return resolve_device(device)
@@ -35,11 +36,11 @@ def gpu_prepare(frames: Sequence[np.ndarray], contract: ModelContract, device: A
     """RGB ``uint8`` frames -> ``(N, 3, h, w)`` CUDA tensor of ``dtype`` in ``channels_last``.
 
     Uploads the ``uint8`` frames (4x less traffic than float32) and resizes and normalizes on the
-    GPU with :func:`train.preprocess.preprocess_torch`, the same transform as the CPU path.
+    GPU with :func:`polyp_live.train.preprocess.preprocess_torch`, the same transform as the CPU path.
     """
     import torch
 
-    from train.preprocess import preprocess_torch
+    from polyp_live.train.preprocess import preprocess_torch
 
     if len({f.shape for f in frames}) == 1:
         host = torch.from_numpy(np.stack(frames))

@@ -1,8 +1,8 @@
-"""Errors of the inference engines; all are one-line :class:`~train.errors.PolypLiveError`s."""
+"""Errors of the inference engines; all are one-line :class:`~polyp_live.train.errors.PolypLiveError`s."""
 
 from __future__ import annotations
 
-from train.errors import PolypLiveError
+from polyp_live.train.errors import PolypLiveError
 
 
 class EngineError(PolypLiveError):

@@ -2,12 +2,13 @@
 
 Run on a CUDA machine (no TensorRT, av or PyQt6 needed)::
 
-    python -m engines.gpu_check --checkpoint default --size 352 --out gpu_check.json
-    python -m engines.gpu_check --checkpoint random:atto --variants fp32,fp16,fp16-graphs,fp16-compile --out x.json
+    python -m polyp_live.engines.gpu_check --checkpoint default --size 352 --out gpu_check.json
+    python -m polyp_live.engines.gpu_check --checkpoint random:atto --variants fp32,fp16,fp16-graphs,fp16-compile \
+        --out x.json
 
 ``--checkpoint random:VARIANT`` makes a seeded random-weight checkpoint (head bias set so half the
 pixels are polyp, which makes mask agreement a strict test). Each variant is opened through
-:func:`engines.registry.open_engine`; its masks are compared with PyTorch FP32 on the CPU on the
+:func:`polyp_live.engines.registry.open_engine`; its masks are compared with PyTorch FP32 on the CPU on the
 same frames (GPU preprocessing through ``prepare`` and, separately, the CPU-preprocessed batch),
 and latency is measured with CUDA events (host->device, inference, device->host). A failing
 variant is recorded in the JSON and does not stop the others. Exit code 1 if any variant failed.
@@ -26,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from engines.parity import PARITY_THRESHOLDS, compare_logits, parity_frames, torch_reference_logits
-from engines.registry import open_engine
-from train.preprocess import preprocess_batch
+from polyp_live.engines.parity import PARITY_THRESHOLDS, compare_logits, parity_frames, torch_reference_logits
+from polyp_live.engines.registry import open_engine
+from polyp_live.train.preprocess import preprocess_batch
 
-logger = logging.getLogger("engines.gpu_check")
+logger = logging.getLogger("polyp_live.engines.gpu_check")
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "fp32": {"backend": "torch", "precision": "fp32"},
@@ -44,7 +45,8 @@ DEFAULT_VARIANTS = "fp32,fp16,fp16-graphs"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m engines.gpu_check", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m polyp_live.engines.gpu_check",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default="default", help="checkpoint path, bundled name, or random:VARIANT")
     parser.add_argument("--size", type=int, help="input size (default: the checkpoint's)")
     parser.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma list of {', '.join(VARIANTS)}")
@@ -61,10 +63,10 @@ def prepare_checkpoint(spec: str, size: int | None, workdir: Path) -> Path:
     """A checkpoint at the requested size: ``random:VARIANT`` is made here; others are re-saved if resized."""
     import torch
 
-    from train.checkpoint import load_checkpoint, save_checkpoint
-    from train.contract import ModelContract
-    from train.variants import create_model
-    from train.zoo import resolve_checkpoint
+    from polyp_live.train.checkpoint import load_checkpoint, save_checkpoint
+    from polyp_live.train.contract import ModelContract
+    from polyp_live.train.variants import create_model
+    from polyp_live.train.zoo import resolve_checkpoint
 
     if spec.startswith("random:"):
         torch.manual_seed(0)
@@ -144,8 +146,8 @@ def run_variant(name: str, checkpoint: Path, frames: list[np.ndarray], reference
 
 
 def _tensorrt_engine(checkpoint: Path, workdir: Path, max_batch: int) -> Path:
-    from engines.onnx_export import export_onnx
-    from engines.tensorrt_build import build_engine
+    from polyp_live.engines.onnx_export import export_onnx
+    from polyp_live.engines.tensorrt_build import build_engine
 
     dynamic = (1, 1, max_batch) if max_batch > 1 else None
     onnx_path = export_onnx(checkpoint, workdir / "model16.onnx", precision="fp16", dynamic_batch=dynamic).path
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         checkpoint = prepare_checkpoint(args.checkpoint, args.size, workdir)
         frames, source = parity_frames(args.frames)
-        from train.checkpoint import load_checkpoint
+        from polyp_live.train.checkpoint import load_checkpoint
 
         model, contract, _ = load_checkpoint(checkpoint)
         reference = torch_reference_logits(model, preprocess_batch(frames, contract))

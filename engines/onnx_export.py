@@ -10,9 +10,9 @@ FP16 exports the ``.half()`` model traced on the CPU (weights and activations FP
 ``LayerNormalization`` keeps its default ``stash_type=1``, i.e. mean/variance in FP32). With
 ``io_dtype="float32"`` the graph keeps ``float32`` input and output and casts inside.
 
-The file format (tensor names, ``metadata_props``) is :mod:`engines.onnx_format`. Verified after
+The file format (tensor names, ``metadata_props``) is :mod:`polyp_live.engines.onnx_format`. Verified after
 export: ``onnx.checker.check_model`` and parity against PyTorch FP32 through ONNX Runtime on real frames
-(see :mod:`engines.parity`).
+(see :mod:`polyp_live.engines.parity`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engines.errors import EngineError, ExportError
-from engines.onnx_format import (
+from polyp_live.engines.errors import EngineError, ExportError
+from polyp_live.engines.onnx_format import (
     INPUT_NAME,
     META_GRAPH_PASSES,
     OUTPUT_NAME,
@@ -37,18 +37,18 @@ from engines.onnx_format import (
     export_props,
     write_props,
 )
-from engines.parity import (
+from polyp_live.engines.parity import (
     ParityReport,
     parity_report,
     prepared_parity_batch,
     run_in_batches,
     torch_reference_logits,
 )
-from train.contract import ModelContract
-from train.errors import ContractError
+from polyp_live.train.contract import ModelContract
+from polyp_live.train.errors import ContractError
 
 if TYPE_CHECKING:
-    from train.checkpoint import CheckpointInfo
+    from polyp_live.train.checkpoint import CheckpointInfo
 
 logger = logging.getLogger(__name__)
 
@@ -94,14 +94,14 @@ def export_onnx(
     opset: int = 17,
     verify: bool = True,
 ) -> ExportResult:
-    """Export a checkpoint (path, bundled name, or a :class:`~train.checkpoint.CheckpointInfo` already read,
+    """Export a checkpoint (path, bundled name, or a :class:`~polyp_live.train.checkpoint.CheckpointInfo` already read,
     so not read again) to ONNX and, with ``verify``, check it and its parity.
 
     Raises :class:`ExportError` for bad options, a failed export or failed parity, and
-    :class:`~train.errors.ContractError` for an input size that is not a multiple of 32.
+    :class:`~polyp_live.train.errors.ContractError` for an input size that is not a multiple of 32.
     """
-    from train.checkpoint import CheckpointInfo, load_model, read_checkpoint
-    from train.zoo import resolve_checkpoint
+    from polyp_live.train.checkpoint import CheckpointInfo, load_model, read_checkpoint
+    from polyp_live.train.zoo import resolve_checkpoint
 
     if precision not in PRECISIONS:
         raise ExportError(f"ONNX precision {precision!r} is not one of {list(PRECISIONS)} (INT8: use polyp-calibrate)")
@@ -203,10 +203,10 @@ def _dynamo_export(module: Any, example: Any, path: Path, profile: BatchProfile,
 
 def _finish_onnx(path: Path, metadata: dict[str, str]) -> None:
     """Refuse a non-constant positional embedding, fold the encoder's pads into its convs
-    (:mod:`engines.onnx_passes`), add the metadata, run the ONNX checker."""
+    (:mod:`polyp_live.engines.onnx_passes`), add the metadata, run the ONNX checker."""
     import onnx
 
-    from engines.onnx_passes import GRAPH_PASSES, fold_pads_into_convs
+    from polyp_live.engines.onnx_passes import GRAPH_PASSES, fold_pads_into_convs
 
     graph_model = onnx.load(str(path))
     forbidden = sorted({n.op_type for n in graph_model.graph.node if n.op_type in FORBIDDEN_OPS})
@@ -245,7 +245,7 @@ def verify_onnx_parity(
 
 def _cpu_session(path: Path) -> Any:
     """The export on ONNX Runtime's CPU provider, set up as the onnxruntime backend runs it."""
-    from engines.onnxruntime_backend import ort_session
+    from polyp_live.engines.onnxruntime_backend import ort_session
 
     if importlib.util.find_spec("onnxruntime") is None:
         raise ExportError("parity check needs onnxruntime (pip install onnxruntime), or pass verify=False")

@@ -1,7 +1,7 @@
 """polyp-live's ONNX file format: tensor names, ``metadata_props`` keys, and reading and writing them.
 
-The one home of these facts for the exporter (:mod:`engines.onnx_export`), every backend, the ONNX
-cache (:mod:`engines.cache`) and ``polyp-calibrate`` (:mod:`calibration`).
+The one home of these facts for the exporter (:mod:`polyp_live.engines.onnx_export`), every backend, the ONNX
+cache (:mod:`polyp_live.engines.cache`) and ``polyp-calibrate`` (:mod:`calibration`).
 
 Input ``input`` ``(N, 3, H, W)``, output ``logits`` ``(N, 1, H, W)``. ``metadata_props`` hold
 ``polyp_live.contract`` (the contract JSON), ``polyp_live.precision``, ``polyp_live.source_sha256``
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engines.errors import EngineError
-from train.contract import ModelContract
-from train.errors import ContractError
-from train.jsonfile import MAX_JSON_BYTES
+from polyp_live.engines.errors import EngineError
+from polyp_live.train.contract import ModelContract
+from polyp_live.train.errors import ContractError
+from polyp_live.train.jsonfile import MAX_JSON_BYTES
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -32,7 +32,7 @@ META_BATCH = "polyp_live.batch"
 META_IO_DTYPE = "polyp_live.io_dtype"
 META_INT8_TARGET = "polyp_live.int8_target"  # written by polyp-calibrate
 META_CALIBRATION = "polyp_live.calibration"  # written by polyp-calibrate
-META_GRAPH_PASSES = "polyp_live.graph_passes"  # engines.onnx_passes.GRAPH_PASSES of the export
+META_GRAPH_PASSES = "polyp_live.graph_passes"  # polyp_live.engines.onnx_passes.GRAPH_PASSES of the export
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 
@@ -142,7 +142,7 @@ def read_onnx_contract(path: str | Path) -> ModelContract:
 
 def _load_model(path: Path) -> Any:
     """The ONNX graph (weights not loaded from external files); a file that is not an ONNX model, or whose
-    metadata is over :data:`~train.jsonfile.MAX_JSON_BYTES`, is one EngineError line."""
+    metadata is over :data:`~polyp_live.train.jsonfile.MAX_JSON_BYTES`, is one EngineError line."""
     import onnx
     from google.protobuf.message import DecodeError
 

@@ -1,9 +1,10 @@
 """ONNX Runtime backend: the CPU default, and CUDA / TensorRT execution providers with onnxruntime-gpu.
 
-The model contract, precision and batch profile come from the ONNX ``metadata_props`` (:mod:`engines.onnx_format`)
-written by :func:`engines.onnx_export.export_onnx` (or by ``polyp-calibrate`` for Q/DQ INT8 models). A static
-batch-B model takes 1..B frames (short batches are padded); a dynamic one takes 1..max (the
-``batch`` option, else the exported maximum). Verified on the CPU by the engines' test suite.
+The model contract, precision and batch profile come from the ONNX ``metadata_props``
+(:mod:`polyp_live.engines.onnx_format`) written by :func:`polyp_live.engines.onnx_export.export_onnx` (or by
+``polyp-calibrate`` for Q/DQ INT8 models). A static batch-B model takes 1..B frames (short batches are padded); a
+dynamic one takes 1..max (the ``batch`` option, else the exported maximum). Verified on the CPU by the engines' test
+suite.
 
 :func:`default_threads` and :func:`ort_session` are the one home of how polyp-live runs an ONNX model
 on ONNX Runtime: the export's parity check and the calibration report's latency rows use them too, so
@@ -20,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import Engine, EngineInfo
-from engines.errors import BackendUnavailableError, EngineError
-from engines.onnx_format import INPUT_NAME, OUTPUT_NAME, OnnxMetadata, read_onnx_metadata
+from polyp_live.engines.base import Engine, EngineInfo
+from polyp_live.engines.errors import BackendUnavailableError, EngineError
+from polyp_live.engines.onnx_format import INPUT_NAME, OUTPUT_NAME, OnnxMetadata, read_onnx_metadata
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from train.contract import ModelContract
-from train.preprocess import preprocess_batch
+from polyp_live.train.contract import ModelContract
+from polyp_live.train.preprocess import preprocess_batch
 
 logger = logging.getLogger(__name__)
 

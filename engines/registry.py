@@ -1,12 +1,12 @@
 """One table from file suffixes to backends, one table of backends, and :func:`open_engine`.
 
-``open_engine("default")`` resolves bundled names through :mod:`train.zoo`, picks the fastest
+``open_engine("default")`` resolves bundled names through :mod:`polyp_live.train.zoo`, picks the fastest
 backend this machine has, and logs what it picked and why:
 
 * ``.safetensors`` on a CUDA machine -> PyTorch FP16 on the GPU;
 * ``.safetensors`` on a CPU machine -> ONNX Runtime: the calibrated INT8 model ``NAME.int8.onnx`` beside
   the checkpoint when there is one (the bundled default ships one; ``precision="fp32"`` opts out), else an
-  ONNX export made once into a cache keyed by the weights' SHA-256 and input size (:mod:`engines.cache`);
+  ONNX export made once into a cache keyed by the weights' SHA-256 and input size (:mod:`polyp_live.engines.cache`);
   PyTorch FP32 on the CPU when onnxruntime is missing (the reason is logged);
 * ``.onnx`` -> ONNX Runtime (CUDA provider when onnxruntime-gpu is installed);
 * ``.engine`` / ``.plan`` -> TensorRT.
@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from engines.base import Engine
-from engines.errors import BackendUnavailableError, EngineError
-from train.devices import cuda_available
+from polyp_live.engines.base import Engine
+from polyp_live.engines.errors import BackendUnavailableError, EngineError
+from polyp_live.train.devices import cuda_available
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +36,9 @@ SUFFIX_BACKENDS: dict[str, str] = {
     ".plan": "tensorrt",
 }
 BACKENDS: dict[str, str] = {
-    "torch": "engines.torch_backend:TorchEngine",
-    "onnxruntime": "engines.onnxruntime_backend:OnnxRuntimeEngine",
-    "tensorrt": "engines.tensorrt_backend:TensorRTEngine",
+    "torch": "polyp_live.engines.torch_backend:TorchEngine",
+    "onnxruntime": "polyp_live.engines.onnxruntime_backend:OnnxRuntimeEngine",
+    "tensorrt": "polyp_live.engines.tensorrt_backend:TensorRTEngine",
 }
 
 
@@ -94,11 +94,11 @@ def available_backends(device: str = "auto") -> dict[str, str | None]:
 
 
 def resolve_engine_path(path: str | Path) -> Path:
-    """A bundled model name, run folder, checkpoint stem or sidecar (:func:`train.zoo.resolve_checkpoint`) or a
-    file path -> an existing file with a known suffix."""
-    from train.zoo import resolve_checkpoint
+    """A bundled model name, run folder, checkpoint stem or sidecar (:func:`polyp_live.train.zoo.resolve_checkpoint`) or
+    a file path -> an existing file with a known suffix."""
+    from polyp_live.train.zoo import resolve_checkpoint
 
-    resolved = resolve_checkpoint(path)  # bundled name, run folder, stem, sidecar: one resolver (train.zoo)
+    resolved = resolve_checkpoint(path)  # bundled name, run folder, stem, sidecar: one resolver (polyp_live.train.zoo)
     if resolved.suffix.lower() not in SUFFIX_BACKENDS:
         raise EngineError(
             f"{resolved}: unknown model file type {resolved.suffix or '(no suffix)'!r}; "
@@ -162,8 +162,8 @@ def _cpu_onnx(checkpoint: Path, options: EngineOptions) -> tuple[Path, str, Engi
     """``(ONNX file, why, options for it)``: what a checkpoint runs as on ONNX Runtime: its calibrated
     ``NAME.int8.onnx`` companion unless ``precision`` asks for fp32/fp16, else a cached export at that
     precision. The checkpoint is read (and its weights hashed) once, here."""
-    from engines.cache import cached_onnx, calibrated_companion, companion_path
-    from train.checkpoint import read_checkpoint
+    from polyp_live.engines.cache import cached_onnx, calibrated_companion, companion_path
+    from polyp_live.train.checkpoint import read_checkpoint
 
     info = read_checkpoint(checkpoint)
     precision = options.precision

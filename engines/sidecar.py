@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engines.errors import EngineError, EngineMismatchError
-from engines.onnx_format import BatchProfile
-from train.contract import ModelContract
-from train.errors import ContractError
-from train.jsonfile import read_json_file
+from polyp_live.engines.errors import EngineError, EngineMismatchError
+from polyp_live.engines.onnx_format import BatchProfile
+from polyp_live.train.contract import ModelContract
+from polyp_live.train.errors import ContractError
+from polyp_live.train.jsonfile import read_json_file
 
 ENGINE_FORMAT = "polyp-live.engine/1"
 SIDECAR_SUFFIX = ".json"

@@ -1,9 +1,9 @@
 """TensorRT backend: a serialized plan (``.engine`` / ``.plan``) built by ``polyp-export --format engine``.
 
-Before TensorRT sees the plan, its sidecar (:mod:`engines.sidecar`) is validated and checked
+Before TensorRT sees the plan, its sidecar (:mod:`polyp_live.engines.sidecar`) is validated and checked
 against this machine: plan SHA-256, TensorRT flavour and version, GPU architecture; any mismatch
 is one line saying how to rebuild. Then the plan is deserialized with the flavour that built it
-(``tensorrt`` or ``tensorrt_rtx``, see :mod:`engines.trt_flavours`), device I/O buffers are
+(``tensorrt`` or ``tensorrt_rtx``, see :mod:`polyp_live.engines.trt_flavours`), device I/O buffers are
 preallocated as torch CUDA tensors at the maximum batch, and each batch runs with
 ``execute_async_v3`` on the engine's own CUDA stream, optionally replayed from a CUDA graph
 captured per batch size. ``prepare`` uploads ``uint8`` frames and preprocesses on the GPU.
@@ -22,14 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import Engine, EngineInfo
-from engines.devices import device_index, engine_device, gpu_prepare
-from engines.errors import BackendUnavailableError, EngineError
-from engines.onnx_format import INPUT_NAME, OUTPUT_NAME
-from engines.sidecar import EngineSidecar, check_loadable, read_sidecar
-from engines.trt_flavours import FLAVOURS, import_flavour, installed_flavours, make_logger
-from train.devices import cuda_available, gpu_info
-from train.hashing import sha256_file
+from polyp_live.engines.base import Engine, EngineInfo
+from polyp_live.engines.devices import device_index, engine_device, gpu_prepare
+from polyp_live.engines.errors import BackendUnavailableError, EngineError
+from polyp_live.engines.onnx_format import INPUT_NAME, OUTPUT_NAME
+from polyp_live.engines.sidecar import EngineSidecar, check_loadable, read_sidecar
+from polyp_live.engines.trt_flavours import FLAVOURS, import_flavour, installed_flavours, make_logger
+from polyp_live.train.devices import cuda_available, gpu_info
+from polyp_live.train.hashing import sha256_file
 
 logger = logging.getLogger(__name__)
 

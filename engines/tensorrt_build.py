@@ -1,4 +1,4 @@
-"""ONNX -> TensorRT plan + sidecar, with ``tensorrt`` or ``tensorrt_rtx`` (see :mod:`engines.trt_flavours`).
+"""ONNX -> TensorRT plan + sidecar, with ``tensorrt`` or ``tensorrt_rtx`` (see :mod:`polyp_live.engines.trt_flavours`).
 
 The network is STRONGLY_TYPED: precision comes from the ONNX (FP16 export -> FP16 engine, Q/DQ
 export from ``polyp-calibrate`` -> INT8 engine); no precision builder flags are set (TensorRT 11
@@ -26,12 +26,18 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from engines.errors import BackendUnavailableError, EngineError, ExportError
-from engines.onnx_format import INPUT_NAME, OnnxMetadata, read_onnx_metadata
-from engines.sidecar import EngineSidecar, write_sidecar
-from engines.trt_flavours import TrtFlavour, compute_capability_enum, make_logger, parse_targets, resolve_flavour
-from train.devices import gpu_info
-from train.hashing import sha256_bytes
+from polyp_live.engines.errors import BackendUnavailableError, EngineError, ExportError
+from polyp_live.engines.onnx_format import INPUT_NAME, OnnxMetadata, read_onnx_metadata
+from polyp_live.engines.sidecar import EngineSidecar, write_sidecar
+from polyp_live.engines.trt_flavours import (
+    TrtFlavour,
+    compute_capability_enum,
+    make_logger,
+    parse_targets,
+    resolve_flavour,
+)
+from polyp_live.train.devices import gpu_info
+from polyp_live.train.hashing import sha256_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +220,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def _progress_monitor(module: ModuleType, show: bool) -> Any:
     """A ``module.IProgressMonitor``: a tqdm bar over the top-level phase, nested phases as DEBUG lines."""
-    from train.progress import progress as progress_bar
+    from polyp_live.train.progress import progress as progress_bar
 
     class Progress(module.IProgressMonitor):  # type: ignore[name-defined, misc]
         def __init__(self) -> None:

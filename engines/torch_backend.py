@@ -3,7 +3,7 @@
 CPU: FP32. CUDA: FP16 (or FP32) in ``channels_last``, optionally a ``torch.cuda.CUDAGraph`` per batch
 size (``cuda_graphs=True``) and/or ``torch.compile`` (``compile="max-autotune"`` / ``"reduce-overhead"`` /
 ``"default"`` / ``"max-autotune-no-cudagraphs"``); on CUDA :meth:`TorchEngine.prepare` uploads ``uint8``
-frames and runs :func:`train.preprocess.preprocess_torch` on the GPU.
+frames and runs :func:`polyp_live.train.preprocess.preprocess_torch` on the GPU.
 
 ``torch.compile`` here: inductor (``compile_backend`` picks another dynamo backend, e.g. ``"eager"`` to
 check the tracing alone), static shapes (``dynamic=False``: one compiled graph per batch size, the
@@ -13,7 +13,7 @@ this engine captures per batch size, the same :class:`_CudaGraph` as ``cuda_grap
 own cudagraph trees are per thread and the pipeline infers on its own thread). The engine warms up at
 load -- with ``compile`` that is the compile (and capture) of batch 1, timed and logged in one line --
 so the first frame is not slow; another batch size compiles on its first call (logged likewise).
-Verified on the CPU by the engines' tests; the CUDA paths are checked by ``python -m engines.gpu_check``
+Verified on the CPU by the engines' tests; the CUDA paths are checked by ``python -m polyp_live.engines.gpu_check``
 and ``benchmarks/gpu_bench.py`` on a GPU machine.
 """
 
@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import Engine, EngineInfo
-from engines.devices import engine_device, gpu_prepare
-from engines.errors import BackendUnavailableError, EngineError
-from train.errors import CheckpointError
+from polyp_live.engines.base import Engine, EngineInfo
+from polyp_live.engines.devices import engine_device, gpu_prepare
+from polyp_live.engines.errors import BackendUnavailableError, EngineError
+from polyp_live.train.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class TorchEngine(Engine):
             raise BackendUnavailableError(reason)
         import torch
 
-        from train.checkpoint import load_checkpoint
+        from polyp_live.train.checkpoint import load_checkpoint
 
         target = engine_device(device)
         on_cuda = target.startswith("cuda")

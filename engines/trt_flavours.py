@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from types import ModuleType
 
-from engines.errors import BackendUnavailableError, EngineError
+from polyp_live.engines.errors import BackendUnavailableError, EngineError
 
 logger = logging.getLogger(__name__)
 

@@ -2,10 +2,10 @@
 
 Library API (no Qt needed)::
 
-    from engines.registry import open_engine
-    from realtime.pipeline import Pipeline, PipelineConfig, run_to_completion
-    from realtime.sinks import JsonlSink, VideoWriterSink
-    from realtime.sources import VideoFileSource
+    from polyp_live.engines.registry import open_engine
+    from polyp_live.realtime.pipeline import Pipeline, PipelineConfig, run_to_completion
+    from polyp_live.realtime.sinks import JsonlSink, VideoWriterSink
+    from polyp_live.realtime.sources import VideoFileSource
 
     source = VideoFileSource("case.mp4")
     info = source.open()
@@ -13,7 +13,7 @@ Library API (no Qt needed)::
         summary = run_to_completion(source, engine, PipelineConfig(),
                                     [VideoWriterSink("annotated.mp4", info), JsonlSink("case.jsonl")])
         # or: with Pipeline(source, engine, PipelineConfig()) as run:
-        #         for result in run: ...          # realtime.types.Result, in order
+        #         for result in run: ...          # polyp_live.realtime.types.Result, in order
 
 Modules: ``types`` (frozen records, run mode and stop reason enums), ``ports`` (the source and sink
 protocols), ``sources`` (+ ``video_streams``: main stream, orientation, SAR, FIFOs), ``timebase`` (the one

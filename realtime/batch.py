@@ -6,7 +6,7 @@ mtime, the model and its hash, fps, duration). The folder is written as ``.<name
 renamed when every file is complete, so a folder under its own name is always a finished run, and a ``summary.json``
 whose ``batch`` record matches the input and the model marks the video done (``skipped`` on a rerun).
 ``archive.csv`` and ``episodes.csv`` are made from the ``summary.json`` files (:func:`archive_row`,
-:func:`episode_rows`), the one home of every number in them. The Ray side is :mod:`realtime.batch_ray`.
+:func:`episode_rows`), the one home of every number in them. The Ray side is :mod:`polyp_live.realtime.batch_ray`.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from realtime.errors import OptionError
-from train.errors import PolypLiveError
-from train.hashing import sha256_bytes
+from polyp_live.realtime.errors import OptionError
+from polyp_live.train.errors import PolypLiveError
+from polyp_live.train.hashing import sha256_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def collect_jobs(inputs: Sequence[str]) -> list[VideoJob]:
 def model_bundle(engine: str) -> ModelBundle:
     """Read the model ``engine`` names (a bundled name, run folder or file) and the files beside it that belong
     to it (``STEM.json``, ``STEM.int8.onnx``...)."""
-    from engines.registry import resolve_engine_path
+    from polyp_live.engines.registry import resolve_engine_path
 
     resolved = resolve_engine_path(engine)
     stem = resolved.name.removesuffix(resolved.suffix)
@@ -271,7 +271,7 @@ def write_tables(out_dir: Path, outcomes: Iterable[VideoOutcome]) -> None:
 
 # ----------------------------------------------------------------------------------------------- one video
 def _render_settings(options: TaskOptions) -> Any:
-    from realtime.settings import RenderSettings
+    from polyp_live.realtime.settings import RenderSettings
 
     return RenderSettings(threshold=options.threshold, opacity=options.opacity, smooth=options.smooth,
                           min_area_fraction=options.min_area, show_boxes=False, show_hud=False)
@@ -279,10 +279,10 @@ def _render_settings(options: TaskOptions) -> Any:
 
 def _run_into(job: VideoJob, engine: Any, options: TaskOptions, staging: Path) -> dict[str, Any]:
     """Run the file-mode pipeline over ``job`` into ``staging``; return the summary dict (with ``batch``)."""
-    from realtime.errors import PipelineError
-    from realtime.pipeline import PipelineConfig, run_to_completion
-    from realtime.sinks import JsonlSink, VideoWriterSink
-    from realtime.sources import VideoFileSource
+    from polyp_live.realtime.errors import PipelineError
+    from polyp_live.realtime.pipeline import PipelineConfig, run_to_completion
+    from polyp_live.realtime.sinks import JsonlSink, VideoWriterSink
+    from polyp_live.realtime.sources import VideoFileSource
 
     stamp = input_stamp(job.path)  # before reading: a file replaced meanwhile is not marked done
     source = VideoFileSource(job.path)

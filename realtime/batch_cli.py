@@ -5,8 +5,8 @@
 
 Every video runs the file-mode pipeline of ``polyp-live --input`` and gets ``OUT/<relative path>/`` with
 ``annotated.mp4``, ``frames.jsonl`` and ``summary.json``; ``OUT/archive.csv`` has one row per video and
-``OUT/episodes.csv`` one per polyp episode (:mod:`realtime.batch`). On a cluster of several machines, the inputs
-and ``--out-dir`` must be paths every node sees (a shared file system). A rerun skips the videos already done for
+``OUT/episodes.csv`` one per polyp episode (:mod:`polyp_live.realtime.batch`). On a cluster of several machines, the
+inputs and ``--out-dir`` must be paths every node sees (a shared file system). A rerun skips the videos already done for
 the same input and model. Exit 0: every video ok or skipped; 1: some failed (the table says which); 2: usage
 error; 130: interrupted (the tables hold the videos finished so far; a rerun resumes).
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from realtime.batch import (
+from polyp_live.realtime.batch import (
     TaskOptions,
     VideoJob,
     VideoOutcome,
@@ -34,9 +34,9 @@ from realtime.batch import (
     read_done,
     write_tables,
 )
-from realtime.cli import positive_int
-from realtime.errors import OptionError
-from train.cli_utils import make_parser, number_arg, run_cli, setup_logging
+from polyp_live.realtime.cli import positive_int
+from polyp_live.realtime.errors import OptionError
+from polyp_live.train.cli_utils import make_parser, number_arg, run_cli, setup_logging
 
 PROG = "polyp-batch"
 EXAMPLES = (
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def task_options(args: argparse.Namespace, model: str, sha256: str) -> TaskOptions:
-    from realtime.settings import RenderSettings
+    from polyp_live.realtime.settings import RenderSettings
 
     try:  # the values are checked here, before any worker starts
         RenderSettings(threshold=args.threshold, opacity=args.opacity, smooth=args.smooth,
@@ -146,7 +146,7 @@ class Tally:
 
 def lock_out_dir(out_dir: Path) -> Any:
     """One batch at a time writes ``out_dir`` (another one's partial folders would look stale)."""
-    from realtime.sinks import check_output_path
+    from polyp_live.realtime.sinks import check_output_path
 
     check_output_path(out_dir, folder=True)
     handle = open(out_dir / ".polyp-batch.lock", "w")  # noqa: SIM115 - held for the whole run
@@ -159,7 +159,7 @@ def lock_out_dir(out_dir: Path) -> Any:
 
 
 def plan_from(args: argparse.Namespace) -> Any:
-    from realtime.batch_ray import ClusterPlan
+    from polyp_live.realtime.batch_ray import ClusterPlan
 
     return ClusterPlan(address=args.cluster, workers=args.workers, threads_per_task=args.threads_per_task,
                        gpus_per_task=args.gpus_per_task, max_retries=args.max_retries, debug=args.debug)
@@ -168,7 +168,7 @@ def plan_from(args: argparse.Namespace) -> Any:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.debug)
-    from realtime.batch_ray import import_ray
+    from polyp_live.realtime.batch_ray import import_ray
 
     import_ray()  # without Ray: one line saying how to install it, before any work
     jobs = collect_jobs(args.inputs)
@@ -183,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, jobs: list[VideoJob], bundle: Any, options: TaskOptions, out_dir: Path) -> int:
-    from realtime.batch_ray import run_batch
-    from train.progress import progress
+    from polyp_live.realtime.batch_ray import run_batch
+    from polyp_live.train.progress import progress
 
     if clear_partials(out_dir):
         logger.info("removed the partial outputs of an earlier, interrupted run")
@@ -213,5 +213,5 @@ def entry() -> None:
     sys.exit(run_cli(main, prog=PROG))
 
 
-if __name__ == "__main__":  # python -m realtime.batch_cli (same as the polyp-batch console script)
+if __name__ == "__main__":  # python -m polyp_live.realtime.batch_cli (same as the polyp-batch console script)
     entry()

@@ -7,7 +7,7 @@
 
 The viewer opens when a display is available (``QT_QPA_PLATFORM`` set, or ``DISPLAY`` /
 ``WAYLAND_DISPLAY``), PyQt6 is installed and its platform plugin loads (a child-process probe,
-:mod:`realtime.qt_probe`: when it does not, one warning line says why), unless ``--no-view``; otherwise the
+:mod:`polyp_live.realtime.qt_probe`: when it does not, one warning line says why), unless ``--no-view``; otherwise the
 run is headless. In the viewer, files play at their own frame rate (``--speed``, ``--fast``).
 A headless ``--input`` run with no ``--output``/``--jsonl``/``--masks`` says so, names the flags, and still
 processes the input to print the summary (a dry run that measures speed and finds polyp episodes).
@@ -29,25 +29,38 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from realtime.errors import OptionError, PipelineError, SourceError
-from realtime.network import RtspTransport
-from realtime.output_paths import (
+from polyp_live.realtime.errors import OptionError, PipelineError, SourceError
+from polyp_live.realtime.network import RtspTransport
+from polyp_live.realtime.output_paths import (
     check_distinct_outputs,
     check_output_path,
     check_segment_outputs,
     check_video_suffix,
     segment_path,
 )
-from realtime.pacing import PacedSource
-from realtime.pipeline import Pipeline, PipelineConfig
-from realtime.preview import PreviewSink, write_preview
-from realtime.recording import audio_warning
-from realtime.report import format_summary, input_warnings
-from realtime.settings import RenderSettings, SettingsBox
-from realtime.sinks import DEFAULT_PRESET, LIVE_PRESET, JsonlSink, MaskPngSink, SegmentedVideoSink, VideoWriterSink
-from realtime.sources import DEFAULT_RECONNECT_S, ImageFolderSource, VideoFileSource, locate_input, open_source
-from realtime.types import RunSummary
-from train.cli_utils import make_parser, number_arg, run_cli, setup_logging
+from polyp_live.realtime.pacing import PacedSource
+from polyp_live.realtime.pipeline import Pipeline, PipelineConfig
+from polyp_live.realtime.preview import PreviewSink, write_preview
+from polyp_live.realtime.recording import audio_warning
+from polyp_live.realtime.report import format_summary, input_warnings
+from polyp_live.realtime.settings import RenderSettings, SettingsBox
+from polyp_live.realtime.sinks import (
+    DEFAULT_PRESET,
+    LIVE_PRESET,
+    JsonlSink,
+    MaskPngSink,
+    SegmentedVideoSink,
+    VideoWriterSink,
+)
+from polyp_live.realtime.sources import (
+    DEFAULT_RECONNECT_S,
+    ImageFolderSource,
+    VideoFileSource,
+    locate_input,
+    open_source,
+)
+from polyp_live.realtime.types import RunSummary
+from polyp_live.train.cli_utils import make_parser, number_arg, run_cli, setup_logging
 
 PROG = "polyp-live"
 EXAMPLES = (
@@ -169,7 +182,7 @@ def display_available() -> bool:
 
 def viewer_starts() -> bool:
     """The Qt platform plugin loads (child-process probe); if not, one warning line and a headless run."""
-    from realtime.qt_probe import viewer_problem
+    from polyp_live.realtime.qt_probe import viewer_problem
 
     problem = viewer_problem()
     if problem is not None:
@@ -181,7 +194,7 @@ def viewer_starts() -> bool:
 def check_outputs(args: argparse.Namespace) -> None:
     """Every output path is writable and none is an input (video, model file, its sidecar) -- before anything
     is opened."""
-    from train.zoo import resolve_checkpoint
+    from polyp_live.train.zoo import resolve_checkpoint
 
     engine = resolve_checkpoint(args.engine)  # the file a run folder / stem / bundled name stands for
     source = locate_input(args.input) if args.input else None
@@ -263,7 +276,7 @@ def stop_on_signals(pipeline: Pipeline) -> Iterator[dict[str, bool]]:
 def run_headless(pipeline: Pipeline, total: int | None) -> RunSummary:
     """Drive the pipeline from this thread with a progress bar (a line every few seconds off a terminal);
     returns the summary."""
-    from train.progress import progress as progress_bar
+    from polyp_live.train.progress import progress as progress_bar
 
     with pipeline, progress_bar(total=total, unit="frame", desc=PROG, dynamic_ncols=True) as bar:
         for _ in pipeline:
@@ -293,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{PROG}: nothing will be written (add --output FILE.mp4, --jsonl FILE, --masks DIR or "  # noqa: T201
                   "--preview FILE.png); processing for the summary only", file=sys.stderr)
         settings = SettingsBox(render_settings(args, info.live))
-        from engines.registry import open_engine
+        from polyp_live.engines.registry import open_engine
 
         with open_engine(args.engine, backend=args.backend, batch=args.batch) as engine:
             return run(args, source, engine, settings, view)
@@ -315,7 +328,7 @@ def run(args: argparse.Namespace, source: Any, engine: Any, settings: SettingsBo
     with stop_on_signals(pipeline) as state:
         try:
             if view:
-                from realtime.viewer import run_viewer
+                from polyp_live.realtime.viewer import run_viewer
 
                 summary = run_viewer(pipeline, settings)
             else:
@@ -345,5 +358,5 @@ def entry() -> None:
     sys.exit(run_cli(main, prog=PROG))
 
 
-if __name__ == "__main__":  # python -m realtime.cli (same as the polyp-live console script)
+if __name__ == "__main__":  # python -m polyp_live.realtime.cli (same as the polyp-live console script)
     entry()

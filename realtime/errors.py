@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from train.errors import PolypLiveError
+from polyp_live.train.errors import PolypLiveError
 
 if TYPE_CHECKING:
-    from realtime.types import RunSummary
+    from polyp_live.realtime.types import RunSummary
 
 
 class SourceError(PolypLiveError):

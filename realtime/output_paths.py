@@ -1,6 +1,6 @@
 """Checks on output paths, made before anything is opened: writable, never an input, never each other.
 
-Every output is a local file (:func:`train.media_paths.local_path`; the MP4 writer hands FFmpeg
+Every output is a local file (:func:`polyp_live.train.media_paths.local_path`; the MP4 writer hands FFmpeg
 ``file:/abs/path``, so ``--output file:case.mp4`` is the file named ``file:case.mp4``, not ``case.mp4``).
 Two outputs that name the same file (``--output x.mp4 --jsonl x.mp4``, ``--jsonl x --stats x``, a file
 output that is the masks folder or one of its mask PNGs) would silently overwrite each other and are refused.
@@ -13,8 +13,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from realtime.errors import OutputError
-from train.media_paths import local_path, url_scheme
+from polyp_live.realtime.errors import OutputError
+from polyp_live.train.media_paths import local_path, url_scheme
 
 VIDEO_SUFFIX = ".mp4"  # what the H.264 writer produces; a name without a suffix (/dev/full, a FIFO) gets MP4 too
 MASK_PATTERN = re.compile(r"frame_\d{6,}\.png")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from realtime.types import Region
+from polyp_live.realtime.types import Region
 
 _HUD_FONT = cv2.FONT_HERSHEY_SIMPLEX
 

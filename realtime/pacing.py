@@ -60,7 +60,7 @@ class PacedSource:
         return frame
 
     def stop(self) -> None:
-        """The run is ending (:class:`realtime.ports.Source`): end a wait now and pass the stop on."""
+        """The run is ending (:class:`polyp_live.realtime.ports.Source`): end a wait now and pass the stop on."""
         self._stopped.set()
         self.source.stop()
 

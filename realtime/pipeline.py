@@ -9,7 +9,7 @@ Library use (no Qt needed)::
 
     summary = run_to_completion(source, engine, PipelineConfig(), sinks)   # the same, returning RunSummary
 
-Each stage runs in its own thread; stages are joined by bounded queues (see :mod:`realtime.queues`):
+Each stage runs in its own thread; stages are joined by bounded queues (see :mod:`polyp_live.realtime.queues`):
 
 FILE mode (no frame lost, written in order; a full queue blocks its producer = back-pressure)
 
@@ -60,15 +60,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from engines.base import Engine
-from realtime.errors import PipelineError
-from realtime.ports import Sink, Source, sink_files, sink_recorded, source_stale_dropped, source_startup_s
-from realtime.postprocess import TemporalSmoother
-from realtime.queues import EMPTY, END, LatestValue, PipelineQueues, StageQueue
-from realtime.settings import RenderSettings, SettingsBox
-from realtime.stages import hud_lines, inference_stage, overlay_stage, postprocess_stage, preprocess_stage
-from realtime.stats import DEFAULT_EPISODE_GAP_FRAMES, RunStats
-from realtime.types import (
+from polyp_live.engines.base import Engine
+from polyp_live.realtime.errors import PipelineError
+from polyp_live.realtime.ports import Sink, Source, sink_files, sink_recorded, source_stale_dropped, source_startup_s
+from polyp_live.realtime.postprocess import TemporalSmoother
+from polyp_live.realtime.queues import EMPTY, END, LatestValue, PipelineQueues, StageQueue
+from polyp_live.realtime.settings import RenderSettings, SettingsBox
+from polyp_live.realtime.stages import hud_lines, inference_stage, overlay_stage, postprocess_stage, preprocess_stage
+from polyp_live.realtime.stats import DEFAULT_EPISODE_GAP_FRAMES, RunStats
+from polyp_live.realtime.types import (
     Counts,
     Frame,
     FrameCounts,
@@ -86,7 +86,8 @@ logger = logging.getLogger(__name__)
 THREAD_PREFIX = "polyp-live-"
 MODEL_STAGES = ("preprocess", "inference", "postprocess")
 FRAME_STAGES = ("capture", "overlay", "output")
-DISPLAY_SINK = "display"  # the viewer's sink (realtime.viewer.QtDisplaySink.name): its drops are frames not painted
+# the viewer's sink (polyp_live.realtime.viewer.QtDisplaySink.name): its drops are frames not painted
+DISPLAY_SINK = "display"
 # Which latest-wins queues lose a taken frame for the outputs / for the model (the counters' balances,
 # types.FrameCounts); "inferences" loses a mask in live mode, "delivered" a result already written.
 OUTPUT_PATH = {RunMode.FILE: (), RunMode.LIVE: ("display", "results"),
@@ -507,7 +508,7 @@ class Pipeline:
         return tuple((name, n) for name, n in counts if n)
 
     def frame_counts(self) -> FrameCounts:
-        """Every frame counter of the run, defined once (:class:`~realtime.types.FrameCounts`); complete once
+        """Every frame counter of the run, defined once (:class:`~polyp_live.realtime.types.FrameCounts`); complete once
         the run has finished."""
         queues = {q.name: q.dropped for q in self._queues.values()} if self._queues is not None else {}
         out = self.stats.frames_out

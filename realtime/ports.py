@@ -1,7 +1,7 @@
 """What the pipeline needs of a source and of a sink, stated once as :class:`typing.Protocol` s.
 
-:class:`realtime.sources.Source` is the base class of the bundled sources and implements :class:`Source`;
-the bundled sinks (:mod:`realtime.sinks`, the viewer's display) derive from :class:`SinkBase` for the
+:class:`polyp_live.realtime.sources.Source` is the base class of the bundled sources and implements :class:`Source`;
+the bundled sinks (:mod:`polyp_live.realtime.sinks`, the viewer's display) derive from :class:`SinkBase` for the
 defaults of the parts most sinks do not need (no file written, nothing dropped). Anything else with these
 members works too (tests wrap sources, benchmarks add their own sinks).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from realtime.types import Frame, Result, SourceInfo
+from polyp_live.realtime.types import Frame, Result, SourceInfo
 
 
 class Source(Protocol):

@@ -9,15 +9,16 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from realtime.types import Region
-from train.preprocess import sigmoid
+from polyp_live.realtime.types import Region
+from polyp_live.train.preprocess import sigmoid
 
 
 class TemporalSmoother:
     """Exponential moving average of probability maps across frames: ``p = (1 - a) * new + a * previous``.
 
     ``factor`` ``a`` in [0, 1) comes with each map (the live setting, validated by
-    :class:`realtime.settings.RenderSettings`): 0 disables smoothing. The state resets when the map size changes.
+    :class:`polyp_live.realtime.settings.RenderSettings`): 0 disables smoothing. The state resets when the map size
+    changes.
     """
 
     def __init__(self) -> None:

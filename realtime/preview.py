@@ -4,7 +4,7 @@
 evenly over the run whatever its length: it keeps every k-th frame and doubles k whenever it holds
 ``4 * cells`` of them, so memory stays bounded. After the run, :func:`render_sheet` lays ``cells`` of them out
 in a grid, each with its timestamp, frame number and whether a polyp was found, under a title line, above a
-timeline of the polyp episodes and their list (from the run's :class:`~realtime.types.RunSummary`, the one
+timeline of the polyp episodes and their list (from the run's :class:`~polyp_live.realtime.types.RunSummary`, the one
 place episodes are computed). :func:`write_preview` writes the PNG.
 """
 
@@ -17,10 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from realtime.errors import OutputError
-from realtime.ports import SinkBase
-from realtime.report import format_time
-from realtime.types import Result, RunSummary
+from polyp_live.realtime.errors import OutputError
+from polyp_live.realtime.ports import SinkBase
+from polyp_live.realtime.report import format_time
+from polyp_live.realtime.types import Result, RunSummary
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """How the annotated MP4 survives a crash: fragmented while it is written, a regular MP4 once it is closed.
 
-While a run writes, :class:`realtime.sinks.VideoWriterSink` muxes a *fragmented* MP4 (``movflags
+While a run writes, :class:`polyp_live.realtime.sinks.VideoWriterSink` muxes a *fragmented* MP4 (``movflags
 frag_keyframe+empty_moov+default_base_moof``, FFmpeg's I/O flushed after every packet): the file starts with
 an empty index, and each keyframe -- forced at least every :data:`KEYFRAME_INTERVAL_S` of output time --
 starts a new self-contained fragment (``moof`` + ``mdat``) that reaches the disk as soon as it is complete.
@@ -30,7 +30,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from realtime.pipeline import THREAD_PREFIX
+from polyp_live.realtime.pipeline import THREAD_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def audio_streams(path: Path) -> int:
     """Audio streams in the local media file ``path`` (0 when it cannot be probed: the source says why)."""
     import av
 
-    from train.media_paths import ffmpeg_local
+    from polyp_live.train.media_paths import ffmpeg_local
 
     try:
         with av.open(ffmpeg_local(path)) as container:
@@ -105,7 +105,7 @@ def _copy_packets(src: Path, dst: Path) -> None:
     """Every packet of ``src``'s streams into ``dst`` unchanged (no decode, no encode), index first."""
     import av
 
-    from train.media_paths import ffmpeg_local
+    from polyp_live.train.media_paths import ffmpeg_local
 
     with av.open(ffmpeg_local(src)) as inp, \
             av.open(ffmpeg_local(dst), "w", format="mp4", options=dict(FINAL_OPTIONS)) as out:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from realtime.types import Counts, FrameCounts, Gap, RunMode, RunSummary, StopReason
+from polyp_live.realtime.types import Counts, FrameCounts, Gap, RunMode, RunSummary, StopReason
 
 MAX_GAP_LINES = 5  # the summary lists the first gaps one per line, then a count (--stats JSON holds them all)
 

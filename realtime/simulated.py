@@ -2,7 +2,7 @@
 
 Frames come at the camera's own rate whether or not anyone reads them (a slow reader skips indices), and
 scheduled outages behave as an unplugged device does (reads raise
-:class:`~realtime.errors.SourceDisconnected`), so the live pipeline, its drops and the reconnect path can be
+:class:`~polyp_live.realtime.errors.SourceDisconnected`), so the live pipeline, its drops and the reconnect path can be
 exercised on any machine.
 """
 
@@ -14,9 +14,9 @@ from fractions import Fraction
 import cv2
 import numpy as np
 
-from realtime.errors import SourceDisconnected, SourceError
-from realtime.sources import Source
-from realtime.types import Frame, SourceInfo
+from polyp_live.realtime.errors import SourceDisconnected, SourceError
+from polyp_live.realtime.sources import Source
+from polyp_live.realtime.types import Frame, SourceInfo
 
 
 class SimulatedCamera(Source):

@@ -19,19 +19,19 @@ from typing import Any
 import cv2
 import numpy as np
 
-from realtime.errors import OutputError
-from realtime.geometry import even_size, place
-from realtime.output_paths import check_output_path, check_video_suffix, mask_name, segment_path
-from realtime.ports import SinkBase
-from realtime.recording import (
+from polyp_live.realtime.errors import OutputError
+from polyp_live.realtime.geometry import even_size, place
+from polyp_live.realtime.output_paths import check_output_path, check_video_suffix, mask_name, segment_path
+from polyp_live.realtime.ports import SinkBase
+from polyp_live.realtime.recording import (
     FRAGMENTED_OPTIONS,
     KEYFRAME_INTERVAL_S,
     BackgroundFinalizer,
     finalize,
     keyframe_interval_frames,
 )
-from realtime.types import Gap, Result, SourceInfo
-from train.media_paths import ffmpeg_local
+from polyp_live.realtime.types import Gap, Result, SourceInfo
+from polyp_live.train.media_paths import ffmpeg_local
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +46,11 @@ class VideoWriterSink(SinkBase):
 
     Written as a fragmented MP4 (a fragment per keyframe, a keyframe at least every second of output time),
     so a SIGKILL or power cut loses at most the last fragment; :meth:`close` finalizes it into a regular
-    ``+faststart`` MP4, playable in browsers (:mod:`realtime.recording`; ``finalize=False`` keeps the fragments).
-    Frame rate and time base are the source's; each frame's pts is its source timestamp (relative to the
+    ``+faststart`` MP4, playable in browsers (:mod:`polyp_live.realtime.recording`; ``finalize=False`` keeps the
+    fragments). Frame rate and time base are the source's; each frame's pts is its source timestamp (relative to the
     first written frame), so variable frame rates and durations are kept. The size is the source's, odd sides
     padded to even with black (one warning says so); a frame of another size is scaled to fit, never cropped
-    (:mod:`realtime.geometry`).
+    (:mod:`polyp_live.realtime.geometry`).
     """
 
     name = "video"
@@ -138,7 +138,7 @@ class VideoWriterSink(SinkBase):
 
     @property
     def recorded(self) -> int:
-        """Frames written to the MP4 (the summary's "recorded", :func:`realtime.ports.sink_recorded`)."""
+        """Frames written to the MP4 (the summary's "recorded", :func:`polyp_live.realtime.ports.sink_recorded`)."""
         return self.frames
 
     def close(self) -> None:
@@ -162,7 +162,7 @@ class VideoWriterSink(SinkBase):
 
 class SegmentedVideoSink(SinkBase):
     """``--segment-minutes``: the annotated video as one MP4 per ``seconds`` of output time, ``rec_000.mp4``,
-    ``rec_001.mp4``, ... (:func:`realtime.output_paths.segment_path`).
+    ``rec_001.mp4``, ... (:func:`polyp_live.realtime.output_paths.segment_path`).
 
     A frame whose time (since the first frame) reaches the next multiple of ``seconds`` opens the next
     segment: each starts with a keyframe at its own t=0 and plays on its own; every frame goes to exactly
@@ -260,7 +260,7 @@ def gap_record(gap: Gap) -> dict[str, Any]:
 class JsonlSink(SinkBase):
     """One JSON object per line and frame; each line goes out in one ``write`` call, unbuffered,
     so a crash or kill never leaves a partial last line; a line cut short by a full disk is cut off again.
-    A gap in the input (:mod:`realtime.timebase`) is an event line (:func:`gap_record`) just before the
+    A gap in the input (:mod:`polyp_live.realtime.timebase`) is an event line (:func:`gap_record`) just before the
     frame after it, written in the same call."""
 
     name = "jsonl"

@@ -1,8 +1,8 @@
 """Where frames come from: capture devices (OpenCV V4L2), files and URLs (PyAV), image folders, a simulated camera.
 
-Every source yields :class:`~realtime.types.Frame` objects with an index, the stream timestamp and the
+Every source yields :class:`~polyp_live.realtime.types.Frame` objects with an index, the stream timestamp and the
 local capture time, and never makes up a frame: a read that fails is either skipped and counted
-(``decode_errors``, files) or raised (:class:`~realtime.errors.SourceDisconnected` for live sources, which
+(``decode_errors``, files) or raised (:class:`~polyp_live.realtime.errors.SourceDisconnected` for live sources, which
 :class:`ReconnectingSource` turns into a reconnect with back-off). ``read()`` returns ``None`` at the end.
 Verified in ``tests/test_realtime_sources.py`` (real CVC-ClinicDB clips, corrupt/truncated files, the
 simulated camera); the V4L2 path needs a camera and is checked here only for its error messages.
@@ -25,11 +25,18 @@ from typing import Any
 import cv2
 import numpy as np
 
-from realtime.errors import SourceDisconnected, SourceError
-from realtime.timebase import StreamClock
-from realtime.types import Frame, GapReason, SourceInfo
-from realtime.video_streams import expected_frames, main_video_stream, open_fifo, quarter_turns, sample_aspect, upright
-from train.media_paths import MediaLocation, UnsupportedUrl, locate
+from polyp_live.realtime.errors import SourceDisconnected, SourceError
+from polyp_live.realtime.timebase import StreamClock
+from polyp_live.realtime.types import Frame, GapReason, SourceInfo
+from polyp_live.realtime.video_streams import (
+    expected_frames,
+    main_video_stream,
+    open_fifo,
+    quarter_turns,
+    sample_aspect,
+    upright,
+)
+from polyp_live.train.media_paths import MediaLocation, UnsupportedUrl, locate
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +47,8 @@ DEFAULT_RECONNECT_S = 10.0  # --reconnect-seconds: how long a lost live source i
 
 
 class Source(ABC):
-    """Open, read frames until ``None``, close (:class:`realtime.ports.Source`). Usable as a context manager."""
+    """Open, read frames until ``None``, close (:class:`polyp_live.realtime.ports.Source`). Usable as a context
+    manager."""
 
     def __init__(self) -> None:
         self.decode_errors = 0
@@ -80,7 +88,8 @@ class Source(ABC):
 
 
 def locate_input(spec: str | Path | MediaLocation) -> MediaLocation:
-    """The input named ``spec`` (see :func:`train.media_paths.locate`), as a :class:`SourceError` if unusable."""
+    """The input named ``spec`` (see :func:`polyp_live.train.media_paths.locate`), as a :class:`SourceError` if
+    unusable."""
     if isinstance(spec, MediaLocation):
         return spec
     try:
@@ -99,7 +108,7 @@ class VideoFileSource(Source):
     def __init__(self, path: str | Path | MediaLocation, *, live: bool | None = None,
                  open_timeout_s: float = 10.0, options: dict[str, str] | None = None) -> None:
         super().__init__()
-        self.options = dict(options or {})  # demuxer / protocol options for av.open (realtime.network)
+        self.options = dict(options or {})  # demuxer / protocol options for av.open (polyp_live.realtime.network)
         self.location = locate_input(path)
         self.path = self.location.text
         self.url = self.location.url
@@ -488,12 +497,12 @@ def open_source(
     """A source for a CLI argument: a capture device, a URL, an image folder or a video file (not yet opened).
 
     ``live`` forces the mode (``--live`` / ``--no-live``; ``None``: the input's default); devices are live
-    and network streams (:mod:`realtime.network`) reconnect for up to ``reconnect_s`` seconds."""
+    and network streams (:mod:`polyp_live.realtime.network`) reconnect for up to ``reconnect_s`` seconds."""
     if device:
         return ReconnectingSource(CaptureDeviceSource(device_node(spec), resolution, fps), max_wait_s=reconnect_s)
     location = locate_input(spec)
     if location.url:
-        from realtime.network import NetworkSource
+        from polyp_live.realtime.network import NetworkSource
 
         network = NetworkSource(location, live=live, **({"rtsp_transport": rtsp_transport} if rtsp_transport else {}))
         return ReconnectingSource(network, max_wait_s=reconnect_s)

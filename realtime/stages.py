@@ -1,8 +1,8 @@
 """The pipeline's stage functions: pure, single-frame (or single-batch) and testable without threads.
 
-Preprocessing is only ever ``engine.prepare`` (which uses :mod:`train.preprocess`, on the CPU or, for
-GPU engines, on the device); postprocessing and drawing live in :mod:`realtime.postprocess` and
-:mod:`realtime.overlay`. The threads in :mod:`realtime.pipeline` call these and nothing else.
+Preprocessing is only ever ``engine.prepare`` (which uses :mod:`polyp_live.train.preprocess`, on the CPU or, for
+GPU engines, on the device); postprocessing and drawing live in :mod:`polyp_live.realtime.postprocess` and
+:mod:`polyp_live.realtime.overlay`. The threads in :mod:`polyp_live.realtime.pipeline` call these and nothing else.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engines.base import Engine
-from realtime.errors import PipelineError
-from realtime.overlay import draw_overlay
-from realtime.postprocess import TemporalSmoother, postprocess_logits
-from realtime.settings import RenderSettings
-from realtime.types import Batch, Frame, Inference, Prediction, Result, StageTimes
+from polyp_live.engines.base import Engine
+from polyp_live.realtime.errors import PipelineError
+from polyp_live.realtime.overlay import draw_overlay
+from polyp_live.realtime.postprocess import TemporalSmoother, postprocess_logits
+from polyp_live.realtime.settings import RenderSettings
+from polyp_live.realtime.types import Batch, Frame, Inference, Prediction, Result, StageTimes
 
 
 def preprocess_stage(engine: Engine, frames: Sequence[Frame]) -> Batch:

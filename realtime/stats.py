@@ -16,8 +16,8 @@ from dataclasses import fields
 
 import numpy as np
 
-from realtime.timebase import GAP_MIN_S
-from realtime.types import STAGES, Episode, LatencyStats, Result, StageTimes
+from polyp_live.realtime.timebase import GAP_MIN_S
+from polyp_live.realtime.types import STAGES, Episode, LatencyStats, Result, StageTimes
 
 DEFAULT_EPISODE_GAP_FRAMES = 5
 

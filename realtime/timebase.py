@@ -5,7 +5,7 @@ from it -- is the stream's own timestamp (pts x time base, so variable frame rat
 the first frame's: a stream that starts at 36000 s (an MPEG-TS from a running recorder) starts at 0.
 
 Where the stream clock is not to be trusted, :class:`StreamClock` re-bases it (the time base continues from
-the previous frame, never backward, never two frames at one time) and reports a :class:`~realtime.types.Gap`:
+the previous frame, never backward, never two frames at one time) and reports a :class:`~polyp_live.realtime.types.Gap`:
 
 * **files** (no arrival time): where the clock goes backward or stands still (MPEG-TS segments joined, a
   recorder restart) the frame is placed one nominal frame period after the previous one
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 
-from realtime.types import Gap, GapReason
+from polyp_live.realtime.types import Gap, GapReason
 
 logger = logging.getLogger(__name__)
 
@@ -127,9 +127,9 @@ class StreamClock:
 
 
 def merge_gaps(earlier: Gap | None, later: Gap | None) -> Gap | None:
-    """One gap for two: a source that discards frames (stale ones, realtime.network) keeps the gap of a discarded
-    frame for the next frame it hands out: ``pending = merge_gaps(pending, frame.gap)`` per discarded frame, then
-    ``replace(frame, gap=merge_gaps(pending, frame.gap))``. The merged gap starts where ``earlier`` did, ends at
+    """One gap for two: a source that discards frames (stale ones, polyp_live.realtime.network) keeps the gap of a
+    discarded frame for the next frame it hands out: ``pending = merge_gaps(pending, frame.gap)`` per discarded frame,
+    then ``replace(frame, gap=merge_gaps(pending, frame.gap))``. The merged gap starts where ``earlier`` did, ends at
     ``later`` and keeps the earlier (first) reason; stream jumps add up."""
     if earlier is None or later is None:
         return earlier or later

@@ -29,7 +29,7 @@ class _TextEnum(str, Enum):
 
 
 class RunMode(_TextEnum):
-    """How a run treats its frames (see :mod:`realtime.pipeline`)."""
+    """How a run treats its frames (see :mod:`polyp_live.realtime.pipeline`)."""
 
     FILE = "file"  # every frame, in order, back-pressure
     LIVE = "live"  # latest frame wins; shown at once with the newest mask
@@ -46,7 +46,8 @@ class StopReason(_TextEnum):
 
 
 class GapReason(_TextEnum):
-    """Why the timeline has a gap or was re-based before a frame (``Gap.reason``; see :mod:`realtime.timebase`)."""
+    """Why the timeline has a gap or was re-based before a frame (``Gap.reason``; see
+    :mod:`polyp_live.realtime.timebase`)."""
 
     CLOCK_JUMP = "clock jump"  # the stream clock went backward or away from the arrival times: re-based
     RECONNECT = "reconnect"  # the source was reopened after a disconnect: re-based on the arrival time
@@ -89,7 +90,8 @@ class Frame:
 
     index: int  # 0-based position in the source (counts frames read, dropped ones included)
     rgb: np.ndarray
-    source_ts: float  # seconds since the first frame (realtime.timebase): stream pts rebased, or the capture clock
+    # seconds since the first frame (polyp_live.realtime.timebase): stream pts rebased, or the capture clock
+    source_ts: float
     capture_time: float  # time.monotonic() when the frame left the source
     capture_s: float = 0.0  # how long reading/decoding it took
     gap: Gap | None = None  # the input broke off (or its clock was re-based) just before this frame
@@ -224,7 +226,7 @@ class LatencyStats:
 
 @dataclass(frozen=True)
 class Episode:
-    """One continuous appearance of a polyp (short gaps merged; see :mod:`realtime.stats`)."""
+    """One continuous appearance of a polyp (short gaps merged; see :mod:`polyp_live.realtime.stats`)."""
 
     start_index: int
     end_index: int  # inclusive
@@ -292,7 +294,7 @@ class RunSummary:
     expected_frames: int | None = None
     outputs: tuple[str, ...] = field(default_factory=tuple)
     counts: FrameCounts | None = None  # every frame counter, defined once (frames_in/out/dropped are from it)
-    gaps: tuple[Gap, ...] = ()  # where the input broke off or its clock was re-based (realtime.timebase)
+    gaps: tuple[Gap, ...] = ()  # where the input broke off or its clock was re-based (polyp_live.realtime.timebase)
     startup_s: float | None = None  # live source: from opening to its first fresh frame (None: not known)
     first_output_s: float | None = None  # from the start of the run to the first result written
 

@@ -39,11 +39,11 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from realtime.pipeline import Pipeline
-from realtime.ports import SinkBase
-from realtime.settings import SettingsBox
-from realtime.sinks import ToggleRecorder
-from realtime.types import Result, RunMode, RunSummary
+from polyp_live.realtime.pipeline import Pipeline
+from polyp_live.realtime.ports import SinkBase
+from polyp_live.realtime.settings import SettingsBox
+from polyp_live.realtime.sinks import ToggleRecorder
+from polyp_live.realtime.types import Result, RunMode, RunSummary
 
 logger = logging.getLogger(__name__)
 

@@ -36,10 +36,10 @@ def balanced_checkpoint(factory: pytest.TempPathFactory) -> Path:
     if key not in _MADE:
         import torch
 
-        from engines.parity import prepared_parity_batch, torch_reference_logits
-        from train.checkpoint import save_checkpoint
-        from train.contract import ModelContract
-        from train.variants import create_model
+        from polyp_live.engines.parity import prepared_parity_batch, torch_reference_logits
+        from polyp_live.train.checkpoint import save_checkpoint
+        from polyp_live.train.contract import ModelContract
+        from polyp_live.train.variants import create_model
 
         torch.manual_seed(1)
         model = create_model("atto").eval()
@@ -54,7 +54,7 @@ def balanced_checkpoint(factory: pytest.TempPathFactory) -> Path:
 
 def exported(factory: pytest.TempPathFactory, checkpoint: Path, precision: str = "fp32", **kwargs: object) -> Path:
     """``checkpoint`` exported to ONNX once (no parity here: the parity tests measure it on the engines)."""
-    from engines.onnx_export import export_onnx
+    from polyp_live.engines.onnx_export import export_onnx
 
     key = (str(checkpoint), precision, repr(sorted(kwargs.items())))
     if key not in _MADE:
@@ -65,7 +65,7 @@ def exported(factory: pytest.TempPathFactory, checkpoint: Path, precision: str =
 
 def built_engine(factory: pytest.TempPathFactory, checkpoint: Path, **kwargs: object) -> Path:
     """An FP16 TensorRT(-RTX) engine of ``checkpoint`` (64 MiB workspace), built once."""
-    from engines.tensorrt_build import build_engine
+    from polyp_live.engines.tensorrt_build import build_engine
 
     key = ("engine", str(checkpoint), repr(sorted(kwargs.items())))
     if key not in _MADE:
@@ -87,8 +87,8 @@ def qdq_onnx(factory: pytest.TempPathFactory, checkpoint: Path) -> Path:
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
-        from engines.parity import prepared_parity_batch
-        from train.checkpoint import read_checkpoint
+        from polyp_live.engines.parity import prepared_parity_batch
+        from polyp_live.train.checkpoint import read_checkpoint
 
         fp32 = exported(factory, checkpoint, "fp32", dynamic_batch=DYNAMIC_BATCH)
         batch, _ = prepared_parity_batch(read_checkpoint(checkpoint).contract, 4)
@@ -118,7 +118,7 @@ def qdq_onnx(factory: pytest.TempPathFactory, checkpoint: Path) -> Path:
 
 def built_qdq_engine(factory: pytest.TempPathFactory, checkpoint: Path) -> Path:
     """An INT8 TensorRT(-RTX) engine from :func:`qdq_onnx`, built once."""
-    from engines.tensorrt_build import build_engine
+    from polyp_live.engines.tensorrt_build import build_engine
 
     key = ("qdq-engine", str(checkpoint))
     if key not in _MADE:

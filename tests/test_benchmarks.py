@@ -13,7 +13,7 @@ import pytest
 
 from benchmarks import bench_engines, bench_live, bench_pipeline, plot
 from benchmarks.common import finite_positive, machine_tag
-from train.errors import PolypLiveError
+from polyp_live.train.errors import PolypLiveError
 
 MACHINE_FIELDS = ("hostname", "cpu", "cores", "gpu", "tag", "libraries", "command", "date_utc", "load_average_start")
 LIBRARIES = ("torch", "onnxruntime", "numpy", "opencv-python-headless", "av")

@@ -18,16 +18,16 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from calibration import pipeline
-from calibration.cli import main
-from calibration.frames import masked_frames
-from calibration.report import run_logits
-from engines.onnxruntime_backend import ort_session
+from polyp_live.calibration import pipeline
+from polyp_live.calibration.cli import main
+from polyp_live.calibration.frames import masked_frames
+from polyp_live.calibration.report import run_logits
+from polyp_live.engines.onnxruntime_backend import ort_session
+from polyp_live.train.cli_utils import run_cli
+from polyp_live.train.contract import ModelContract
+from polyp_live.train.preprocess import preprocess_batch
 from tests.conftest import KVASIR
 from tests.media import write_image_folder
-from train.cli_utils import run_cli
-from train.contract import ModelContract
-from train.preprocess import preprocess_batch
 
 SAMPLES = "16"
 FAST = ["--samples", SAMPLES, "--eval-samples", "6", "--latency-runs", "2", "--no-progress"]
@@ -84,7 +84,7 @@ def test_output_is_qdq_onnx_with_symmetric_int8_activations_for_tensorrt(calibra
 
 def test_tensorrt_target_follows_tensorrt_qdq_rules(calibrated: dict) -> None:
     """Quantized constants are INT8 weights of Conv/ConvTranspose/Gemm/MatMul only; biases stay float."""
-    from calibration.quantize import TENSORRT_OP_TYPES
+    from polyp_live.calibration.quantize import TENSORRT_OP_TYPES
 
     model = onnx.load(str(calibrated["out"]))
     inits = _initializers(model)
@@ -101,7 +101,7 @@ def test_tensorrt_target_follows_tensorrt_qdq_rules(calibrated: dict) -> None:
 def test_tensorrt_rtx_builds_an_int8_engine_from_the_qdq_model(calibrated: dict, tmp_path: Path) -> None:
     """TensorRT-RTX compiles for RTX targets without a GPU; running the engine needs one (not tested here)."""
     pytest.importorskip("tensorrt_rtx", reason="tensorrt_rtx is not installed")
-    from engines.tensorrt_build import build_engine
+    from polyp_live.engines.tensorrt_build import build_engine
 
     result = build_engine(calibrated["out"], tmp_path / "atto.int8.engine", flavour="tensorrt_rtx", progress=False)
     assert result.sidecar.precision == "int8" and result.plan_bytes > 0 and result.path.is_file()
@@ -132,7 +132,7 @@ def test_int8_agrees_with_fp32_on_held_out_real_frames(calibrated: dict, atto_ch
     image's median FP32 logit: half the pixels fall on each side, the hardest split for quantization
     noise, so 98% agreement there is a real statement about the INT8 model (not about the threshold).
     """
-    from engines.onnx_export import export_onnx
+    from polyp_live.engines.onnx_export import export_onnx
 
     fp32 = export_onnx(atto_checkpoint, tmp_path / "fp32.onnx", verify=False).path
     contract = ModelContract("atto", (64, 64))
@@ -178,8 +178,8 @@ def test_cache_reuse_skips_the_calibration_pass(calibrated: dict, monkeypatch: p
 def test_cache_of_another_model_is_refused(calibrated: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     import torch
 
-    from train.checkpoint import save_checkpoint
-    from train.variants import create_model
+    from polyp_live.train.checkpoint import save_checkpoint
+    from polyp_live.train.variants import create_model
 
     torch.manual_seed(1)
     other = save_checkpoint(tmp_path / "other", create_model("atto").eval(), ModelContract("atto", (64, 64)))

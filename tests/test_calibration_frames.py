@@ -11,22 +11,22 @@ import cv2
 import numpy as np
 import pytest
 
-from calibration.cache import CacheKey, load_cache, model_key, save_cache
-from calibration.errors import CalibrationError
-from calibration.frames import (
+from polyp_live.calibration.cache import CacheKey, load_cache, model_key, save_cache
+from polyp_live.calibration.errors import CalibrationError
+from polyp_live.calibration.frames import (
     DUPLICATE_DIFF,
     frames_from_images,
     frames_from_split,
     frames_from_video,
     masked_frames,
 )
-from calibration.layers import parse_keep_float, select_keep_float
-from calibration.quantize import TensorRanges
-from calibration.report import dice_iou
+from polyp_live.calibration.layers import parse_keep_float, select_keep_float
+from polyp_live.calibration.quantize import TensorRanges
+from polyp_live.calibration.report import dice_iou
+from polyp_live.train.contract import ModelContract
+from polyp_live.train.preprocess import preprocess, preprocess_batch
 from tests.conftest import KVASIR
 from tests.train_helpers import synthetic_dataset
-from train.contract import ModelContract
-from train.preprocess import preprocess, preprocess_batch
 
 CONTRACT = ModelContract("atto", (64, 64))
 
@@ -84,7 +84,7 @@ def test_video_near_duplicates_are_skipped() -> None:
 
 
 def test_split_source_uses_the_train_split_and_masks(pairs_dir: Path) -> None:
-    from train.data import find_pairs, make_split
+    from polyp_live.train.data import find_pairs, make_split
 
     split = make_split(find_pairs(pairs_dir), (0.6, 0.2, 0.2), 0)
     train = frames_from_split(pairs_dir, "train", None, 5, CONTRACT)
@@ -120,8 +120,8 @@ def test_missing_video_and_folder(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def prepared(atto_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from calibration.quantize import prepare_model
-    from engines.onnx_export import export_onnx
+    from polyp_live.calibration.quantize import prepare_model
+    from polyp_live.engines.onnx_export import export_onnx
 
     work = tmp_path_factory.mktemp("keepfloat")
     fp32 = export_onnx(atto_checkpoint, work / "fp32.onnx", verify=False).path
@@ -137,7 +137,7 @@ def exported(prepared: Path):
 
 def test_percentile_ranges_lie_inside_minmax_ranges(prepared: Path, pairs_dir: Path) -> None:
     """MinMax covers every value seen; the 99.999th percentile clips outliers, so it lies inside."""
-    from calibration.quantize import compute_ranges
+    from polyp_live.calibration.quantize import compute_ranges
 
     frames = frames_from_images(pairs_dir, 16, CONTRACT, seed=5).pixels()
     minmax = compute_ranges(prepared, frames, CONTRACT, "minmax", progress=False)
@@ -224,9 +224,9 @@ def test_dice_and_iou_by_hand() -> None:
 
 
 def test_data_split_calibrates_on_train_and_evaluates_on_val_with_masks(kvasir_dir: Path) -> None:
-    from calibration.pipeline import CalibrationConfig, SourceSpec, _split_frames
-    from train.data import load_split
-    from train.zoo import WEIGHTS_DIR
+    from polyp_live.calibration.pipeline import CalibrationConfig, SourceSpec, _split_frames
+    from polyp_live.train.data import load_split
+    from polyp_live.train.zoo import WEIGHTS_DIR
 
     split_file = WEIGHTS_DIR.parent / "splits" / "kvasir_seg_600_200.json"
     if not split_file.is_file():

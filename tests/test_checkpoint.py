@@ -11,14 +11,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from polyp_live.train.backbone_weights import convert_state_dict, load_backbone_weights
+from polyp_live.train.checkpoint import checkpoint_paths, load_checkpoint, read_checkpoint, save_checkpoint
+from polyp_live.train.contract import ModelContract
+from polyp_live.train.convnext import ConvNeXtEncoder
+from polyp_live.train.errors import CheckpointError
+from polyp_live.train.hashing import sha256_file
+from polyp_live.train.variants import VARIANTS, create_model
 from tests.train_helpers import torch_threads
-from train.backbone_weights import convert_state_dict, load_backbone_weights
-from train.checkpoint import checkpoint_paths, load_checkpoint, read_checkpoint, save_checkpoint
-from train.contract import ModelContract
-from train.convnext import ConvNeXtEncoder
-from train.errors import CheckpointError
-from train.hashing import sha256_file
-from train.variants import VARIANTS, create_model
 
 
 @pytest.fixture(autouse=True)

@@ -9,14 +9,14 @@ from collections.abc import Callable
 
 import pytest
 
-from calibration.cli import build_parser as calibrate_parser
-from engines.cli_export import build_parser as export_parser
-from realtime.batch_cli import build_parser as batch_parser
-from realtime.cli import build_parser as live_parser
-from train.checkpoint import read_checkpoint
-from train.cli_eval import build_parser as eval_parser
-from train.cli_train import build_parser as train_parser
-from train.zoo import resolve_bundled
+from polyp_live.calibration.cli import build_parser as calibrate_parser
+from polyp_live.engines.cli_export import build_parser as export_parser
+from polyp_live.realtime.batch_cli import build_parser as batch_parser
+from polyp_live.realtime.cli import build_parser as live_parser
+from polyp_live.train.checkpoint import read_checkpoint
+from polyp_live.train.cli_eval import build_parser as eval_parser
+from polyp_live.train.cli_train import build_parser as train_parser
+from polyp_live.train.zoo import resolve_bundled
 
 COMMANDS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "polyp-live": live_parser, "polyp-train": train_parser, "polyp-eval": eval_parser,

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from train.contract import CONTRACT_SCHEMA, ModelContract, check_input_size
-from train.errors import ContractError
+from polyp_live.train.contract import CONTRACT_SCHEMA, ModelContract, check_input_size
+from polyp_live.train.errors import ContractError
 
 
 def test_round_trip_keeps_every_field() -> None:

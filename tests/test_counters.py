@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from realtime.cli import build_parser
-from realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads
-from realtime.ports import SinkBase
-from realtime.report import format_summary
-from realtime.simulated import SimulatedCamera
-from realtime.sinks import JsonlSink, VideoWriterSink
-from realtime.sources import ReconnectingSource, VideoFileSource
-from realtime.types import FrameCounts, Result, RunSummary, StopReason
+from polyp_live.realtime.cli import build_parser
+from polyp_live.realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads
+from polyp_live.realtime.ports import SinkBase
+from polyp_live.realtime.report import format_summary
+from polyp_live.realtime.simulated import SimulatedCamera
+from polyp_live.realtime.sinks import JsonlSink, VideoWriterSink
+from polyp_live.realtime.sources import ReconnectingSource, VideoFileSource
+from polyp_live.realtime.types import FrameCounts, Result, RunSummary, StopReason
 from tests.fault_helpers import decode_all, read_jsonl
 from tests.realtime_fakes import BrightSpotEngine, write_disc_video
 

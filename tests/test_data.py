@@ -11,10 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import REPO
-from tests.train_helpers import synthetic_dataset
-from train.contract import ModelContract
-from train.data import (
+from polyp_live.train.contract import ModelContract
+from polyp_live.train.data import (
     find_pairs,
     load_cache,
     load_resized,
@@ -25,7 +23,9 @@ from train.data import (
     save_split,
     select,
 )
-from train.errors import DatasetError
+from polyp_live.train.errors import DatasetError
+from tests.conftest import REPO
+from tests.train_helpers import synthetic_dataset
 
 COMMITTED_SPLIT = REPO / "train" / "splits" / "kvasir_seg_600_200.json"
 

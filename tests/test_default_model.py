@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from polyp_live.train import cli_eval
+from polyp_live.train.checkpoint import read_checkpoint
+from polyp_live.train.zoo import resolve_bundled
 from tests.conftest import REPO
-from train import cli_eval
-from train.checkpoint import read_checkpoint
-from train.zoo import resolve_bundled
 
 SPLIT = REPO / "train" / "splits" / "kvasir_seg_600_200.json"
 

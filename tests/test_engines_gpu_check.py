@@ -1,4 +1,4 @@
-"""engines.gpu_check: a CPU dry run of the script, its no-GPU exit, and (on a GPU) the real check."""
+"""polyp_live.engines.gpu_check: a CPU dry run of the script, its no-GPU exit, and (on a GPU) the real check."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from engines.gpu_check import main
+from polyp_live.engines.gpu_check import main
+from polyp_live.train.devices import cuda_available
 from tests.engines_helpers import one_torch_thread  # noqa: F401  (fixture)
-from train.devices import cuda_available
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -36,7 +36,7 @@ def test_without_gpu_it_exits_2(tmp_path: Path) -> None:
 
 def test_engines_import_no_gui_video_or_realtime_modules() -> None:
     code = (
-        "import sys, engines.gpu_check, engines.registry, engines.cli_export\n"
+        "import sys, polyp_live.engines.gpu_check, polyp_live.engines.registry, polyp_live.engines.cli_export\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('realtime', 'calibration', 'av', 'PyQt6'))\n"
         "print(bad)\n"
         "sys.exit(1 if bad else 0)\n"

@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 import pytest
 
-from engines import registry
-from engines.errors import EngineError
-from engines.registry import open_engine
+from polyp_live.engines import registry
+from polyp_live.engines.errors import EngineError
+from polyp_live.engines.registry import open_engine
 from tests.engines_helpers import balanced_checkpoint, qdq_onnx
 
 

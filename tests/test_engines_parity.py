@@ -1,6 +1,6 @@
 """Every backend x precision gives the masks of PyTorch FP32 on the same real frames; the interface contract.
 
-Backends that cannot run here skip with the reason from :func:`engines.registry.available_backends`.
+Backends that cannot run here skip with the reason from :func:`polyp_live.engines.registry.available_backends`.
 Frames: Kvasir-SEG and CVC-ClinicDB images from ../shared/data (synthetic textured frames if absent).
 The checkpoint is PEFNet-atto at 64x64 with its head bias set so half the pixels are polyp.
 """
@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engines.base import Engine
-from engines.errors import EngineError
-from engines.parity import PARITY_THRESHOLDS, compare_logits, parity_frames, torch_reference_logits
-from engines.registry import available_backends, open_engine
+from polyp_live.engines.base import Engine
+from polyp_live.engines.errors import EngineError
+from polyp_live.engines.parity import PARITY_THRESHOLDS, compare_logits, parity_frames, torch_reference_logits
+from polyp_live.engines.registry import available_backends, open_engine
+from polyp_live.train.checkpoint import load_checkpoint
+from polyp_live.train.preprocess import preprocess_batch
 from tests.engines_helpers import (
     DYNAMIC_BATCH,
     balanced_checkpoint,
@@ -26,8 +28,6 @@ from tests.engines_helpers import (
     one_torch_thread,  # noqa: F401  (fixture)
     qdq_onnx,
 )
-from train.checkpoint import load_checkpoint
-from train.preprocess import preprocess_batch
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engines import registry
-from engines.errors import BackendUnavailableError, EngineError
-from engines.onnxruntime_backend import OnnxRuntimeEngine
-from engines.registry import SUFFIX_BACKENDS, open_engine, plan_engine, resolve_engine_path
+from polyp_live.engines import registry
+from polyp_live.engines.errors import BackendUnavailableError, EngineError
+from polyp_live.engines.onnxruntime_backend import OnnxRuntimeEngine
+from polyp_live.engines.registry import SUFFIX_BACKENDS, open_engine, plan_engine, resolve_engine_path
+from polyp_live.train.errors import CheckpointError
 from tests.engines_helpers import (
     exported,
     one_torch_thread,  # noqa: F401  (fixture)
 )
-from train.errors import CheckpointError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -57,7 +57,7 @@ def test_checkpoint_on_cpu_machine_goes_through_the_onnx_cache(
 def test_opening_a_checkpoint_hashes_its_weights_once(
     atto_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import train.checkpoint
+    import polyp_live.train.checkpoint
 
     monkeypatch.setenv("POLYP_LIVE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(registry, "cuda_available", lambda: False)
@@ -67,8 +67,8 @@ def test_opening_a_checkpoint_hashes_its_weights_once(
         hashed.append(Path(path))
         return real(path, chunk)
 
-    real = train.checkpoint.sha256_file
-    monkeypatch.setattr(train.checkpoint, "sha256_file", counting)
+    real = polyp_live.train.checkpoint.sha256_file
+    monkeypatch.setattr(polyp_live.train.checkpoint, "sha256_file", counting)
     with open_engine(atto_checkpoint, device="cpu", backend="onnxruntime"):  # companion check, cache miss, export
         pass
     assert hashed == [atto_checkpoint.with_suffix(".safetensors")]
@@ -103,7 +103,7 @@ def test_explicit_backends_and_conversions(atto_checkpoint: Path, tmp_path_facto
 
 
 def test_default_resolves_to_the_bundled_checkpoint() -> None:
-    from train.zoo import WEIGHTS_DIR
+    from polyp_live.train.zoo import WEIGHTS_DIR
 
     if not (WEIGHTS_DIR / "default.safetensors").is_file():
         with pytest.raises(CheckpointError, match="bundled model 'default' is missing"):

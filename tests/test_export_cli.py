@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from engines.cli_export import main, parse_dynamic_batch, parse_size
-from engines.errors import ExportError
-from engines.onnx_format import read_onnx_metadata
-from engines.sidecar import read_sidecar
+from polyp_live.engines.cli_export import main, parse_dynamic_batch, parse_size
+from polyp_live.engines.errors import ExportError
+from polyp_live.engines.onnx_format import read_onnx_metadata
+from polyp_live.engines.sidecar import read_sidecar
+from polyp_live.train.cli_utils import run_cli
 from tests.engines_helpers import (
     exported,
     one_torch_thread,  # noqa: F401  (fixture)
 )
-from train.cli_utils import run_cli
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -67,8 +67,8 @@ def test_bad_input_is_one_line(atto_checkpoint: Path, tmp_path: Path, capsys: py
     garbage.write_text("hello, I am not a model\n")
     _fails(["--format", "engine", "--onnx", str(garbage), "--out", out], capsys, "garbage.onnx")
     assert main(["--format", "onnx", "--out", out, "--no-verify"]) == 0  # no --checkpoint: the bundled model
-    from train.checkpoint import read_checkpoint
-    from train.zoo import resolve_bundled
+    from polyp_live.train.checkpoint import read_checkpoint
+    from polyp_live.train.zoo import resolve_bundled
 
     bundled = read_checkpoint(resolve_bundled("default")).contract
     assert read_onnx_metadata(Path(out)).contract == bundled
@@ -82,7 +82,7 @@ def test_parsers() -> None:
 
 
 def test_console_script_exit_code(tmp_path: Path) -> None:
-    code = "from engines.cli_export import entry; entry()"
+    code = "from polyp_live.engines.cli_export import entry; entry()"
     argv = ["--checkpoint", str(tmp_path / "absent.safetensors"), "--format", "onnx", "--out", str(tmp_path / "x.onnx")]
     proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2

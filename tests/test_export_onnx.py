@@ -9,12 +9,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from engines.errors import EngineError, ExportError
-from engines.onnx_export import export_onnx
-from engines.onnx_format import read_onnx_contract, read_onnx_metadata
+from polyp_live.engines.errors import EngineError, ExportError
+from polyp_live.engines.onnx_export import export_onnx
+from polyp_live.engines.onnx_format import read_onnx_contract, read_onnx_metadata
+from polyp_live.train.checkpoint import load_checkpoint
+from polyp_live.train.errors import ContractError
 from tests.engines_helpers import one_torch_thread  # noqa: F401  (fixture)
-from train.checkpoint import load_checkpoint
-from train.errors import ContractError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -106,7 +106,7 @@ def _insert_input_qdq(src: Path, dst: Path) -> None:
 
 
 def test_qdq_onnx_reads_as_int8_and_runs(atto_checkpoint: Path, tmp_path: Path) -> None:
-    from engines.registry import open_engine
+    from polyp_live.engines.registry import open_engine
 
     fp32 = export_onnx(atto_checkpoint, tmp_path / "f.onnx", verify=False).path
     qdq = tmp_path / "q.onnx"
@@ -128,9 +128,9 @@ FAMILY_VARIANTS = ["atto", "lite0", "lite0-nompe"]
 def test_every_encoder_family_exports_with_parity(variant: str, tmp_path: Path) -> None:
     import torch
 
-    from train.checkpoint import save_checkpoint
-    from train.contract import ModelContract
-    from train.variants import VARIANTS, create_model
+    from polyp_live.train.checkpoint import save_checkpoint
+    from polyp_live.train.contract import ModelContract
+    from polyp_live.train.variants import VARIANTS, create_model
 
     assert {VARIANTS[v].family for v in FAMILY_VARIANTS} == {s.family for s in VARIANTS.values()}
     torch.manual_seed(0)

@@ -31,8 +31,9 @@ from typing import Any
 import psutil
 import pytest
 
-from realtime import cli
-from realtime.recording import keyframe_interval_frames
+from polyp_live.realtime import cli
+from polyp_live.realtime.recording import keyframe_interval_frames
+from polyp_live.train.cli_utils import run_cli
 from tests.fault_helpers import (
     MAX_ENCODER_DELAY_FRAMES,
     EngineTap,
@@ -53,7 +54,6 @@ from tests.fault_helpers import (
     truncate_half,
 )
 from tests.realtime_fakes import BrightSpotEngine, write_disc_video
-from train.cli_utils import run_cli
 
 CLIP_NAME = "seq01"
 LONG_CLIP_FPS = 25
@@ -173,8 +173,8 @@ def missing_device(env: FaultEnv) -> list[str]:
 
 
 def _camera_run(env: FaultEnv, outage: tuple[float, float], max_wait_s: float, frames: int) -> list[str]:
-    from realtime.simulated import SimulatedCamera
-    from realtime.sources import ReconnectingSource
+    from polyp_live.realtime.simulated import SimulatedCamera
+    from polyp_live.realtime.sources import ReconnectingSource
 
     # the camera's clock starts at open(), before the engine loads (0.3-0.5 s on a loaded CI machine)
     env.camera = SimulatedCamera(30.0, 96, 64, frames=frames, outages=(outage,))
@@ -216,9 +216,10 @@ def plan_other_version(env: FaultEnv) -> list[str]:
 
 
 def plan_other_gpu(env: FaultEnv) -> list[str]:
-    from train.devices import GpuInfo
+    from polyp_live.train.devices import GpuInfo
 
-    env.monkeypatch.setattr("engines.tensorrt_backend.gpu_info", lambda index=0: GpuInfo(index, "NVIDIA H100", "sm90"))
+    env.monkeypatch.setattr("polyp_live.engines.tensorrt_backend.gpu_info",
+                            lambda index=0: GpuInfo(index, "NVIDIA H100", "sm90"))
     return env.engine_run(plan_with_sidecar(env.tmp, env.checkpoint, targets=("sm86",)))
 
 
@@ -242,9 +243,9 @@ def other_variant(env: FaultEnv) -> list[str]:
 
     import torch
 
-    from train.checkpoint import save_checkpoint
-    from train.contract import ModelContract
-    from train.variants import create_model
+    from polyp_live.train.checkpoint import save_checkpoint
+    from polyp_live.train.contract import ModelContract
+    from polyp_live.train.variants import create_model
 
     torch.manual_seed(0)
     weights = save_checkpoint(env.tmp / "femto", create_model("femto"), ModelContract("femto", (64, 64)))
@@ -463,9 +464,9 @@ def run_signal_row(row: FaultRow, env: FaultEnv) -> None:
 def run_results_never_taken(row: FaultRow, env: FaultEnv) -> None:
     """Live camera at 60 fps, a slow model and results nobody iterates: the run keeps going (drops counted),
     latency stays bounded, the recording is whole, shutdown is clean."""
-    from realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads
-    from realtime.simulated import SimulatedCamera
-    from realtime.sinks import LIVE_PRESET, JsonlSink, VideoWriterSink
+    from polyp_live.realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads
+    from polyp_live.realtime.simulated import SimulatedCamera
+    from polyp_live.realtime.sinks import LIVE_PRESET, JsonlSink, VideoWriterSink
 
     fps = 60.0
     env.camera = SimulatedCamera(fps, 160, 120, frames=90)
@@ -503,9 +504,10 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     import sys
 
     missing = tmp_path / "missing.mp4"
-    quiet = subprocess.run([sys.executable, "-m", "realtime.cli", "--input", str(missing), "--no-view"],
+    quiet = subprocess.run([sys.executable, "-m", "polyp_live.realtime.cli", "--input", str(missing), "--no-view"],
                            capture_output=True, text=True, timeout=60, env=headless_env())
-    loud = subprocess.run([sys.executable, "-m", "realtime.cli", "--input", str(missing), "--no-view", "--debug"],
+    loud = subprocess.run([sys.executable, "-m", "polyp_live.realtime.cli", "--input", str(missing), "--no-view",
+                           "--debug"],
                           capture_output=True, text=True, timeout=60, env=headless_env())
     assert quiet.returncode == 2 and quiet.stderr.strip() == f"polyp-live: error: input not found: {missing}"
     assert loud.returncode != 0 and "Traceback" in loud.stderr and "SourceError: input not found" in loud.stderr

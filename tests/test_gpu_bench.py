@@ -16,8 +16,8 @@ import pytest
 
 from benchmarks import gpu_bench, gpu_measure, gpu_report
 from benchmarks.common import finite_positive, machine_tag
+from polyp_live.train.errors import PolypLiveError
 from tests.conftest import REPO, SAMPLE_CLIP, need
-from train.errors import PolypLiveError
 
 
 def _blocked_imports(folder: Path) -> Path:
@@ -120,7 +120,7 @@ def test_plan_follows_the_default_contract() -> None:
 
 
 def test_refusals(tmp_path: Path) -> None:
-    from train.devices import cuda_available
+    from polyp_live.train.devices import cuda_available
 
     with pytest.raises(PolypLiveError, match="add --dry-run"):
         gpu_bench.main(["--device", "cpu", "--out", str(tmp_path)])

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from train.ema import ModelEMA
-from train.errors import PolypLiveError
-from train.losses import bce_dice_loss, dice_loss, get_loss, jaccard_loss
-from train.metrics import MetricAccumulator, per_image_scores
+from polyp_live.train.ema import ModelEMA
+from polyp_live.train.errors import PolypLiveError
+from polyp_live.train.losses import bce_dice_loss, dice_loss, get_loss, jaccard_loss
+from polyp_live.train.metrics import MetricAccumulator, per_image_scores
 
 # one 2x2 image: target [[1, 1], [0, 0]]
 TARGET = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
@@ -112,7 +112,7 @@ def test_ema_moves_toward_the_model() -> None:
 
 
 def test_structure_loss_ranks_predictions_and_weights_the_boundary() -> None:
-    from train.losses import structure_loss
+    from polyp_live.train.losses import structure_loss
 
     target = torch.zeros(2, 1, 64, 64)
     target[:, :, 16:48, 16:48] = 1.0
@@ -129,7 +129,7 @@ def test_structure_loss_ranks_predictions_and_weights_the_boundary() -> None:
 def test_box_mean_equals_the_square_average_pool() -> None:
     import torch.nn.functional as F
 
-    from train.losses import box_mean
+    from polyp_live.train.losses import box_mean
 
     x = (torch.rand(2, 1, 40, 52, generator=torch.Generator().manual_seed(0)) > 0.5).float()
     assert torch.allclose(box_mean(x, 31), F.avg_pool2d(x, 31, stride=1, padding=15), atol=1e-6)

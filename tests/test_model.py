@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from polyp_live.train.errors import UnknownVariantError
+from polyp_live.train.pefnet import MPEBlock, count_parameters, sinusoidal_embedding_2d
+from polyp_live.train.variants import VARIANTS, create_model
 from tests.train_helpers import torch_threads
-from train.errors import UnknownVariantError
-from train.pefnet import MPEBlock, count_parameters, sinusoidal_embedding_2d
-from train.variants import VARIANTS, create_model
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,5 @@
-"""Network streams as live sources (:mod:`realtime.network`): the scheme table, the stale-frame policy, and real
-sender processes on the loopback (``tests/stream_sender.py``: PyAV's muxer, x264 zerolatency, MPEG-TS over UDP
+"""Network streams as live sources (:mod:`polyp_live.realtime.network`): the scheme table, the stale-frame policy, and
+real sender processes on the loopback (``tests/stream_sender.py``: PyAV's muxer, x264 zerolatency, MPEG-TS over UDP
 or served over HTTP, paced in real time) feeding the real pipeline and the real ``polyp-live`` CLI.
 
 The loopback tests bound every wait with a deadline and poll (the machine is shared with a training job): they
@@ -27,8 +27,8 @@ from typing import Any
 import av
 import pytest
 
-from realtime.errors import SourceError
-from realtime.network import (
+from polyp_live.realtime.errors import SourceError
+from polyp_live.realtime.network import (
     LIVE_ALLOWANCE_PERIODS,
     STARTUP_MAX_S,
     LiveEdgePolicy,
@@ -38,11 +38,11 @@ from realtime.network import (
     demuxer_options,
     protocol_available,
 )
-from realtime.ports import SinkBase, source_stale_dropped, source_startup_s
-from realtime.simulated import SimulatedCamera
-from realtime.sources import ReconnectingSource, open_source
+from polyp_live.realtime.ports import SinkBase, source_stale_dropped, source_startup_s
+from polyp_live.realtime.simulated import SimulatedCamera
+from polyp_live.realtime.sources import ReconnectingSource, open_source
+from polyp_live.train.media_paths import LiveDefault, locate
 from tests.fault_helpers import ERROR_PREFIX, onnx_cache  # noqa: F401 - fixture
-from train.media_paths import LiveDefault, locate
 
 ROOT = Path(__file__).resolve().parents[1]
 PERIOD = 0.04  # the sample clip's 25 fps
@@ -104,7 +104,7 @@ def test_reconnect_logs_each_attempt_and_comes_back(caplog: pytest.LogCaptureFix
     camera = SimulatedCamera(fps=50.0, width=64, height=48, outages=((0.1, 0.4),))
     source = ReconnectingSource(camera, max_wait_s=5.0)
     source.open()
-    with caplog.at_level("WARNING", logger="realtime.sources"):
+    with caplog.at_level("WARNING", logger="polyp_live.realtime.sources"):
         frames = [source.read() for _ in range(40)]
     attempts = [r.getMessage() for r in caplog.records if "reconnect attempt" in r.getMessage()]
     assert len(attempts) >= 2 and "reconnect attempt 1, 0.0 s after the loss" in attempts[0]
@@ -114,7 +114,7 @@ def test_reconnect_logs_each_attempt_and_comes_back(caplog: pytest.LogCaptureFix
 @pytest.mark.parametrize("value", ["-1", "nan", "inf", "soon"])
 def test_reconnect_seconds_must_be_a_finite_non_negative_number(value: str,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    from realtime.cli import build_parser
+    from polyp_live.realtime.cli import build_parser
 
     with pytest.raises(SystemExit) as caught:
         build_parser().parse_args(["--input", "udp://127.0.0.1:5000", "--reconnect-seconds", value])
@@ -224,7 +224,8 @@ class CliRun:
     def __init__(self, tmp: Path, checkpoint: Path, url: str, *extra: str) -> None:
         self.mp4, self.jsonl, self.stderr = tmp / "rec.mp4", tmp / "rec.jsonl", tmp / "stderr.txt"
         self.stdout = tmp / "stdout.txt"
-        argv = [sys.executable, "-m", "realtime.cli", "--input", url, "--engine", str(checkpoint), "--no-view",
+        argv = [sys.executable, "-m", "polyp_live.realtime.cli", "--input", url, "--engine", str(checkpoint),
+                "--no-view",
                 "--output", str(self.mp4), "--jsonl", str(self.jsonl), *extra]
         env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")}
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
@@ -291,15 +292,15 @@ class FreshnessRecorder(SinkBase):
 
 @pytest.fixture(scope="module")
 def default_engine() -> Iterator[Any]:
-    from engines.registry import open_engine
+    from polyp_live.engines.registry import open_engine
 
     with open_engine("default") as engine:
         yield engine
 
 
 def test_udp_stream_is_live_and_its_first_shown_frame_is_fresh(tmp_path: Path, default_engine: Any) -> None:
-    from realtime.pipeline import Pipeline, PipelineConfig
-    from realtime.types import RunMode
+    from polyp_live.realtime.pipeline import Pipeline, PipelineConfig
+    from polyp_live.realtime.types import RunMode
 
     url = f"udp://127.0.0.1:{free_port(socket.SOCK_DGRAM)}"
     with stream_sender(url, tmp_path / "sender.txt"):

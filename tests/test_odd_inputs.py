@@ -32,7 +32,7 @@ def clip(tmp_path: Path) -> Path:
 def edited_onnx(checkpoint: Path, dst: Path, edit: Any) -> Path:
     import onnx
 
-    from engines.cache import cached_onnx
+    from polyp_live.engines.cache import cached_onnx
 
     model = onnx.load(str(cached_onnx(checkpoint)))
     edit(model)
@@ -53,7 +53,7 @@ def _rename(old: str, new: str) -> Any:
 
 
 def _contract_size(model: Any) -> None:
-    from engines.onnx_format import META_CONTRACT
+    from polyp_live.engines.onnx_format import META_CONTRACT
 
     for prop in model.metadata_props:
         if prop.key == META_CONTRACT:
@@ -123,8 +123,8 @@ def test_a_deeply_nested_sidecar_is_one_line(atto_checkpoint: Path, clip: Path, 
 
 
 def test_a_deeply_nested_onnx_contract_is_one_line() -> None:
-    from train.contract import ModelContract
-    from train.errors import ContractError
+    from polyp_live.train.contract import ModelContract
+    from polyp_live.train.errors import ContractError
 
     with pytest.raises(ContractError, match="nested too deeply"):
         ModelContract.from_json("[" * 100_000 + "]" * 100_000)
@@ -326,8 +326,8 @@ def test_a_one_pixel_high_input_is_written_and_only_real_outputs_are_claimed(tmp
 
 
 def test_a_summary_never_names_an_output_that_is_not_there(clip: Path, tmp_path: Path) -> None:
-    from realtime.pipeline import Pipeline, PipelineConfig
-    from realtime.ports import SinkBase
+    from polyp_live.realtime.pipeline import Pipeline, PipelineConfig
+    from polyp_live.realtime.ports import SinkBase
 
     class VanishingSink(SinkBase):
         name = "vanishing"
@@ -339,7 +339,7 @@ def test_a_summary_never_names_an_output_that_is_not_there(clip: Path, tmp_path:
         def close(self) -> None:
             pass
 
-    from realtime.sources import VideoFileSource
+    from polyp_live.realtime.sources import VideoFileSource
 
     pipeline = Pipeline(VideoFileSource(clip), BrightSpotEngine(64), PipelineConfig(deliver=False), [VanishingSink()])
     with pipeline:

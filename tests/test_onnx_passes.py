@@ -1,4 +1,5 @@
-"""engines.onnx_passes: the encoder's TensorFlow "same" Pads fold into their Convs, exactly, and nothing else does."""
+"""polyp_live.engines.onnx_passes: the encoder's TensorFlow "same" Pads fold into their Convs, exactly, and nothing else
+does."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from engines.onnx_export import export_onnx
-from engines.onnx_format import META_GRAPH_PASSES, read_onnx_props
-from engines.onnx_passes import GRAPH_PASSES, fold_pads_into_convs
+from polyp_live.engines.onnx_export import export_onnx
+from polyp_live.engines.onnx_format import META_GRAPH_PASSES, read_onnx_props
+from polyp_live.engines.onnx_passes import GRAPH_PASSES, fold_pads_into_convs
 from tests.engines_helpers import one_torch_thread  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -67,9 +68,9 @@ def test_pads_a_conv_cannot_absorb_stay(pads: list[int], fill: float, extra: boo
 def test_lite_export_has_no_pad_left_and_keeps_parity(tmp_path: Path) -> None:
     import torch
 
-    from train.checkpoint import save_checkpoint
-    from train.contract import ModelContract
-    from train.variants import create_model
+    from polyp_live.train.checkpoint import save_checkpoint
+    from polyp_live.train.contract import ModelContract
+    from polyp_live.train.variants import create_model
 
     torch.manual_seed(0)
     checkpoint = save_checkpoint(tmp_path / "lite0", create_model("lite0").eval(), ModelContract("lite0", (64, 64)))
@@ -86,7 +87,7 @@ def test_lite_export_has_no_pad_left_and_keeps_parity(tmp_path: Path) -> None:
 def test_cached_export_from_before_the_passes_is_exported_again(
     atto_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from engines.cache import cached_onnx
+    from polyp_live.engines.cache import cached_onnx
 
     monkeypatch.setenv("POLYP_LIVE_CACHE", str(tmp_path / "cache"))
     path = cached_onnx(atto_checkpoint)

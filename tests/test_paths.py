@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from polyp_live.train.media_paths import UnsupportedUrl, locate
 from tests.fault_helpers import check_message, decode_all, documented_rows, read_jsonl
 from tests.realtime_fakes import polyp_live, write_disc_video
-from train.media_paths import UnsupportedUrl, locate
 
 FRAMES = 12
 ROWS = {  # the rows of the fault table (docs/reliability.md) these tests cover, with their exit codes
@@ -78,8 +78,8 @@ def test_file_prefix_input_names_its_own_file(workdir: Path, fake_engine, capsys
 
 
 def test_calibration_reads_a_colon_name_as_a_local_file(workdir: Path) -> None:
-    from calibration.frames import frames_from_video
-    from train.contract import ModelContract
+    from polyp_live.calibration.frames import frames_from_video
+    from polyp_live.train.contract import ModelContract
 
     (workdir / "victim.mp4").rename(workdir / "colon:file.mp4")
     frames = frames_from_video("colon:file.mp4", 4, ModelContract("atto", (64, 64)))

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from polyp_live.train.contract import ModelContract
+from polyp_live.train.preprocess import preprocess, preprocess_batch, preprocess_torch, resize_weights
 from tests.conftest import CVC, HOLOHUB, KVASIR
 from tests.media import tissue_frames
-from train.contract import ModelContract
-from train.preprocess import preprocess, preprocess_batch, preprocess_torch, resize_weights
 
 
 def real_frames() -> list[np.ndarray]:

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from tests.train_helpers import torch_threads
-from train.efficientnet_lite import LITE_SCALING, EfficientNetLiteClassifier
-from train.errors import UnknownVariantError
-from train.pretrained import (
+from polyp_live.train.efficientnet_lite import LITE_SCALING, EfficientNetLiteClassifier
+from polyp_live.train.errors import UnknownVariantError
+from polyp_live.train.pretrained import (
     PRETRAINED,
     PretrainedSource,
     PretrainedWeightsError,
@@ -22,7 +21,8 @@ from train.pretrained import (
     load_pretrained_state,
     weights_file,
 )
-from train.variants import VARIANTS, create_model
+from polyp_live.train.variants import VARIANTS, create_model
+from tests.train_helpers import torch_threads
 
 # ImageNet-1k class 652 is "military uniform", the top-1 label of the Grace Hopper portrait
 # (matplotlib's sample data) for every well-trained ImageNet classifier.

@@ -12,12 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime import cli
-from realtime.preview import COLUMNS, ROWS, THUMB_WIDTH, PreviewSink, _episode_lines
-from realtime.types import Episode
+from polyp_live.realtime import cli
+from polyp_live.realtime.preview import COLUMNS, ROWS, THUMB_WIDTH, PreviewSink, _episode_lines
+from polyp_live.realtime.types import Episode
+from polyp_live.train.cli_utils import run_cli
 from tests.conftest import REPO
 from tests.realtime_fakes import BrightSpotEngine, write_disc_video
-from train.cli_utils import run_cli
 
 CVC_SAMPLE = REPO / "samples" / "cvc_clinicdb_seq01-09.mp4"
 
@@ -50,7 +50,7 @@ def test_episode_list_is_capped() -> None:
 
 
 def test_cli_writes_the_sheet_with_masks_drawn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    monkeypatch.setattr("engines.registry.open_engine", lambda *a, **k: BrightSpotEngine(64))
+    monkeypatch.setattr("polyp_live.engines.registry.open_engine", lambda *a, **k: BrightSpotEngine(64))
     clip = write_disc_video(tmp_path / "in.mp4", 30, height=96, width=128)
     sheet_path = tmp_path / "sheet.png"
     code = run_cli(cli.main, ["--input", str(clip), "--preview", str(sheet_path), "--stats", str(tmp_path / "s.json"),

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from polyp_live.train import progress as progress_module
+from polyp_live.train.progress import LineProgress, progress
 from tests.conftest import REPO
 from tests.realtime_fakes import write_disc_video
-from train import progress as progress_module
-from train.progress import LineProgress, progress
 
 
 def test_off_a_terminal_lines_replace_the_bar(monkeypatch: pytest.MonkeyPatch,
@@ -55,10 +55,10 @@ def test_quiet_and_terminal_modes(monkeypatch: pytest.MonkeyPatch, caplog: pytes
 def test_polyp_live_on_a_pipe_writes_lines_not_carriage_returns(tmp_path: Path) -> None:
     clip = write_disc_video(tmp_path / "in.mp4", 20)
     script = ("import sys\n"
-              "import engines.registry as r\n"
+              "import polyp_live.engines.registry as r\n"
               "from tests.realtime_fakes import BrightSpotEngine\n"
               "r.open_engine = lambda *a, **k: BrightSpotEngine(64)\n"
-              "from realtime.cli import entry\n"
+              "from polyp_live.realtime.cli import entry\n"
               "sys.argv[0] = 'polyp-live'\n"
               "entry()\n")
     proc = subprocess.run([sys.executable, "-c", script, "--input", str(clip), "--jsonl", str(tmp_path / "o.jsonl"),

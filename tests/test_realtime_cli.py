@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from realtime import cli
+from polyp_live.realtime import cli
+from polyp_live.train.cli_utils import run_cli
 from tests.conftest import SAMPLE_CLIP
 from tests.realtime_fakes import BrightSpotEngine, probe, write_disc_video
-from train.cli_utils import run_cli
 
 HEADLESS_ENV = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")}
 
@@ -31,7 +31,7 @@ def polyp_live(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int
 @pytest.fixture
 def fake_engine(monkeypatch: pytest.MonkeyPatch) -> BrightSpotEngine:
     engine = BrightSpotEngine(64, max_batch=4, preferred_batch=2)
-    monkeypatch.setattr("engines.registry.open_engine", lambda *a, **k: engine)
+    monkeypatch.setattr("polyp_live.engines.registry.open_engine", lambda *a, **k: engine)
     return engine
 
 
@@ -172,7 +172,7 @@ def test_sigterm_stops_cleanly_in_process(tmp_path: Path, monkeypatch, capsys) -
     import threading
 
     engine = BrightSpotEngine(64, delay_s=0.01)
-    monkeypatch.setattr("engines.registry.open_engine", lambda *a, **k: engine)
+    monkeypatch.setattr("polyp_live.engines.registry.open_engine", lambda *a, **k: engine)
     clip = write_disc_video(tmp_path / "long.mp4", 400)
     jsonl, out = tmp_path / "t.jsonl", tmp_path / "t.mp4"
 

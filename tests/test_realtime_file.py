@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.errors import PipelineError
-from realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads, run_to_completion
-from realtime.ports import SinkBase
-from realtime.sinks import JsonlSink, MaskPngSink, VideoWriterSink
-from realtime.sources import ImageFolderSource, VideoFileSource
+from polyp_live.realtime.errors import PipelineError
+from polyp_live.realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads, run_to_completion
+from polyp_live.realtime.ports import SinkBase
+from polyp_live.realtime.sinks import JsonlSink, MaskPngSink, VideoWriterSink
+from polyp_live.realtime.sources import ImageFolderSource, VideoFileSource
 from tests.conftest import SAMPLE_CLIP
 from tests.fault_helpers import read_jsonl
 from tests.realtime_fakes import BrightSpotEngine, FailingSource, disc_center, probe, write_disc_video
@@ -204,7 +204,7 @@ def test_stop_before_the_input_ended_is_a_user_stop(tmp_path: Path) -> None:
 
 
 def test_the_pipeline_decides_its_mode_once_and_takes_sinks_only_before_start(tmp_path: Path) -> None:
-    from realtime.types import RunMode
+    from polyp_live.realtime.types import RunMode
 
     clip = write_disc_video(tmp_path / "in.mp4", 6)
     source = VideoFileSource(clip)

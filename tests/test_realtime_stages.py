@@ -8,16 +8,16 @@ import time
 import numpy as np
 import pytest
 
-import realtime.stats as stats_module
-from realtime.overlay import draw_overlay
-from realtime.postprocess import TemporalSmoother, find_regions, postprocess_logits
-from realtime.queues import EMPTY, END, BlockingQueue, LatestQueue
-from realtime.report import format_summary, input_warnings
-from realtime.settings import RenderSettings, SettingsBox
-from realtime.sinks import result_record
-from realtime.stages import inference_stage, overlay_stage, postprocess_stage, preprocess_stage
-from realtime.stats import find_episodes, latency_stats
-from realtime.types import Frame, Prediction, Region, Result, StageTimes
+import polyp_live.realtime.stats as stats_module
+from polyp_live.realtime.overlay import draw_overlay
+from polyp_live.realtime.postprocess import TemporalSmoother, find_regions, postprocess_logits
+from polyp_live.realtime.queues import EMPTY, END, BlockingQueue, LatestQueue
+from polyp_live.realtime.report import format_summary, input_warnings
+from polyp_live.realtime.settings import RenderSettings, SettingsBox
+from polyp_live.realtime.sinks import result_record
+from polyp_live.realtime.stages import inference_stage, overlay_stage, postprocess_stage, preprocess_stage
+from polyp_live.realtime.stats import find_episodes, latency_stats
+from polyp_live.realtime.types import Frame, Prediction, Region, Result, StageTimes
 from tests.realtime_fakes import BrightSpotEngine, disc_frame
 
 
@@ -190,7 +190,7 @@ def test_settings_box_swaps_validated_frozen_settings() -> None:
 
 
 def test_summary_text_and_truncation_warning() -> None:
-    from realtime.types import Episode, LatencyStats, RunSummary
+    from polyp_live.realtime.types import Episode, LatencyStats, RunSummary
 
     summary = RunSummary(
         source="a.mp4", mode="file", engine="fake", backend="fake", precision="fp32", device="cpu", frames_in=10,

@@ -1,4 +1,5 @@
-"""Crash-safe recordings (:mod:`realtime.recording`), ``--segment-minutes`` and odd frame sizes, through real runs.
+"""Crash-safe recordings (:mod:`polyp_live.realtime.recording`), ``--segment-minutes`` and odd frame sizes, through real
+runs.
 
 SIGKILL lands at a random moment (seeded; the seed is in every failure message) of a real ``polyp-live``
 process -- a file run on the shipped CVC-ClinicDB clip and a live run on the simulated camera -- with a
@@ -23,10 +24,10 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.output_paths import segment_path
-from realtime.recording import finalizing_path, keyframe_interval_frames
-from realtime.sinks import VideoWriterSink
-from realtime.types import Frame, Result, SourceInfo, StageTimes
+from polyp_live.realtime.output_paths import segment_path
+from polyp_live.realtime.recording import finalizing_path, keyframe_interval_frames
+from polyp_live.realtime.sinks import VideoWriterSink
+from polyp_live.realtime.types import Frame, Result, SourceInfo, StageTimes
 from tests.fault_helpers import (
     MAX_ENCODER_DELAY_FRAMES,
     check_message,
@@ -46,8 +47,8 @@ RUN_TIMEOUT_S = 90.0
 LIVE_RUN = (
     "import sys\n"
     "from realtime import cli\n"
-    "from realtime.sources import ReconnectingSource\n"
-    "from realtime.simulated import SimulatedCamera\n"
+    "from polyp_live.realtime.sources import ReconnectingSource\n"
+    "from polyp_live.realtime.simulated import SimulatedCamera\n"
     f"camera = SimulatedCamera({LIVE_FPS}, 320, 240)\n"
     "cli.open_source = lambda *a, **k: ReconnectingSource(camera)\n"
     "sys.argv[0] = 'polyp-live'\n"
@@ -102,7 +103,7 @@ def test_sigkill_at_a_random_moment_of_a_file_run(tmp_path: Path, atto_checkpoin
     lines = random.Random(seed).randint(60, 170)  # the clip has 199 frames
     why = f"seed {seed}: killed after {lines} JSONL lines"
     mp4, jsonl = tmp_path / "x.mp4", tmp_path / "x.jsonl"
-    done = kill_when([sys.executable, "-m", "realtime.cli", "--input", str(CVC_SAMPLE), "--output", str(mp4),
+    done = kill_when([sys.executable, "-m", "polyp_live.realtime.cli", "--input", str(CVC_SAMPLE), "--output", str(mp4),
                       "--jsonl", str(jsonl), "--no-view", "--batch", "1", "--engine", str(atto_checkpoint)],
                      jsonl, lines)
     assert done.returncode == -signal.SIGKILL and "Traceback" not in done.stderr, done.stderr[-2000:]
@@ -155,7 +156,7 @@ def test_a_failed_finalize_keeps_the_fragmented_file(tmp_path: Path, monkeypatch
         dst.write_bytes(b"partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("realtime.recording._copy_packets", disk_full)
+    monkeypatch.setattr("polyp_live.realtime.recording._copy_packets", disk_full)
     path = tmp_path / "rec.mp4"
     sink = VideoWriterSink(path, SourceInfo("synthetic", 128, 96, 25.0, False))
     for i in range(30):
@@ -270,9 +271,9 @@ def test_audio_in_the_input_is_said_to_be_dropped_once(tmp_path: Path, fake_engi
 def test_a_segment_cut_never_waits_for_finalizing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A cut hands the closed segment to the finalizer thread: the output thread (live video) goes on at once,
     however slow the disk; close() waits until every segment is a regular MP4."""
-    from realtime import recording
-    from realtime.pipeline import pipeline_threads
-    from realtime.sinks import SegmentedVideoSink
+    from polyp_live.realtime import recording
+    from polyp_live.realtime.pipeline import pipeline_threads
+    from polyp_live.realtime.sinks import SegmentedVideoSink
 
     copy = recording._copy_packets
 

@@ -1,4 +1,4 @@
-"""One checkpoint resolver for every command (train.zoo.resolve_checkpoint): bundled name, run folder -> its
+"""One checkpoint resolver for every command (polyp_live.train.zoo.resolve_checkpoint): bundled name, run folder -> its
 best, stem, ``.safetensors``, ``.json``; a resume state passed as a model says what it is and what to pass."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from engines.registry import resolve_engine_path
-from realtime import cli as live_cli
-from train import cli_eval
-from train.cli_utils import run_cli
-from train.errors import CheckpointError
-from train.zoo import WEIGHTS_DIR, resolve_checkpoint
+from polyp_live.engines.registry import resolve_engine_path
+from polyp_live.realtime import cli as live_cli
+from polyp_live.train import cli_eval
+from polyp_live.train.cli_utils import run_cli
+from polyp_live.train.errors import CheckpointError
+from polyp_live.train.zoo import WEIGHTS_DIR, resolve_checkpoint
 
 
 @pytest.fixture

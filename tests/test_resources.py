@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engines.cache import PARTIAL_SUFFIX, cached_onnx, remove_stale_partials
+from polyp_live.engines.cache import PARTIAL_SUFFIX, cached_onnx, remove_stale_partials
 from tests.fault_helpers import check_message, documented_rows, onnx_cache  # noqa: F401 - fixture
 from tests.realtime_fakes import polyp_live, write_disc_video
 
@@ -52,7 +52,7 @@ def test_partial_exports_of_dead_processes_are_removed(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("onnx_cache")
 def test_the_next_export_cleans_up_after_a_killed_one(atto_checkpoint: Path) -> None:
-    from engines.cache import cache_dir
+    from polyp_live.engines.cache import cache_dir
 
     folder = cache_dir() / "onnx"
     stale = folder / f"killed-96x96-fp32.{dead_pid()}{PARTIAL_SUFFIX}"

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from realtime import cli
+from polyp_live.realtime import cli
+from polyp_live.train.cli_utils import run_cli
 from tests.conftest import REPO
 from tests.fault_helpers import check_message, onnx_cache, plan_with_sidecar  # noqa: F401 - fixture
-from train.cli_utils import run_cli
 
 PACKAGES = ("train", "engines", "realtime", "calibration")
 SCRIPTS = ("benchmarks", "tests")
@@ -52,7 +52,7 @@ def no_engine(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         opened.append(args)
         raise AssertionError("an engine was opened although the command should have been refused first")
 
-    monkeypatch.setattr("engines.registry.open_engine", refuse)
+    monkeypatch.setattr("polyp_live.engines.registry.open_engine", refuse)
     return opened
 
 
@@ -163,8 +163,8 @@ def test_malformed_engine_sidecar_is_refused(case: str, edit: Callable[[dict[str
 def test_onnx_with_a_tampered_contract_is_refused(atto_checkpoint: Path, clip: Path, tmp_path: Path, capsys) -> None:
     import onnx
 
-    from engines.cache import cached_onnx
-    from engines.onnx_format import META_CONTRACT
+    from polyp_live.engines.cache import cached_onnx
+    from polyp_live.engines.onnx_format import META_CONTRACT
 
     model = onnx.load(str(cached_onnx(atto_checkpoint)))
     for prop in model.metadata_props:

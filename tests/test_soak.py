@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from benchmarks import soak
-from engines.base import Engine, EngineInfo
-from realtime.pipeline import pipeline_threads
-from train.contract import ModelContract
+from polyp_live.engines.base import Engine, EngineInfo
+from polyp_live.realtime.pipeline import pipeline_threads
+from polyp_live.train.contract import ModelContract
 
 
 class FixedLatencyEngine(Engine):

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from engines import tensorrt_backend
-from engines.errors import BackendUnavailableError, EngineError, EngineMismatchError
-from engines.registry import open_engine
-from engines.sidecar import read_sidecar, sidecar_path
+from polyp_live.engines import tensorrt_backend
+from polyp_live.engines.errors import BackendUnavailableError, EngineError, EngineMismatchError
+from polyp_live.engines.registry import open_engine
+from polyp_live.engines.sidecar import read_sidecar, sidecar_path
+from polyp_live.train.devices import GpuInfo
+from polyp_live.train.hashing import sha256_file
 from tests.engines_helpers import (
     DYNAMIC_BATCH,
     balanced_checkpoint,
@@ -28,8 +30,6 @@ from tests.engines_helpers import (
     exported,
     one_torch_thread,  # noqa: F401  (fixture)
 )
-from train.devices import GpuInfo
-from train.hashing import sha256_file
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -69,7 +69,7 @@ def test_without_gpu_the_plan_cannot_be_deserialized(engine_path: Path) -> None:
     """Documents the limit: TensorRT-RTX checks the header magic, then needs CUDA for anything else."""
     if tensorrt_backend.cuda_available():
         pytest.skip("a GPU is present; the runtime is tested by the parity suite")
-    from engines.trt_flavours import make_logger
+    from polyp_live.engines.trt_flavours import make_logger
 
     runtime = trt.Runtime(make_logger(trt, "INTERNAL_ERROR"))
     assert runtime.deserialize_cuda_engine(engine_path.read_bytes()) is None
@@ -142,7 +142,7 @@ def test_missing_sidecar_and_random_bytes(tmp_path: Path) -> None:
 
 def test_build_options_and_errors(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
                                   caplog: pytest.LogCaptureFixture) -> None:
-    from engines.tensorrt_build import build_engine
+    from polyp_live.engines.tensorrt_build import build_engine
 
     onnx_path = exported(tmp_path_factory, balanced_checkpoint(tmp_path_factory), "fp16", dynamic_batch=DYNAMIC_BATCH)
     with pytest.raises(BackendUnavailableError, match="cannot target sm70"):
@@ -158,7 +158,7 @@ def test_build_options_and_errors(tmp_path_factory: pytest.TempPathFactory, tmp_
 
 def test_full_tensorrt_cannot_build_without_gpu(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from engines import tensorrt_build
+    from polyp_live.engines import tensorrt_build
 
     onnx_path = exported(tmp_path_factory, balanced_checkpoint(tmp_path_factory), "fp16", dynamic_batch=DYNAMIC_BATCH)
     monkeypatch.setitem(sys.modules, "tensorrt", None)
@@ -171,7 +171,7 @@ def test_full_tensorrt_cannot_build_without_gpu(tmp_path_factory: pytest.TempPat
 
 
 def _fake_full_trt() -> tuple[object, object]:
-    from engines.trt_flavours import FLAVOURS
+    from polyp_live.engines.trt_flavours import FLAVOURS
 
     return FLAVOURS["tensorrt"], trt  # the RTX module stands in; the GPU check comes first
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import av
 import pytest
 
-from realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads
-from realtime.ports import SinkBase
-from realtime.report import format_summary
-from realtime.sinks import JsonlSink, VideoWriterSink
-from realtime.sources import ReconnectingSource, Source, VideoFileSource
-from realtime.timebase import CLOCK_TOLERANCE_S, GAP_MIN_S, MPEG_TS_WRAP_S, StreamClock, merge_gaps
-from realtime.types import Frame, Gap, GapReason, Result, SourceInfo
+from polyp_live.realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads
+from polyp_live.realtime.ports import SinkBase
+from polyp_live.realtime.report import format_summary
+from polyp_live.realtime.sinks import JsonlSink, VideoWriterSink
+from polyp_live.realtime.sources import ReconnectingSource, Source, VideoFileSource
+from polyp_live.realtime.timebase import CLOCK_TOLERANCE_S, GAP_MIN_S, MPEG_TS_WRAP_S, StreamClock, merge_gaps
+from polyp_live.realtime.types import Frame, Gap, GapReason, Result, SourceInfo
 from tests.fault_helpers import read_jsonl
 from tests.realtime_fakes import BrightSpotEngine, disc_frame, ts_segment
 

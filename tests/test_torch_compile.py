@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engines.errors import EngineError
-from engines.parity import compare_logits, parity_frames
-from engines.registry import open_engine
+from polyp_live.engines.errors import EngineError
+from polyp_live.engines.parity import compare_logits, parity_frames
+from polyp_live.engines.registry import open_engine
+from polyp_live.train.devices import cuda_available
 from tests.engines_helpers import balanced_checkpoint, one_torch_thread  # noqa: F401  (fixture)
-from train.devices import cuda_available
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -38,7 +38,7 @@ def test_compile_warms_up_at_load_and_keeps_the_masks(checkpoint: Path, caplog: 
     frames, _ = parity_frames(4)
     with open_engine(checkpoint, backend="torch", device="cpu", batch=2, warmup=False) as eager:
         reference = eager.infer_frames(frames)
-    with caplog.at_level(logging.INFO, logger="engines.torch_backend"):
+    with caplog.at_level(logging.INFO, logger="polyp_live.engines.torch_backend"):
         engine = open_engine(checkpoint, backend="torch", device="cpu", batch=2, compile="default",
                              compile_backend="eager")
     load_lines = [r.getMessage() for r in caplog.records if "at load" in r.getMessage()]
@@ -46,7 +46,7 @@ def test_compile_warms_up_at_load_and_keeps_the_masks(checkpoint: Path, caplog: 
     assert list(engine.compile_seconds) == [1] and engine.compile_seconds[1] >= 0
     assert "compile=default (eager)" in engine.describe()
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="engines.torch_backend"):
+    with caplog.at_level(logging.INFO, logger="polyp_live.engines.torch_backend"):
         got = engine.infer_frames(frames)  # batches of 2: the second batch size compiles on its first call
         engine.infer_frames(frames)
     assert sorted(engine.compile_seconds) == [1, 2]

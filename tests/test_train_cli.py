@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from polyp_live.train.checkpoint import load_checkpoint, read_checkpoint
+from polyp_live.train.cli_train import main as train_main
+from polyp_live.train.cli_utils import run_cli
 from tests.train_helpers import small_dataset, torch_threads
-from train.checkpoint import load_checkpoint, read_checkpoint
-from train.cli_train import main as train_main
-from train.cli_utils import run_cli
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +79,7 @@ def test_missing_data_folder_is_one_line_exit_2(tmp_path: Path, capsys: pytest.C
 
 def test_eval_scores_the_trained_checkpoint(trained_run: tuple[Path, Path], tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    from train.cli_eval import main as eval_main
+    from polyp_live.train.cli_eval import main as eval_main
 
     data, out = trained_run
     capsys.readouterr()
@@ -103,7 +103,7 @@ def test_eval_scores_the_trained_checkpoint(trained_run: tuple[Path, Path], tmp_
 
 def test_eval_errors_are_one_line(trained_run: tuple[Path, Path], tmp_path: Path,
                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from train.cli_eval import main as eval_main
+    from polyp_live.train.cli_eval import main as eval_main
 
     data, out = trained_run
     code = run_cli(eval_main, ["--checkpoint", str(out / "last"), "--data", str(data), "--split-file",
@@ -131,7 +131,7 @@ def test_interrupt_saves_a_resumable_checkpoint_and_resume_continues(
 ) -> None:
     import shutil
 
-    from train import trainer
+    from polyp_live.train import trainer
 
     data, trained = trained_run
     out = tmp_path / "run"
@@ -160,7 +160,7 @@ def test_resume_from_the_run_folder_alone_restores_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`polyp-train --resume RUN`, nothing else: data, split, variant, size and schedule come from the run."""
-    from train import trainer
+    from polyp_live.train import trainer
 
     data = small_dataset(tmp_path / "data", n=8)
     out = tmp_path / "run"
@@ -206,7 +206,7 @@ def test_bad_arguments_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_schedule_warmup_then_cosine_and_rebuild() -> None:
     import torch
 
-    from train.train_state import CosineSchedule
+    from polyp_live.train.train_state import CosineSchedule
 
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     sched = CosineSchedule(opt, base_lr=1.0, min_ratio=0.1, total_steps=12, warmup_steps=3)
@@ -241,7 +241,7 @@ def test_resume_without_state_files_is_an_error(trained_run: tuple[Path, Path], 
 def test_init_fine_tunes_from_a_checkpoint_at_another_size(trained_run: tuple[Path, Path], tmp_path: Path) -> None:
     import torch
 
-    from train.checkpoint import load_state_dict
+    from polyp_live.train.checkpoint import load_state_dict
 
     data, out = trained_run
     source = read_checkpoint(out / "best")

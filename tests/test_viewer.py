@@ -16,11 +16,11 @@ pytest.importorskip("pytestqt")
 
 from PyQt6.QtCore import Qt
 
-from realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads
-from realtime.settings import SettingsBox
-from realtime.simulated import SimulatedCamera
-from realtime.sources import VideoFileSource
-from realtime.viewer import attach_viewer
+from polyp_live.realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads
+from polyp_live.realtime.settings import SettingsBox
+from polyp_live.realtime.simulated import SimulatedCamera
+from polyp_live.realtime.sources import VideoFileSource
+from polyp_live.realtime.viewer import attach_viewer
 from tests.realtime_fakes import BrightSpotEngine, probe, write_disc_video
 
 
@@ -63,7 +63,7 @@ def test_frames_arrive_and_controls_change_the_overlay(live_viewer, qtbot) -> No
 def test_snapshot_writes_the_frame_on_screen(live_viewer, qtbot, caplog) -> None:
     window, _, _ = live_viewer
     qtbot.waitUntil(lambda: window.last_result is not None, timeout=5000)
-    with caplog.at_level("INFO", logger="realtime.viewer"):
+    with caplog.at_level("INFO", logger="polyp_live.realtime.viewer"):
         qtbot.keyClick(window, Qt.Key.Key_S)
     assert len(window.snapshots) == 1 and window.snapshots[0].is_absolute()
     assert f"snapshot saved: {window.snapshots[0]}" in caplog.text  # the full path, not a bare file name
@@ -112,11 +112,11 @@ def test_cli_opens_the_viewer_when_a_display_exists(qtbot, tmp_path: Path, monke
     from PyQt6.QtCore import QTimer
     from PyQt6.QtWidgets import QApplication
 
-    from realtime import cli
-    from realtime.viewer import ViewerWindow
+    from polyp_live.realtime import cli
+    from polyp_live.realtime.viewer import ViewerWindow
 
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
-    monkeypatch.setattr("engines.registry.open_engine", lambda *a, **k: BrightSpotEngine(64))
+    monkeypatch.setattr("polyp_live.engines.registry.open_engine", lambda *a, **k: BrightSpotEngine(64))
     clip = write_disc_video(tmp_path / "in.mp4", 30)
     seen: list[ViewerWindow] = []
 
@@ -139,10 +139,10 @@ def test_cli_opens_the_viewer_when_a_display_exists(qtbot, tmp_path: Path, monke
 
 
 def test_cli_viewer_on_offscreen_platform_returns_at_end_of_file(tmp_path: Path, monkeypatch, capsys) -> None:
-    from realtime import cli
+    from polyp_live.realtime import cli
 
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
-    monkeypatch.setattr("engines.registry.open_engine", lambda *a, **k: BrightSpotEngine(64))
+    monkeypatch.setattr("polyp_live.engines.registry.open_engine", lambda *a, **k: BrightSpotEngine(64))
     clip = write_disc_video(tmp_path / "in.mp4", 12)
     assert cli.main(["--input", str(clip), "--stats", str(tmp_path / "s.json")]) == 0
     import json

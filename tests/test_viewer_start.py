@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from realtime.pacing import PacedSource
-from realtime.qt_probe import XCB_PACKAGES, debian_package, missing_libraries, plugin_file, viewer_problem
+from polyp_live.realtime.pacing import PacedSource
+from polyp_live.realtime.qt_probe import XCB_PACKAGES, debian_package, missing_libraries, plugin_file, viewer_problem
 from tests.conftest import REPO
 from tests.fault_helpers import decode_all, onnx_cache, read_jsonl  # noqa: F401 - fixture
 from tests.realtime_fakes import write_disc_video
@@ -59,7 +59,7 @@ def test_unloadable_plugin_falls_back_to_headless_and_writes_everything(atto_che
     clip = write_disc_video(tmp_path / "in.mp4", 12)
     out, jsonl, stats = tmp_path / "out.mp4", tmp_path / "out.jsonl", tmp_path / "s.json"
     env = broken_xcb_env(PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-m", "realtime.cli", "--input", str(clip), "--engine",
+    proc = subprocess.run([sys.executable, "-m", "polyp_live.realtime.cli", "--input", str(clip), "--engine",
                            str(atto_checkpoint), "--output", str(out), "--jsonl", str(jsonl), "--stats", str(stats)],
                           capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -119,11 +119,11 @@ def test_after_a_pause_the_clock_restarts_instead_of_rushing() -> None:
 
 @pytest.mark.slow
 def test_viewer_plays_a_file_at_its_rate_and_fast_does_not_wait(tmp_path: Path, monkeypatch, capsys) -> None:
-    from realtime import cli
+    from polyp_live.realtime import cli
     from tests.realtime_fakes import BrightSpotEngine
 
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
-    monkeypatch.setattr("engines.registry.open_engine", lambda *a, **k: BrightSpotEngine(64))
+    monkeypatch.setattr("polyp_live.engines.registry.open_engine", lambda *a, **k: BrightSpotEngine(64))
     clip = write_disc_video(tmp_path / "in.mp4", 25, fps=25)  # one second
     took = {}
     for mode in ("--speed=1", "--fast"):

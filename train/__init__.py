@@ -4,8 +4,8 @@ This package is the root of the dependency graph: it imports none of ``engines``
 ``realtime`` or ``calibration``. Importing it runs nothing and loads no weights.
 """
 
-from train.contract import ModelContract
-from train.errors import (
+from polyp_live.train.contract import ModelContract
+from polyp_live.train.errors import (
     CheckpointError,
     ContractError,
     DatasetError,

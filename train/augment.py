@@ -23,7 +23,7 @@ in the IMAGE ONLY, with probability ``cutout_p``: the mask keeps the polyp, teac
 fill in occluded parts. Pixel value 0 is black in the ``uint8`` image, i.e. -1 after normalization.
 
 The output image is ``uint8`` NHWC (rounded), so the trainer normalizes it with
-:func:`train.preprocess.preprocess_torch` exactly as at inference time.
+:func:`polyp_live.train.preprocess.preprocess_torch` exactly as at inference time.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Uniform weight averaging of checkpoints ("model soup", Wortsman et al. 2022): ``python -m train.average``.
+"""Uniform weight averaging of checkpoints ("model soup", Wortsman et al. 2022): ``python -m polyp_live.train.average``.
 
 Checkpoints fine-tuned from one another (``polyp-train --init``) stay in one basin of the loss, so the mean of
 their weights is itself a model, often better than either on data none of them was selected on. The members
@@ -21,13 +21,13 @@ from typing import Any
 
 import torch
 
-from train.checkpoint import CHECKPOINT_DTYPES, CheckpointInfo, load_model, read_checkpoint, save_checkpoint
-from train.cli_utils import make_parser, run_cli, setup_logging
-from train.errors import CheckpointError
-from train.zoo import resolve_checkpoint
+from polyp_live.train.checkpoint import CHECKPOINT_DTYPES, CheckpointInfo, load_model, read_checkpoint, save_checkpoint
+from polyp_live.train.cli_utils import make_parser, run_cli, setup_logging
+from polyp_live.train.errors import CheckpointError
+from polyp_live.train.zoo import resolve_checkpoint
 
 logger = logging.getLogger("polyp_live.average")
-PROG = "python -m train.average"
+PROG = "python -m polyp_live.train.average"
 
 # training-record keys that describe one run, not what the weights saw: never carried over from the members
 _PER_RUN_KEYS = frozenset({"command", "epochs_run", "epochs_planned", "best_epoch", "val_dice", "val_iou",
@@ -91,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         PROG,
         "Average the weights of two or more checkpoints of one variant (e.g. fine-tunes of one another, "
         "polyp-train --init) into a new checkpoint; score it with polyp-eval before using it.",
-        ["python -m train.average runs/a/best runs/b/best --out runs/soup",
-         "python -m train.average default runs/ft/best --out runs/soup --size 256 --dtype float16"],
+        ["python -m polyp_live.train.average runs/a/best runs/b/best --out runs/soup",
+         "python -m polyp_live.train.average default runs/ft/best --out runs/soup --size 256 --dtype float16"],
     )
     p.add_argument("checkpoints", nargs="+", help="checkpoints (NAME, NAME.safetensors, a run folder or 'default')")
     p.add_argument("--out", type=Path, required=True, help="output NAME (writes NAME.safetensors + NAME.json)")

@@ -1,6 +1,6 @@
 """ImageNet ConvNeXt weights for the PEFNet encoder, from a local ``.safetensors`` file (no download).
 
-Two key layouts are understood and renamed onto :class:`train.convnext.ConvNeXtEncoder`:
+Two key layouts are understood and renamed onto :class:`polyp_live.train.convnext.ConvNeXtEncoder`:
 
 * official (facebookresearch/ConvNeXt): ``downsample_layers.0.{0,1}`` (stem conv, LayerNorm),
   ``downsample_layers.i.{0,1}`` (LayerNorm, conv), ``stages.i.j.{dwconv,norm,pwconv1,pwconv2,gamma}``;
@@ -10,7 +10,7 @@ Two key layouts are understood and renamed onto :class:`train.convnext.ConvNeXtE
 
 Classifier tensors (``head.*``, final ``norm.*``, ``norm_pre.*``) are dropped; a leading ``module.``,
 ``model.`` or ``encoder.`` shared by every key is stripped. A tensor of the wrong shape (e.g. the
-weights of another variant) or a missing/unknown tensor raises :class:`train.errors.CheckpointError`.
+weights of another variant) or a missing/unknown tensor raises :class:`polyp_live.train.errors.CheckpointError`.
 Pickle files (``.pth``) are refused: convert them to safetensors in a trusted environment first.
 """
 
@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from train.errors import CheckpointError
+from polyp_live.train.errors import CheckpointError
 
 _DROP = re.compile(r"^(head\.|norm\.|norm_pre\.|fc\.|classifier\.)")
 _OFFICIAL = (

@@ -21,12 +21,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from train.contract import ModelContract
-from train.errors import CheckpointError, ContractError, UnknownVariantError
-from train.hashing import sha256_file
-from train.jsonfile import read_json_file
-from train.pefnet import PEFNet
-from train.variants import create_model, get_variant
+from polyp_live.train.contract import ModelContract
+from polyp_live.train.errors import CheckpointError, ContractError, UnknownVariantError
+from polyp_live.train.hashing import sha256_file
+from polyp_live.train.jsonfile import read_json_file
+from polyp_live.train.pefnet import PEFNet
+from polyp_live.train.variants import create_model, get_variant
 
 logger = logging.getLogger(__name__)
 

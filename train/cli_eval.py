@@ -2,10 +2,10 @@
 
 Every pair in ``--data`` is scored unless ``--split-file`` names a split (``--split`` test by default).
 ``--data`` may also be a folder of sequences (``seqNN/images`` + ``seqNN/masks``, as CVC-ClinicDB):
-they are found automatically, or with ``--recursive``. Images go through :mod:`train.preprocess`;
+they are found automatically, or with ``--recursive``. Images go through :mod:`polyp_live.train.preprocess`;
 by default the logits are resized (bilinear) to each mask's ORIGINAL resolution before thresholding
 (``--resolution input`` scores at the model's input size instead, masks resized nearest). Scores are
-per image, averaged over the set (:mod:`train.metrics`). CPU by default; ``--device cuda`` optional.
+per image, averaged over the set (:mod:`polyp_live.train.metrics`). CPU by default; ``--device cuda`` optional.
 
 :func:`evaluate` takes any ``predict(batch) -> logits`` callable, so other runtimes can reuse it.
 """
@@ -27,14 +27,14 @@ import cv2
 import numpy as np
 import torch
 
-from train.cli_utils import make_parser, run_cli, setup_logging
-from train.contract import ModelContract
-from train.data import SPLIT_NAMES, Pair, find_pairs, load_split, read_pair, select
-from train.devices import resolve_device
-from train.errors import DatasetError, PolypLiveError
-from train.metrics import METRIC_NAMES, per_image_scores
-from train.preprocess import preprocess_batch, resize_mask
-from train.progress import progress as progress_bar
+from polyp_live.train.cli_utils import make_parser, run_cli, setup_logging
+from polyp_live.train.contract import ModelContract
+from polyp_live.train.data import SPLIT_NAMES, Pair, find_pairs, load_split, read_pair, select
+from polyp_live.train.devices import resolve_device
+from polyp_live.train.errors import DatasetError, PolypLiveError
+from polyp_live.train.metrics import METRIC_NAMES, per_image_scores
+from polyp_live.train.preprocess import preprocess_batch, resize_mask
+from polyp_live.train.progress import progress as progress_bar
 
 logger = logging.getLogger("polyp_live.eval")
 
@@ -168,8 +168,8 @@ def _pairs(args: argparse.Namespace) -> list[Pair]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    from train.checkpoint import load_checkpoint
-    from train.zoo import resolve_checkpoint
+    from polyp_live.train.checkpoint import load_checkpoint
+    from polyp_live.train.zoo import resolve_checkpoint
 
     path = resolve_checkpoint(args.checkpoint)
     device = torch.device(resolve_device(args.device))

@@ -1,4 +1,4 @@
-"""``polyp-train``: train a PEFNet on a Kvasir-SEG style folder (also ``python -m train.cli_train``).
+"""``polyp-train``: train a PEFNet on a Kvasir-SEG style folder (also ``python -m polyp_live.train.cli_train``).
 
 The defaults (PEFNet-lite0 at 256x256, the bundled model's variant and size) train on a CPU; the paper's
 recipe (``--variant small --size 352``) needs a GPU. ``--resume RUN`` (the run folder or ``RUN/last``) needs
@@ -24,15 +24,15 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from train.augment import NO_AUGMENT, AugmentConfig
-from train.checkpoint import CHECKPOINT_DTYPES
-from train.cli_utils import make_parser, run_cli, setup_logging
-from train.data import find_pairs, make_split, parse_ratios, save_split
-from train.errors import PolypLiveError
-from train.losses import LOSSES
-from train.trainer import TrainConfig, train
-from train.variants import VARIANTS
-from train.zoo import resolve_checkpoint
+from polyp_live.train.augment import NO_AUGMENT, AugmentConfig
+from polyp_live.train.checkpoint import CHECKPOINT_DTYPES
+from polyp_live.train.cli_utils import make_parser, run_cli, setup_logging
+from polyp_live.train.data import find_pairs, make_split, parse_ratios, save_split
+from polyp_live.train.errors import PolypLiveError
+from polyp_live.train.losses import LOSSES
+from polyp_live.train.trainer import TrainConfig, train
+from polyp_live.train.variants import VARIANTS
+from polyp_live.train.zoo import resolve_checkpoint
 
 logger = logging.getLogger("polyp_live.train")
 
@@ -172,7 +172,7 @@ def run_last(resume: Path) -> Path:
 
 def resumed_args(parser: argparse.ArgumentParser, argv: list[str] | None, resume: Path) -> argparse.Namespace:
     """Parse ``argv`` again with the run's own options as the defaults: what the command line gives wins."""
-    from train.train_state import read_state_meta
+    from polyp_live.train.train_state import read_state_meta
 
     last = run_last(resume)
     meta = read_state_meta(last)

@@ -1,6 +1,6 @@
 """What every console script shares: logging set-up and one-line error reporting.
 
-``run_cli(main)`` calls ``main()``; a :class:`~train.errors.PolypLiveError`, a missing file or a
+``run_cli(main)`` calls ``main()``; a :class:`~polyp_live.train.errors.PolypLiveError`, a missing file or a
 permission problem becomes one line ``polyp-xxx: error: ...`` on stderr and exit code 2
 (KeyboardInterrupt: 130). ``--debug`` anywhere on the command line (or ``POLYP_LIVE_DEBUG=1``)
 shows the full traceback instead.
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from train.errors import PolypLiveError
+from polyp_live.train.errors import PolypLiveError
 
 N = TypeVar("N", int, float)
 

@@ -2,7 +2,7 @@
 
 It is defined once, here, and travels with every artifact: the checkpoint's JSON sidecar,
 the ONNX ``metadata_props`` and the TensorRT engine sidecar all store :meth:`ModelContract.to_dict`.
-Training, runtime and calibration all preprocess through :mod:`train.preprocess`, which reads
+Training, runtime and calibration all preprocess through :mod:`polyp_live.train.preprocess`, which reads
 nothing but this contract.
 """
 
@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from train.errors import ContractError
+from polyp_live.train.errors import ContractError
 
 CONTRACT_SCHEMA = "polyp-live.model-contract/1"
 SIZE_MULTIPLE = 32

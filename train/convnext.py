@@ -2,7 +2,7 @@
 
 Parameter names follow timm's layout (``stem``, ``stages.i.downsample``,
 ``stages.i.blocks.j.{conv_dw,norm,mlp.fc1,mlp.fc2,gamma}``) so ImageNet weights in timm's or the
-official layout map onto it with a rename table (:mod:`train.backbone_weights`).
+official layout map onto it with a rename table (:mod:`polyp_live.train.backbone_weights`).
 """
 
 from __future__ import annotations

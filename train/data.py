@@ -9,9 +9,9 @@ A dataset is one of:
 * a ``.csv`` / ``.txt`` list with one ``image,mask`` pair per line (paths relative to the list's
   folder; blank lines and ``#`` comments are skipped; a header line ``image,mask`` is allowed).
 
-Masks are binarized at 128 with :func:`train.preprocess.binarize_mask`. Every problem (missing
+Masks are binarized at 128 with :func:`polyp_live.train.preprocess.binarize_mask`. Every problem (missing
 folder, image without mask, unreadable file, mask of another size, empty dataset, split file that
-does not fit) raises :class:`train.errors.DatasetError` with one line naming the file.
+does not fit) raises :class:`polyp_live.train.errors.DatasetError` with one line naming the file.
 
 Splits are seeded permutations of the sorted pair ids, stored as JSON (seed, ratios, the id lists
 and a fingerprint of the dataset: SHA-256 over the sorted ids, file names and byte sizes).
@@ -34,10 +34,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from train.contract import ModelContract
-from train.errors import DatasetError
-from train.preprocess import binarize_mask
-from train.progress import progress as progress_bar
+from polyp_live.train.contract import ModelContract
+from polyp_live.train.errors import DatasetError
+from polyp_live.train.preprocess import binarize_mask
+from polyp_live.train.progress import progress as progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -302,11 +302,11 @@ def load_cache(pairs: Sequence[Pair], side: int, contract: ModelContract, *, wor
 
 def load_resized(pairs: Sequence[Pair], contract: ModelContract, *, workers: int | None = None,
                  desc: str = "decode val", progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Validation data at the contract's size: images through :mod:`train.preprocess`, masks nearest.
+    """Validation data at the contract's size: images through :mod:`polyp_live.train.preprocess`, masks nearest.
 
     Returns ``uint8`` ``(N, h, w, 3)`` images and ``{0, 1}`` ``(N, h, w)`` masks.
     """
-    from train.preprocess import resize_frame, resize_mask
+    from polyp_live.train.preprocess import resize_frame, resize_mask
 
     height, width = contract.input_size
 

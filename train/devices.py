@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from train.errors import DeviceError, DeviceUnavailableError
+from polyp_live.train.errors import DeviceError, DeviceUnavailableError
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,8 @@ def gpu_info(index: int = 0) -> GpuInfo | None:
 def resolve_device(device: str = "auto") -> str:
     """``"auto"`` -> ``"cuda:0"`` when a GPU is present else ``"cpu"``; ``"cuda"`` -> ``"cuda:0"``; validated.
 
-    Raises :class:`~train.errors.DeviceError` for a bad name and its subclass
-    :class:`~train.errors.DeviceUnavailableError` for a CUDA GPU this machine does not have.
+    Raises :class:`~polyp_live.train.errors.DeviceError` for a bad name and its subclass
+    :class:`~polyp_live.train.errors.DeviceUnavailableError` for a CUDA GPU this machine does not have.
     """
     text = str(device).strip().lower()
     if text == "auto":

@@ -7,7 +7,7 @@ bottom/right) at stride 2, so ImageNet weights converted from the TensorFlow rel
 they were trained. BatchNorm eps is TensorFlow's 1e-3.
 
 Module names are our own (``stem``, ``blocks.i.{expand,dw,project}``, ``head``, ``classifier``);
-:mod:`train.pretrained` renames the common PyTorch port's keys (``_conv_stem``, ``_blocks.N...``)
+:mod:`polyp_live.train.pretrained` renames the common PyTorch port's keys (``_conv_stem``, ``_blocks.N...``)
 onto them. The encoder returns the stride 2/4/8/16/32 feature pyramid; the ImageNet head lives in
 :class:`EfficientNetLiteClassifier`, which exists to prove an import right (a real photograph is
 classified) and is not part of the segmentation model.
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from train.convnext import DropPath
+from polyp_live.train.convnext import DropPath
 
 BN_EPS = 1e-3
 STEM_CHANNELS = 32

@@ -2,7 +2,7 @@
 
 Every error a user can cause derives from :class:`PolypLiveError`; the command-line
 entry points turn it into one line on stderr and a non-zero exit code
-(see :mod:`train.cli_utils`). Messages say what was wrong and what to do about it.
+(see :mod:`polyp_live.train.cli_utils`). Messages say what was wrong and what to do about it.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from train.errors import PolypLiveError
+from polyp_live.train.errors import PolypLiveError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

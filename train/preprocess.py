@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from train.contract import ModelContract
+from polyp_live.train.contract import ModelContract
 
 if TYPE_CHECKING:
     import torch

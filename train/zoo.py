@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from train.errors import CheckpointError
+from polyp_live.train.errors import CheckpointError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 BUNDLED: dict[str, str] = {"default": "default"}
