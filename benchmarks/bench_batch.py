@@ -3,7 +3,7 @@
     python benchmarks/bench_batch.py                         # 4 copies of the bundled 8 s clip, 1 and 2 workers
     python benchmarks/bench_batch.py --videos 2 --workers 1  # a quick look
 
-Every run is the real command (``python -m polyp_live.realtime.batch_cli``, a local Ray instance, 1 CPU thread per
+Every run is the real command (``python -m polyp_live.realtime.batch.cli``, a local Ray instance, 1 CPU thread per
 worker,
 annotated MP4 + JSONL + summary per video) on copies of one clip, into a fresh folder. *start* is the time until
 every worker has opened its engine (Ray start + actors); *steady* rates count from then to the end. The overhead
@@ -45,7 +45,7 @@ def child_env() -> dict[str, str]:
 
 def run_batch(videos: list[Path], workers: int, out_dir: Path, engine: str, threads: int = 1) -> dict[str, Any]:
     """One ``polyp-batch`` run; the times of its start (workers ready) and end, and its archive rows."""
-    cmd = [sys.executable, "-m", "polyp_live.realtime.batch_cli", *map(str, videos), "--out-dir", str(out_dir),
+    cmd = [sys.executable, "-m", "polyp_live.realtime.batch.cli", *map(str, videos), "--out-dir", str(out_dir),
            "--cluster",
            "local", "--workers", str(workers), "--threads-per-task", str(threads), "--engine", engine]
     start = time.monotonic()

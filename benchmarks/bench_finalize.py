@@ -4,8 +4,8 @@
 
 Two seconds of the shipped CVC-ClinicDB clip, scaled to 1920x1080 and encoded as the file writer does (libx264
 veryfast, crf 23, no B-frames, a keyframe a second), are muxed over and over (packet copy, shifted timestamps)
-into a fragmented MP4 like the one :class:`polyp_live.realtime.sinks.VideoWriterSink` writes; then
-:func:`polyp_live.realtime.recording.finalize` is timed on it. The files go to a temporary folder (``--folder``),
+into a fragmented MP4 like the one :class:`polyp_live.realtime.sinks.writers.VideoWriterSink` writes; then
+:func:`polyp_live.realtime.sinks.recording.finalize` is timed on it. The files go to a temporary folder (``--folder``),
 removed at the end. Prints one line: minutes, packets, MB, seconds.
 """
 
@@ -29,8 +29,8 @@ def encoded_loop() -> tuple[list[tuple[bytes, bool]], bytes]:
     import cv2
     import numpy as np
 
-    from polyp_live.realtime.recording import keyframe_interval_frames
-    from polyp_live.realtime.sinks import DEFAULT_CRF, DEFAULT_PRESET
+    from polyp_live.realtime.sinks.recording import keyframe_interval_frames
+    from polyp_live.realtime.sinks.writers import DEFAULT_CRF, DEFAULT_PRESET
 
     with av.open(str(CLIP)) as container:
         frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(LOOP_FRAMES), container.decode(video=0),
@@ -54,7 +54,7 @@ def fragmented_recording(path: Path, minutes: float) -> int:
     """Write ``minutes`` of the loop as a fragmented MP4 at ``path``; returns the packet count."""
     import av
 
-    from polyp_live.realtime.recording import FRAGMENTED_OPTIONS
+    from polyp_live.realtime.sinks.recording import FRAGMENTED_OPTIONS
 
     packets, extradata = encoded_loop()
     total = round(minutes * 60 * FPS)
@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--folder", help="where to write the two files (default: a temporary folder)")
     args = parser.parse_args()
-    from polyp_live.realtime.recording import finalize
+    from polyp_live.realtime.sinks.recording import finalize
 
     with tempfile.TemporaryDirectory(dir=args.folder) as folder:
         path = Path(folder) / "recording.mp4"

@@ -6,8 +6,8 @@
 
 ``--network udp``: a sender process (``python -m tests.stream_sender``: x264 zerolatency, MPEG-TS over UDP on the
 loopback, paced in real time, looping ``--clip``) feeds ``polyp-live``'s network source
-(:mod:`polyp_live.realtime.network`); latency is measured from each frame's arrival, and the report adds the start-up
-delay (open -> first fresh frame, target <= 1 s) and the stale frames the live policy dropped.
+(:mod:`polyp_live.realtime.sources.network`); latency is measured from each frame's arrival, and the report adds the
+start-up delay (open -> first fresh frame, target <= 1 s) and the stale frames the live policy dropped.
 
 Records, per shown frame, the capture-to-display latency (camera tick -> annotated frame handed to the
 output stage's sink, i.e. what a display would show) and the mask age (capture of the frame whose mask
@@ -124,8 +124,8 @@ def live_session(engine: Any, *, fps: float, width: int, height: int, seconds: f
                  source: Any = None) -> dict[str, Any]:
     """Run the live pipeline on a simulated camera (or ``source``, opened here: its own rate and size) for
     ``warmup_s + seconds``; windows of ``window_s``."""
-    from polyp_live.realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads
-    from polyp_live.realtime.simulated import SimulatedCamera
+    from polyp_live.realtime.core.pipeline import Pipeline, PipelineConfig, pipeline_threads
+    from polyp_live.realtime.sources.simulated import SimulatedCamera
 
     threads_before = threading.active_count()
     recorder = LatencyRecorder()
@@ -270,7 +270,7 @@ def udp_sender(clip: Path) -> Iterator[str]:
 
 def network_session(engine: Any, args: argparse.Namespace) -> dict[str, Any]:
     """One live session on a UDP MPEG-TS stream from a sender process, with the start-up target."""
-    from polyp_live.realtime.sources import open_source
+    from polyp_live.realtime.sources.open import open_source
 
     with udp_sender(args.clip) as url:
         source = open_source(url)

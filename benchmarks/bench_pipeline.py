@@ -5,9 +5,9 @@
     python benchmarks/bench_pipeline.py --input ../shared/data/cvc-clinicdb/seq01/seq01.mp4 --upscale-1080p
 
 For every input, with one engine (same model, backend and the same stage functions of
-:mod:`polyp_live.realtime.stages` everywhere):
+:mod:`polyp_live.realtime.core.stages` everywhere):
 
-(a) the threaded pipeline (:class:`polyp_live.realtime.pipeline.Pipeline`, file mode) writing an MP4 to a temp dir;
+(a) the threaded pipeline (:class:`polyp_live.realtime.core.pipeline.Pipeline`, file mode) writing an MP4 to a temp dir;
 (b) a naive loop: read -> preprocess -> infer -> postprocess -> overlay -> encode, one frame at a time;
 (c) each stage alone on frames held in memory: decode, preprocess, infer, postprocess, overlay, encode.
 
@@ -65,7 +65,7 @@ class NullSink(SinkBase):
 
 def make_sink(kind: str, info: Any, folder: Path) -> Any:
     """``mp4`` (H.264 via PyAV), ``jsonl`` or ``null``; a fresh file per call."""
-    from polyp_live.realtime.sinks import JsonlSink, VideoWriterSink
+    from polyp_live.realtime.sinks.writers import JsonlSink, VideoWriterSink
 
     stamp = f"{time.monotonic_ns()}"
     factories: dict[str, Callable[[], Any]] = {
@@ -80,7 +80,7 @@ def upscaled(source: Any, size: tuple[int, int] = UPSCALE_SIZE) -> Any:
     """Wrap a source so that every frame is resized to ``size`` (W, H) as part of capture."""
     import cv2
 
-    from polyp_live.realtime.sources import Source
+    from polyp_live.realtime.sources.base import Source
 
     class UpscaledSource(Source):
         def open(self) -> Any:
@@ -126,7 +126,7 @@ class Inputs:
             frames = self.memory if limit is None else self.memory[:limit]
             source = common.make_memory_source(frames, self.fps, str(self.path))
         else:
-            from polyp_live.realtime.sources import VideoFileSource
+            from polyp_live.realtime.sources.files import VideoFileSource
 
             source = VideoFileSource(self.path)
         source = upscaled(source) if self.upscale else source
@@ -164,15 +164,15 @@ def _timed(fn: Callable[[], Any], times: list[float]) -> Any:
 
 def stages_alone(engine: Any, inputs: Inputs, sink_kind: str, folder: Path) -> tuple[dict[str, Any], int]:
     """(c): each stage alone over the same in-memory frames; per-stage fps and latency percentiles."""
-    from polyp_live.realtime.postprocess import TemporalSmoother
-    from polyp_live.realtime.settings import RenderSettings
-    from polyp_live.realtime.stages import (
+    from polyp_live.realtime.core.postprocess import TemporalSmoother
+    from polyp_live.realtime.core.stages import (
         hud_lines,
         inference_stage,
         overlay_stage,
         postprocess_stage,
         preprocess_stage,
     )
+    from polyp_live.realtime.settings import RenderSettings
 
     settings, threshold = RenderSettings(), engine.contract.threshold
     frames, info, decode_ms = read_all(inputs)
@@ -210,15 +210,15 @@ def stages_alone(engine: Any, inputs: Inputs, sink_kind: str, folder: Path) -> t
 
 def naive_loop(engine: Any, inputs: Inputs, sink_kind: str, folder: Path) -> dict[str, Any]:
     """(b): one frame at a time through the same stage functions, in this thread."""
-    from polyp_live.realtime.postprocess import TemporalSmoother
-    from polyp_live.realtime.settings import RenderSettings
-    from polyp_live.realtime.stages import (
+    from polyp_live.realtime.core.postprocess import TemporalSmoother
+    from polyp_live.realtime.core.stages import (
         hud_lines,
         inference_stage,
         overlay_stage,
         postprocess_stage,
         preprocess_stage,
     )
+    from polyp_live.realtime.settings import RenderSettings
 
     settings, threshold, smoother = RenderSettings(), engine.contract.threshold, TemporalSmoother()
     hud = hud_lines(0.0, 0.0, f"{engine.info.backend} {engine.info.precision}", False)
@@ -257,7 +257,7 @@ def threaded_pipeline(engine: Any, inputs: Inputs, sink_kind: str, folder: Path,
                       limit: int | None = None) -> dict[str, Any]:
     """(a): the threaded pipeline in file mode (every frame processed and written, in order);
     ``limit``: only the first frames (the untimed warm-up run)."""
-    from polyp_live.realtime.pipeline import Pipeline, PipelineConfig
+    from polyp_live.realtime.core.pipeline import Pipeline, PipelineConfig
 
     start = time.perf_counter()
     source = inputs.open(limit)

@@ -316,8 +316,9 @@ def decode_opencv(path: Path, max_frames: int | None = None) -> tuple[list[np.nd
 
 
 def make_memory_source(frames: Sequence[np.ndarray], fps: float, description: str) -> Any:
-    """A :class:`polyp_live.realtime.sources.Source` that plays frames already in memory (file mode, no decoder)."""
-    from polyp_live.realtime.sources import Source
+    """A :class:`polyp_live.realtime.sources.base.Source` that plays frames already in memory (file mode, no
+    decoder)."""
+    from polyp_live.realtime.sources.base import Source
     from polyp_live.realtime.types import Frame, SourceInfo
 
     class MemorySource(Source):

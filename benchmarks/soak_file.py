@@ -77,9 +77,9 @@ def make_clip(path: Path, frames: int, width: int, height: int, fps: int = 25) -
 def file_session(engine: Any, clip: Path, outdir: Path, window_frames: int,
                  max_frames: int | None = None) -> dict[str, Any]:
     """Run ``clip`` through the pipeline into an MP4 and a JSONL in ``outdir``; RSS every ``window_frames``."""
-    from polyp_live.realtime.pipeline import Pipeline, PipelineConfig
-    from polyp_live.realtime.sinks import JsonlSink, VideoWriterSink
-    from polyp_live.realtime.sources import VideoFileSource
+    from polyp_live.realtime.core.pipeline import Pipeline, PipelineConfig
+    from polyp_live.realtime.sinks.writers import JsonlSink, VideoWriterSink
+    from polyp_live.realtime.sources.files import VideoFileSource
 
     source = VideoFileSource(clip)
     info = source.open()

@@ -7,8 +7,8 @@
 
 The viewer opens when a display is available (``QT_QPA_PLATFORM`` set, or ``DISPLAY`` /
 ``WAYLAND_DISPLAY``), PyQt6 is installed and its platform plugin loads (a child-process probe,
-:mod:`polyp_live.realtime.qt_probe`: when it does not, one warning line says why), unless ``--no-view``; otherwise the
-run is headless. In the viewer, files play at their own frame rate (``--speed``, ``--fast``).
+:mod:`polyp_live.realtime.viewer.qt_probe`: when it does not, one warning line says why), unless ``--no-view``;
+otherwise the run is headless. In the viewer, files play at their own frame rate (``--speed``, ``--fast``).
 A headless ``--input`` run with no ``--output``/``--jsonl``/``--masks`` says so, names the flags, and still
 processes the input to print the summary (a dry run that measures speed and finds polyp episodes).
 Ctrl+C / SIGTERM stop capture; what was captured is still processed and written, the MP4 stays playable,
@@ -29,22 +29,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from polyp_live.realtime.core.pipeline import Pipeline, PipelineConfig
 from polyp_live.realtime.errors import OptionError, PipelineError, SourceError
-from polyp_live.realtime.network import RtspTransport
-from polyp_live.realtime.output_paths import (
+from polyp_live.realtime.settings import RenderSettings, SettingsBox
+from polyp_live.realtime.sinks.output_paths import (
     check_distinct_outputs,
     check_output_path,
     check_segment_outputs,
     check_video_suffix,
     segment_path,
 )
-from polyp_live.realtime.pacing import PacedSource
-from polyp_live.realtime.pipeline import Pipeline, PipelineConfig
-from polyp_live.realtime.preview import PreviewSink, write_preview
-from polyp_live.realtime.recording import audio_warning
-from polyp_live.realtime.report import format_summary, input_warnings
-from polyp_live.realtime.settings import RenderSettings, SettingsBox
-from polyp_live.realtime.sinks import (
+from polyp_live.realtime.sinks.preview import PreviewSink, write_preview
+from polyp_live.realtime.sinks.recording import audio_warning
+from polyp_live.realtime.sinks.report import format_summary, input_warnings
+from polyp_live.realtime.sinks.writers import (
     DEFAULT_PRESET,
     LIVE_PRESET,
     JsonlSink,
@@ -52,13 +50,12 @@ from polyp_live.realtime.sinks import (
     SegmentedVideoSink,
     VideoWriterSink,
 )
-from polyp_live.realtime.sources import (
-    DEFAULT_RECONNECT_S,
-    ImageFolderSource,
-    VideoFileSource,
-    locate_input,
-    open_source,
-)
+from polyp_live.realtime.sources.base import locate_input
+from polyp_live.realtime.sources.files import ImageFolderSource, VideoFileSource
+from polyp_live.realtime.sources.network import RtspTransport
+from polyp_live.realtime.sources.open import open_source
+from polyp_live.realtime.sources.pacing import PacedSource
+from polyp_live.realtime.sources.reconnect import DEFAULT_RECONNECT_S
 from polyp_live.realtime.types import RunSummary
 from polyp_live.train.cli_utils import make_parser, number_arg, run_cli, setup_logging
 
@@ -182,7 +179,7 @@ def display_available() -> bool:
 
 def viewer_starts() -> bool:
     """The Qt platform plugin loads (child-process probe); if not, one warning line and a headless run."""
-    from polyp_live.realtime.qt_probe import viewer_problem
+    from polyp_live.realtime.viewer.qt_probe import viewer_problem
 
     problem = viewer_problem()
     if problem is not None:
@@ -328,7 +325,7 @@ def run(args: argparse.Namespace, source: Any, engine: Any, settings: SettingsBo
     with stop_on_signals(pipeline) as state:
         try:
             if view:
-                from polyp_live.realtime.viewer import run_viewer
+                from polyp_live.realtime.viewer.window import run_viewer
 
                 summary = run_viewer(pipeline, settings)
             else:

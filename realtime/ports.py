@@ -1,9 +1,9 @@
 """What the pipeline needs of a source and of a sink, stated once as :class:`typing.Protocol` s.
 
-:class:`polyp_live.realtime.sources.Source` is the base class of the bundled sources and implements :class:`Source`;
-the bundled sinks (:mod:`polyp_live.realtime.sinks`, the viewer's display) derive from :class:`SinkBase` for the
-defaults of the parts most sinks do not need (no file written, nothing dropped). Anything else with these
-members works too (tests wrap sources, benchmarks add their own sinks).
+:class:`polyp_live.realtime.sources.base.Source` is the base class of the bundled sources and implements
+:class:`Source`; the bundled sinks (:mod:`polyp_live.realtime.sinks.writers`, the viewer's display) derive from
+:class:`SinkBase` for the defaults of the parts most sinks do not need (no file written, nothing dropped). Anything else
+with these members works too (tests wrap sources, benchmarks add their own sinks).
 """
 
 from __future__ import annotations

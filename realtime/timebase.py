@@ -127,8 +127,8 @@ class StreamClock:
 
 
 def merge_gaps(earlier: Gap | None, later: Gap | None) -> Gap | None:
-    """One gap for two: a source that discards frames (stale ones, polyp_live.realtime.network) keeps the gap of a
-    discarded frame for the next frame it hands out: ``pending = merge_gaps(pending, frame.gap)`` per discarded frame,
+    """One gap for two: a source that discards frames (stale ones, polyp_live.realtime.sources.network) keeps the gap of
+    a discarded frame for the next frame it hands out: ``pending = merge_gaps(pending, frame.gap)`` per discarded frame,
     then ``replace(frame, gap=merge_gaps(pending, frame.gap))``. The merged gap starts where ``earlier`` did, ends at
     ``later`` and keeps the earlier (first) reason; stream jumps add up."""
     if earlier is None or later is None:

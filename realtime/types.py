@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+THREAD_PREFIX = "polyp-live-"  # every thread of a run is named so (tests see that none is left after a run)
 STAGES = ("capture", "preprocess", "inference", "postprocess", "overlay", "output")
 
 
@@ -29,7 +30,7 @@ class _TextEnum(str, Enum):
 
 
 class RunMode(_TextEnum):
-    """How a run treats its frames (see :mod:`polyp_live.realtime.pipeline`)."""
+    """How a run treats its frames (see :mod:`polyp_live.realtime.core.pipeline`)."""
 
     FILE = "file"  # every frame, in order, back-pressure
     LIVE = "live"  # latest frame wins; shown at once with the newest mask
@@ -226,7 +227,7 @@ class LatencyStats:
 
 @dataclass(frozen=True)
 class Episode:
-    """One continuous appearance of a polyp (short gaps merged; see :mod:`polyp_live.realtime.stats`)."""
+    """One continuous appearance of a polyp (short gaps merged; see :mod:`polyp_live.realtime.core.stats`)."""
 
     start_index: int
     end_index: int  # inclusive

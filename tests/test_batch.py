@@ -29,8 +29,8 @@ from pathlib import Path
 import av
 import pytest
 
-from polyp_live.realtime import batch_cli
-from polyp_live.realtime.batch import (
+from polyp_live.realtime.batch import cli as batch_cli
+from polyp_live.realtime.batch.archive import (
     PARTIAL,
     TaskOptions,
     VideoJob,
@@ -225,9 +225,9 @@ def two_node_cluster() -> Iterator[str]:
 
 def run_batch_cli(argv: list[str], on_line: Callable[[str, subprocess.Popen], None] | None = None,
                   ) -> tuple[int, str, str]:
-    """``python -m polyp_live.realtime.batch_cli ARGV`` as a child process; ``on_line`` sees each stderr line as it
+    """``python -m polyp_live.realtime.batch.cli ARGV`` as a child process; ``on_line`` sees each stderr line as it
     comes."""
-    proc = subprocess.Popen([sys.executable, "-m", "polyp_live.realtime.batch_cli", *argv], env=child_env(), text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "polyp_live.realtime.batch.cli", *argv], env=child_env(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
     err_lines: list[str] = []
     out_parts: list[str] = []

@@ -11,7 +11,7 @@ import pytest
 
 from polyp_live.calibration.cli import build_parser as calibrate_parser
 from polyp_live.engines.cli_export import build_parser as export_parser
-from polyp_live.realtime.batch_cli import build_parser as batch_parser
+from polyp_live.realtime.batch.cli import build_parser as batch_parser
 from polyp_live.realtime.cli import build_parser as live_parser
 from polyp_live.train.checkpoint import read_checkpoint
 from polyp_live.train.cli_eval import build_parser as eval_parser

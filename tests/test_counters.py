@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 from polyp_live.realtime.cli import build_parser
-from polyp_live.realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads
+from polyp_live.realtime.core.pipeline import Pipeline, PipelineConfig, pipeline_threads
 from polyp_live.realtime.ports import SinkBase
-from polyp_live.realtime.report import format_summary
-from polyp_live.realtime.simulated import SimulatedCamera
-from polyp_live.realtime.sinks import JsonlSink, VideoWriterSink
-from polyp_live.realtime.sources import ReconnectingSource, VideoFileSource
+from polyp_live.realtime.sinks.report import format_summary
+from polyp_live.realtime.sinks.writers import JsonlSink, VideoWriterSink
+from polyp_live.realtime.sources.files import VideoFileSource
+from polyp_live.realtime.sources.reconnect import ReconnectingSource
+from polyp_live.realtime.sources.simulated import SimulatedCamera
 from polyp_live.realtime.types import FrameCounts, Result, RunSummary, StopReason
 from tests.fault_helpers import decode_all, read_jsonl
 from tests.realtime_fakes import BrightSpotEngine, write_disc_video
@@ -122,7 +123,7 @@ def test_max_frames_counts_frames_taken_from_the_source(tmp_path: Path) -> None:
 
 
 class StaleCamera(SimulatedCamera):
-    """A live source that, like a network stream (realtime/network.py), discarded stale frames at start-up."""
+    """A live source that, like a network stream (realtime/sources/network.py), discarded stale frames at start-up."""
 
     stale_dropped = 7
     startup_s = 0.25

@@ -32,7 +32,7 @@ import psutil
 import pytest
 
 from polyp_live.realtime import cli
-from polyp_live.realtime.recording import keyframe_interval_frames
+from polyp_live.realtime.sinks.recording import keyframe_interval_frames
 from polyp_live.train.cli_utils import run_cli
 from tests.fault_helpers import (
     MAX_ENCODER_DELAY_FRAMES,
@@ -173,8 +173,8 @@ def missing_device(env: FaultEnv) -> list[str]:
 
 
 def _camera_run(env: FaultEnv, outage: tuple[float, float], max_wait_s: float, frames: int) -> list[str]:
-    from polyp_live.realtime.simulated import SimulatedCamera
-    from polyp_live.realtime.sources import ReconnectingSource
+    from polyp_live.realtime.sources.reconnect import ReconnectingSource
+    from polyp_live.realtime.sources.simulated import SimulatedCamera
 
     # the camera's clock starts at open(), before the engine loads (0.3-0.5 s on a loaded CI machine)
     env.camera = SimulatedCamera(30.0, 96, 64, frames=frames, outages=(outage,))
@@ -464,9 +464,9 @@ def run_signal_row(row: FaultRow, env: FaultEnv) -> None:
 def run_results_never_taken(row: FaultRow, env: FaultEnv) -> None:
     """Live camera at 60 fps, a slow model and results nobody iterates: the run keeps going (drops counted),
     latency stays bounded, the recording is whole, shutdown is clean."""
-    from polyp_live.realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads
-    from polyp_live.realtime.simulated import SimulatedCamera
-    from polyp_live.realtime.sinks import LIVE_PRESET, JsonlSink, VideoWriterSink
+    from polyp_live.realtime.core.pipeline import Pipeline, PipelineConfig, pipeline_threads
+    from polyp_live.realtime.sinks.writers import LIVE_PRESET, JsonlSink, VideoWriterSink
+    from polyp_live.realtime.sources.simulated import SimulatedCamera
 
     fps = 60.0
     env.camera = SimulatedCamera(fps, 160, 120, frames=90)

@@ -1,6 +1,6 @@
-"""Network streams as live sources (:mod:`polyp_live.realtime.network`): the scheme table, the stale-frame policy, and
-real sender processes on the loopback (``tests/stream_sender.py``: PyAV's muxer, x264 zerolatency, MPEG-TS over UDP
-or served over HTTP, paced in real time) feeding the real pipeline and the real ``polyp-live`` CLI.
+"""Network streams as live sources (:mod:`polyp_live.realtime.sources.network`): the scheme table, the stale-frame
+policy, and real sender processes on the loopback (``tests/stream_sender.py``: PyAV's muxer, x264 zerolatency, MPEG-TS
+over UDP or served over HTTP, paced in real time) feeding the real pipeline and the real ``polyp-live`` CLI.
 
 The loopback tests bound every wait with a deadline and poll (the machine is shared with a training job): they
 check the live mode, that the first shown frame is fresh (no backlog played fast), that a killed and restarted
@@ -28,7 +28,8 @@ import av
 import pytest
 
 from polyp_live.realtime.errors import SourceError
-from polyp_live.realtime.network import (
+from polyp_live.realtime.ports import SinkBase, source_stale_dropped, source_startup_s
+from polyp_live.realtime.sources.network import (
     LIVE_ALLOWANCE_PERIODS,
     STARTUP_MAX_S,
     LiveEdgePolicy,
@@ -38,9 +39,9 @@ from polyp_live.realtime.network import (
     demuxer_options,
     protocol_available,
 )
-from polyp_live.realtime.ports import SinkBase, source_stale_dropped, source_startup_s
-from polyp_live.realtime.simulated import SimulatedCamera
-from polyp_live.realtime.sources import ReconnectingSource, open_source
+from polyp_live.realtime.sources.open import open_source
+from polyp_live.realtime.sources.reconnect import ReconnectingSource
+from polyp_live.realtime.sources.simulated import SimulatedCamera
 from polyp_live.train.media_paths import LiveDefault, locate
 from tests.fault_helpers import ERROR_PREFIX, onnx_cache  # noqa: F401 - fixture
 
@@ -299,7 +300,7 @@ def default_engine() -> Iterator[Any]:
 
 
 def test_udp_stream_is_live_and_its_first_shown_frame_is_fresh(tmp_path: Path, default_engine: Any) -> None:
-    from polyp_live.realtime.pipeline import Pipeline, PipelineConfig
+    from polyp_live.realtime.core.pipeline import Pipeline, PipelineConfig
     from polyp_live.realtime.types import RunMode
 
     url = f"udp://127.0.0.1:{free_port(socket.SOCK_DGRAM)}"

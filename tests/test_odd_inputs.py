@@ -326,7 +326,7 @@ def test_a_one_pixel_high_input_is_written_and_only_real_outputs_are_claimed(tmp
 
 
 def test_a_summary_never_names_an_output_that_is_not_there(clip: Path, tmp_path: Path) -> None:
-    from polyp_live.realtime.pipeline import Pipeline, PipelineConfig
+    from polyp_live.realtime.core.pipeline import Pipeline, PipelineConfig
     from polyp_live.realtime.ports import SinkBase
 
     class VanishingSink(SinkBase):
@@ -339,7 +339,7 @@ def test_a_summary_never_names_an_output_that_is_not_there(clip: Path, tmp_path:
         def close(self) -> None:
             pass
 
-    from polyp_live.realtime.sources import VideoFileSource
+    from polyp_live.realtime.sources.files import VideoFileSource
 
     pipeline = Pipeline(VideoFileSource(clip), BrightSpotEngine(64), PipelineConfig(deliver=False), [VanishingSink()])
     with pipeline:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from polyp_live.realtime import cli
-from polyp_live.realtime.preview import COLUMNS, ROWS, THUMB_WIDTH, PreviewSink, _episode_lines
+from polyp_live.realtime.sinks.preview import COLUMNS, ROWS, THUMB_WIDTH, PreviewSink, _episode_lines
 from polyp_live.realtime.types import Episode
 from polyp_live.train.cli_utils import run_cli
 from tests.conftest import REPO

@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 import pytest
 
+from polyp_live.realtime.core.pipeline import Pipeline, PipelineConfig, pipeline_threads, run_to_completion
 from polyp_live.realtime.errors import PipelineError
-from polyp_live.realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads, run_to_completion
 from polyp_live.realtime.ports import SinkBase
-from polyp_live.realtime.sinks import JsonlSink, MaskPngSink, VideoWriterSink
-from polyp_live.realtime.sources import ImageFolderSource, VideoFileSource
+from polyp_live.realtime.sinks.writers import JsonlSink, MaskPngSink, VideoWriterSink
+from polyp_live.realtime.sources.files import ImageFolderSource, VideoFileSource
 from tests.conftest import SAMPLE_CLIP
 from tests.fault_helpers import read_jsonl
 from tests.realtime_fakes import BrightSpotEngine, FailingSource, disc_center, probe, write_disc_video

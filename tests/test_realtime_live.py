@@ -7,10 +7,10 @@ import time
 
 import pytest
 
+from polyp_live.realtime.core.pipeline import Pipeline, PipelineConfig, pipeline_threads, run_to_completion
 from polyp_live.realtime.errors import PipelineError, SourceError
-from polyp_live.realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads, run_to_completion
-from polyp_live.realtime.simulated import SimulatedCamera
-from polyp_live.realtime.sources import ReconnectingSource
+from polyp_live.realtime.sources.reconnect import ReconnectingSource
+from polyp_live.realtime.sources.simulated import SimulatedCamera
 from tests.realtime_fakes import BrightSpotEngine
 
 SLACK_S = 0.12  # scheduling slack on a loaded 2-core CI machine
@@ -97,7 +97,7 @@ def test_simulated_camera_skips_ticks_for_a_slow_reader() -> None:
 
 
 def test_live_recording_is_a_playable_mp4(tmp_path) -> None:
-    from polyp_live.realtime.sinks import JsonlSink, VideoWriterSink
+    from polyp_live.realtime.sinks.writers import JsonlSink, VideoWriterSink
     from tests.realtime_fakes import probe
 
     camera = SimulatedCamera(30.0, 96, 64, frames=30)

@@ -8,15 +8,15 @@ import time
 import numpy as np
 import pytest
 
-import polyp_live.realtime.stats as stats_module
-from polyp_live.realtime.overlay import draw_overlay
-from polyp_live.realtime.postprocess import TemporalSmoother, find_regions, postprocess_logits
-from polyp_live.realtime.queues import EMPTY, END, BlockingQueue, LatestQueue
-from polyp_live.realtime.report import format_summary, input_warnings
+import polyp_live.realtime.core.stats as stats_module
+from polyp_live.realtime.core.overlay import draw_overlay
+from polyp_live.realtime.core.postprocess import TemporalSmoother, find_regions, postprocess_logits
+from polyp_live.realtime.core.queues import EMPTY, END, BlockingQueue, LatestQueue
+from polyp_live.realtime.core.stages import inference_stage, overlay_stage, postprocess_stage, preprocess_stage
+from polyp_live.realtime.core.stats import find_episodes, latency_stats
 from polyp_live.realtime.settings import RenderSettings, SettingsBox
-from polyp_live.realtime.sinks import result_record
-from polyp_live.realtime.stages import inference_stage, overlay_stage, postprocess_stage, preprocess_stage
-from polyp_live.realtime.stats import find_episodes, latency_stats
+from polyp_live.realtime.sinks.report import format_summary, input_warnings
+from polyp_live.realtime.sinks.writers import result_record
 from polyp_live.realtime.types import Frame, Prediction, Region, Result, StageTimes
 from tests.realtime_fakes import BrightSpotEngine, disc_frame
 

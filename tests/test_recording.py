@@ -1,5 +1,5 @@
-"""Crash-safe recordings (:mod:`polyp_live.realtime.recording`), ``--segment-minutes`` and odd frame sizes, through real
-runs.
+"""Crash-safe recordings (:mod:`polyp_live.realtime.sinks.recording`), ``--segment-minutes`` and odd frame sizes,
+through real runs.
 
 SIGKILL lands at a random moment (seeded; the seed is in every failure message) of a real ``polyp-live``
 process -- a file run on the shipped CVC-ClinicDB clip and a live run on the simulated camera -- with a
@@ -24,9 +24,9 @@ import cv2
 import numpy as np
 import pytest
 
-from polyp_live.realtime.output_paths import segment_path
-from polyp_live.realtime.recording import finalizing_path, keyframe_interval_frames
-from polyp_live.realtime.sinks import VideoWriterSink
+from polyp_live.realtime.sinks.output_paths import segment_path
+from polyp_live.realtime.sinks.recording import finalizing_path, keyframe_interval_frames
+from polyp_live.realtime.sinks.writers import VideoWriterSink
 from polyp_live.realtime.types import Frame, Result, SourceInfo, StageTimes
 from tests.fault_helpers import (
     MAX_ENCODER_DELAY_FRAMES,
@@ -47,8 +47,8 @@ RUN_TIMEOUT_S = 90.0
 LIVE_RUN = (
     "import sys\n"
     "from realtime import cli\n"
-    "from polyp_live.realtime.sources import ReconnectingSource\n"
-    "from polyp_live.realtime.simulated import SimulatedCamera\n"
+    "from polyp_live.realtime.sources.reconnect import ReconnectingSource\n"
+    "from polyp_live.realtime.sources.simulated import SimulatedCamera\n"
     f"camera = SimulatedCamera({LIVE_FPS}, 320, 240)\n"
     "cli.open_source = lambda *a, **k: ReconnectingSource(camera)\n"
     "sys.argv[0] = 'polyp-live'\n"
@@ -156,7 +156,7 @@ def test_a_failed_finalize_keeps_the_fragmented_file(tmp_path: Path, monkeypatch
         dst.write_bytes(b"partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("polyp_live.realtime.recording._copy_packets", disk_full)
+    monkeypatch.setattr("polyp_live.realtime.sinks.recording._copy_packets", disk_full)
     path = tmp_path / "rec.mp4"
     sink = VideoWriterSink(path, SourceInfo("synthetic", 128, 96, 25.0, False))
     for i in range(30):
@@ -271,9 +271,9 @@ def test_audio_in_the_input_is_said_to_be_dropped_once(tmp_path: Path, fake_engi
 def test_a_segment_cut_never_waits_for_finalizing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A cut hands the closed segment to the finalizer thread: the output thread (live video) goes on at once,
     however slow the disk; close() waits until every segment is a regular MP4."""
-    from polyp_live.realtime import recording
-    from polyp_live.realtime.pipeline import pipeline_threads
-    from polyp_live.realtime.sinks import SegmentedVideoSink
+    from polyp_live.realtime.core.pipeline import pipeline_threads
+    from polyp_live.realtime.sinks import recording
+    from polyp_live.realtime.sinks.writers import SegmentedVideoSink
 
     copy = recording._copy_packets
 

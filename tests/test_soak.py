@@ -18,7 +18,7 @@ import pytest
 
 from benchmarks import soak
 from polyp_live.engines.base import Engine, EngineInfo
-from polyp_live.realtime.pipeline import pipeline_threads
+from polyp_live.realtime.core.pipeline import pipeline_threads
 from polyp_live.train.contract import ModelContract
 
 

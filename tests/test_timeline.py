@@ -14,11 +14,13 @@ from pathlib import Path
 import av
 import pytest
 
-from polyp_live.realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads
+from polyp_live.realtime.core.pipeline import Pipeline, PipelineConfig, pipeline_threads
 from polyp_live.realtime.ports import SinkBase
-from polyp_live.realtime.report import format_summary
-from polyp_live.realtime.sinks import JsonlSink, VideoWriterSink
-from polyp_live.realtime.sources import ReconnectingSource, Source, VideoFileSource
+from polyp_live.realtime.sinks.report import format_summary
+from polyp_live.realtime.sinks.writers import JsonlSink, VideoWriterSink
+from polyp_live.realtime.sources.base import Source
+from polyp_live.realtime.sources.files import VideoFileSource
+from polyp_live.realtime.sources.reconnect import ReconnectingSource
 from polyp_live.realtime.timebase import CLOCK_TOLERANCE_S, GAP_MIN_S, MPEG_TS_WRAP_S, StreamClock, merge_gaps
 from polyp_live.realtime.types import Frame, Gap, GapReason, Result, SourceInfo
 from tests.fault_helpers import read_jsonl

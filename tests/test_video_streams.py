@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from polyp_live.realtime.errors import SourceError
-from polyp_live.realtime.sources import VideoFileSource
+from polyp_live.realtime.sources.files import VideoFileSource
 from tests.fault_helpers import documented_rows, read_jsonl
 from tests.realtime_fakes import disc_image, polyp_live, ts_segment
 

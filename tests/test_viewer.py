@@ -16,11 +16,11 @@ pytest.importorskip("pytestqt")
 
 from PyQt6.QtCore import Qt
 
-from polyp_live.realtime.pipeline import Pipeline, PipelineConfig, pipeline_threads
+from polyp_live.realtime.core.pipeline import Pipeline, PipelineConfig, pipeline_threads
 from polyp_live.realtime.settings import SettingsBox
-from polyp_live.realtime.simulated import SimulatedCamera
-from polyp_live.realtime.sources import VideoFileSource
-from polyp_live.realtime.viewer import attach_viewer
+from polyp_live.realtime.sources.files import VideoFileSource
+from polyp_live.realtime.sources.simulated import SimulatedCamera
+from polyp_live.realtime.viewer.window import attach_viewer
 from tests.realtime_fakes import BrightSpotEngine, probe, write_disc_video
 
 
@@ -63,7 +63,7 @@ def test_frames_arrive_and_controls_change_the_overlay(live_viewer, qtbot) -> No
 def test_snapshot_writes_the_frame_on_screen(live_viewer, qtbot, caplog) -> None:
     window, _, _ = live_viewer
     qtbot.waitUntil(lambda: window.last_result is not None, timeout=5000)
-    with caplog.at_level("INFO", logger="polyp_live.realtime.viewer"):
+    with caplog.at_level("INFO", logger="polyp_live.realtime.viewer.window"):
         qtbot.keyClick(window, Qt.Key.Key_S)
     assert len(window.snapshots) == 1 and window.snapshots[0].is_absolute()
     assert f"snapshot saved: {window.snapshots[0]}" in caplog.text  # the full path, not a bare file name
@@ -113,7 +113,7 @@ def test_cli_opens_the_viewer_when_a_display_exists(qtbot, tmp_path: Path, monke
     from PyQt6.QtWidgets import QApplication
 
     from polyp_live.realtime import cli
-    from polyp_live.realtime.viewer import ViewerWindow
+    from polyp_live.realtime.viewer.window import ViewerWindow
 
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     monkeypatch.setattr("polyp_live.engines.registry.open_engine", lambda *a, **k: BrightSpotEngine(64))

@@ -13,8 +13,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from polyp_live.realtime.pacing import PacedSource
-from polyp_live.realtime.qt_probe import XCB_PACKAGES, debian_package, missing_libraries, plugin_file, viewer_problem
+from polyp_live.realtime.sources.pacing import PacedSource
+from polyp_live.realtime.viewer.qt_probe import (
+    XCB_PACKAGES,
+    debian_package,
+    missing_libraries,
+    plugin_file,
+    viewer_problem,
+)
 from tests.conftest import REPO
 from tests.fault_helpers import decode_all, onnx_cache, read_jsonl  # noqa: F401 - fixture
 from tests.realtime_fakes import write_disc_video

@@ -59,7 +59,8 @@ class MediaLocation:
     @property
     def live(self) -> bool:
         """A stream that runs in real time (no end, no seeking) by its scheme alone: the live schemes.
-        ``http(s)://`` is :attr:`LiveDefault.PROBE`: decided once opened (:mod:`polyp_live.realtime.network`)."""
+        ``http(s)://`` is :attr:`LiveDefault.PROBE`: decided once opened
+        (:mod:`polyp_live.realtime.sources.network`)."""
         return self.live_default is LiveDefault.LIVE
 
     @property

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from polyp_live.realtime.errors import SourceDisconnected, SourceError
-from polyp_live.realtime.sources import Source
+from polyp_live.realtime.sources.base import Source
 from polyp_live.realtime.types import Frame, SourceInfo
 
 

@@ -1,8 +1,9 @@
 """The pipeline's stage functions: pure, single-frame (or single-batch) and testable without threads.
 
 Preprocessing is only ever ``engine.prepare`` (which uses :mod:`polyp_live.train.preprocess`, on the CPU or, for
-GPU engines, on the device); postprocessing and drawing live in :mod:`polyp_live.realtime.postprocess` and
-:mod:`polyp_live.realtime.overlay`. The threads in :mod:`polyp_live.realtime.pipeline` call these and nothing else.
+GPU engines, on the device); postprocessing and drawing live in :mod:`polyp_live.realtime.core.postprocess` and
+:mod:`polyp_live.realtime.core.overlay`. The threads in :mod:`polyp_live.realtime.core.pipeline` call these and nothing
+else.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from polyp_live.engines.base import Engine
+from polyp_live.realtime.core.overlay import draw_overlay
+from polyp_live.realtime.core.postprocess import TemporalSmoother, postprocess_logits
 from polyp_live.realtime.errors import PipelineError
-from polyp_live.realtime.overlay import draw_overlay
-from polyp_live.realtime.postprocess import TemporalSmoother, postprocess_logits
 from polyp_live.realtime.settings import RenderSettings
 from polyp_live.realtime.types import Batch, Frame, Inference, Prediction, Result, StageTimes
 

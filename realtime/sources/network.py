@@ -1,10 +1,10 @@
 """Network streams as live sources: low-latency open options, the stale-frame policy, the start-up delay.
 
 A procedure room sends video as MPEG-TS over UDP/RTP, RTSP, SRT or HTTP. :class:`NetworkSource` opens such a URL
-with :class:`polyp_live.realtime.sources.VideoFileSource` and the demuxer options of :func:`demuxer_options` (a small
-probe, no input buffering, low-delay decoding, a read timeout of :data:`NETWORK_TIMEOUT_S` so that a stall is noticed in
-about 2 s) and decides the mode: the scheme's default (:data:`polyp_live.train.media_paths.SCHEME_LIVE`; ``http(s)://``
-is live when the opened stream has no duration) unless ``--live`` / ``--no-live`` forces it.
+with :class:`polyp_live.realtime.sources.files.VideoFileSource` and the demuxer options of :func:`demuxer_options` (a
+small probe, no input buffering, low-delay decoding, a read timeout of :data:`NETWORK_TIMEOUT_S` so that a stall is
+noticed in about 2 s) and decides the mode: the scheme's default (:data:`polyp_live.train.media_paths.SCHEME_LIVE`;
+``http(s)://`` is live when the opened stream has no duration) unless ``--live`` / ``--no-live`` forces it.
 
 In live mode no frame older than the live policy allows is handed out (:class:`LiveEdgePolicy`): at start-up and
 after a reconnect the frames FFmpeg buffered come out of the decoder at once, far faster than their timestamps
@@ -14,7 +14,8 @@ last (re)start by more than :data:`LIVE_ALLOWANCE_PERIODS` frame periods, and th
 was asked for, is dropped and counted too (a burst after a stall). ``startup_s`` is the time from the first
 ``open()`` call to the first fresh frame handed out. Losing the stream (no data for the timeout, the HTTP
 connection closed) raises :class:`~polyp_live.realtime.errors.SourceDisconnected` -- never an end of input and never a
-raw FFmpeg errno -- which :class:`polyp_live.realtime.sources.ReconnectingSource` turns into reconnect attempts.
+raw FFmpeg errno -- which :class:`polyp_live.realtime.sources.reconnect.ReconnectingSource` turns into reconnect
+attempts.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from enum import Enum
 from functools import cache
 
 from polyp_live.realtime.errors import SourceDisconnected, SourceError
-from polyp_live.realtime.sources import Source, VideoFileSource, locate_input
+from polyp_live.realtime.sources.base import Source, locate_input
+from polyp_live.realtime.sources.files import VideoFileSource
 from polyp_live.realtime.timebase import merge_gaps
 from polyp_live.realtime.types import Frame, Gap, SourceInfo
 from polyp_live.train.media_paths import LiveDefault, MediaLocation

@@ -2,12 +2,12 @@
 
 Ray is imported only here, inside functions, so ``realtime`` imports without it. The model's files go into
 the object store once (``ray.put``); every actor receives the reference, Ray fetches the object once per
-node, and the actor writes it once per machine to a local folder (:func:`polyp_live.realtime.batch.materialize_model`)
-and opens the engine from there, once, for every video it is given. An actor whose process dies is restarted
-and its video retried (``max_restarts`` / ``max_task_retries`` = ``--max-retries``); the dead attempt's files
-stay under a partial name and never count. The driver keeps one video in flight per actor, so Ctrl+C has
-nothing queued to cancel: the running videos finish (a second Ctrl+C kills the actors), and the tables
-hold exactly the videos whose folders are complete.
+node, and the actor writes it once per machine to a local folder
+(:func:`polyp_live.realtime.batch.archive.materialize_model`) and opens the engine from there, once, for every video it
+is given. An actor whose process dies is restarted and its video retried (``max_restarts`` / ``max_task_retries`` =
+``--max-retries``); the dead attempt's files stay under a partial name and never count. The driver keeps one video in
+flight per actor, so Ctrl+C has nothing queued to cancel: the running videos finish (a second Ctrl+C kills the actors),
+and the tables hold exactly the videos whose folders are complete.
 """
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from polyp_live.realtime.batch import ModelBundle, TaskOptions, VideoJob, VideoOutcome, annotate_video, failed_outcome
+from polyp_live.realtime.batch.archive import (
+    ModelBundle,
+    TaskOptions,
+    VideoJob,
+    VideoOutcome,
+    annotate_video,
+    failed_outcome,
+)
 from polyp_live.realtime.errors import OptionError
 from polyp_live.train.errors import PolypLiveError
 
@@ -51,7 +58,7 @@ class VideoWorker:
 
     def __init__(self, bundle: ModelBundle, options: TaskOptions, out_dir: str) -> None:
         from polyp_live.engines.registry import open_engine
-        from polyp_live.realtime.batch import materialize_model
+        from polyp_live.realtime.batch.archive import materialize_model
 
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         self.options, self.out_dir = options, Path(out_dir)

@@ -12,7 +12,7 @@ class              full-queue policy                used for
 Both are closed by the producer (:meth:`close`: the consumer drains what is left, then gets
 :data:`END`) or cancelled by the consumer (:meth:`cancel`: a failed stage tells its producer to stop;
 ``put`` returns ``False`` from then on). The pipeline's set of queues is :class:`PipelineQueues`
-(its capacities are tabled in :mod:`polyp_live.realtime.pipeline`).
+(its capacities are tabled in :mod:`polyp_live.realtime.core.pipeline`).
 """
 
 from __future__ import annotations

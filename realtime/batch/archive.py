@@ -6,7 +6,7 @@ mtime, the model and its hash, fps, duration). The folder is written as ``.<name
 renamed when every file is complete, so a folder under its own name is always a finished run, and a ``summary.json``
 whose ``batch`` record matches the input and the model marks the video done (``skipped`` on a rerun).
 ``archive.csv`` and ``episodes.csv`` are made from the ``summary.json`` files (:func:`archive_row`,
-:func:`episode_rows`), the one home of every number in them. The Ray side is :mod:`polyp_live.realtime.batch_ray`.
+:func:`episode_rows`), the one home of every number in them. The Ray side is :mod:`polyp_live.realtime.batch.ray_pool`.
 """
 
 from __future__ import annotations
@@ -279,10 +279,10 @@ def _render_settings(options: TaskOptions) -> Any:
 
 def _run_into(job: VideoJob, engine: Any, options: TaskOptions, staging: Path) -> dict[str, Any]:
     """Run the file-mode pipeline over ``job`` into ``staging``; return the summary dict (with ``batch``)."""
+    from polyp_live.realtime.core.pipeline import PipelineConfig, run_to_completion
     from polyp_live.realtime.errors import PipelineError
-    from polyp_live.realtime.pipeline import PipelineConfig, run_to_completion
-    from polyp_live.realtime.sinks import JsonlSink, VideoWriterSink
-    from polyp_live.realtime.sources import VideoFileSource
+    from polyp_live.realtime.sinks.writers import JsonlSink, VideoWriterSink
+    from polyp_live.realtime.sources.files import VideoFileSource
 
     stamp = input_stamp(job.path)  # before reading: a file replaced meanwhile is not marked done
     source = VideoFileSource(job.path)

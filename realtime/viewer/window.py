@@ -39,10 +39,10 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from polyp_live.realtime.pipeline import Pipeline
+from polyp_live.realtime.core.pipeline import Pipeline
 from polyp_live.realtime.ports import SinkBase
 from polyp_live.realtime.settings import SettingsBox
-from polyp_live.realtime.sinks import ToggleRecorder
+from polyp_live.realtime.sinks.writers import ToggleRecorder
 from polyp_live.realtime.types import Result, RunMode, RunSummary
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import numpy as np
 
 from polyp_live.realtime.errors import OutputError
 from polyp_live.realtime.ports import SinkBase
-from polyp_live.realtime.report import format_time
+from polyp_live.realtime.sinks.report import format_time
 from polyp_live.realtime.types import Result, RunSummary
 
 logger = logging.getLogger(__name__)

@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 
 from polyp_live.realtime.errors import OutputError
-from polyp_live.realtime.geometry import even_size, place
-from polyp_live.realtime.output_paths import check_output_path, check_video_suffix, mask_name, segment_path
 from polyp_live.realtime.ports import SinkBase
-from polyp_live.realtime.recording import (
+from polyp_live.realtime.sinks.geometry import even_size, place
+from polyp_live.realtime.sinks.output_paths import check_output_path, check_video_suffix, mask_name, segment_path
+from polyp_live.realtime.sinks.recording import (
     FRAGMENTED_OPTIONS,
     KEYFRAME_INTERVAL_S,
     BackgroundFinalizer,
@@ -46,11 +46,11 @@ class VideoWriterSink(SinkBase):
 
     Written as a fragmented MP4 (a fragment per keyframe, a keyframe at least every second of output time),
     so a SIGKILL or power cut loses at most the last fragment; :meth:`close` finalizes it into a regular
-    ``+faststart`` MP4, playable in browsers (:mod:`polyp_live.realtime.recording`; ``finalize=False`` keeps the
+    ``+faststart`` MP4, playable in browsers (:mod:`polyp_live.realtime.sinks.recording`; ``finalize=False`` keeps the
     fragments). Frame rate and time base are the source's; each frame's pts is its source timestamp (relative to the
     first written frame), so variable frame rates and durations are kept. The size is the source's, odd sides
     padded to even with black (one warning says so); a frame of another size is scaled to fit, never cropped
-    (:mod:`polyp_live.realtime.geometry`).
+    (:mod:`polyp_live.realtime.sinks.geometry`).
     """
 
     name = "video"
@@ -162,7 +162,7 @@ class VideoWriterSink(SinkBase):
 
 class SegmentedVideoSink(SinkBase):
     """``--segment-minutes``: the annotated video as one MP4 per ``seconds`` of output time, ``rec_000.mp4``,
-    ``rec_001.mp4``, ... (:func:`polyp_live.realtime.output_paths.segment_path`).
+    ``rec_001.mp4``, ... (:func:`polyp_live.realtime.sinks.output_paths.segment_path`).
 
     A frame whose time (since the first frame) reaches the next multiple of ``seconds`` opens the next
     segment: each starts with a keyframe at its own t=0 and plays on its own; every frame goes to exactly

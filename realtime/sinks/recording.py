@@ -1,6 +1,6 @@
 """How the annotated MP4 survives a crash: fragmented while it is written, a regular MP4 once it is closed.
 
-While a run writes, :class:`polyp_live.realtime.sinks.VideoWriterSink` muxes a *fragmented* MP4 (``movflags
+While a run writes, :class:`polyp_live.realtime.sinks.writers.VideoWriterSink` muxes a *fragmented* MP4 (``movflags
 frag_keyframe+empty_moov+default_base_moof``, FFmpeg's I/O flushed after every packet): the file starts with
 an empty index, and each keyframe -- forced at least every :data:`KEYFRAME_INTERVAL_S` of output time --
 starts a new self-contained fragment (``moof`` + ``mdat``) that reaches the disk as soon as it is complete.
@@ -30,7 +30,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from polyp_live.realtime.pipeline import THREAD_PREFIX
+from polyp_live.realtime.types import THREAD_PREFIX
 
 logger = logging.getLogger(__name__)
 

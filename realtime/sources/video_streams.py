@@ -1,5 +1,6 @@
 """What a video file's container says about its picture: which stream is the video, which way is up, what
-shape a pixel is -- and opening a FIFO without hanging. Used by :class:`polyp_live.realtime.sources.VideoFileSource`.
+shape a pixel is -- and opening a FIFO without hanging. Used by
+:class:`polyp_live.realtime.sources.files.VideoFileSource`.
 
 * **Main stream**: a container may hold several video streams, the first one often a 1-frame cover image
   (``attached_pic``) or a thumbnail track; the video is the stream with the most frames (by count, else by

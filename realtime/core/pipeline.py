@@ -9,7 +9,7 @@ Library use (no Qt needed)::
 
     summary = run_to_completion(source, engine, PipelineConfig(), sinks)   # the same, returning RunSummary
 
-Each stage runs in its own thread; stages are joined by bounded queues (see :mod:`polyp_live.realtime.queues`):
+Each stage runs in its own thread; stages are joined by bounded queues (see :mod:`polyp_live.realtime.core.queues`):
 
 FILE mode (no frame lost, written in order; a full queue blocks its producer = back-pressure)
 
@@ -61,14 +61,21 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from polyp_live.engines.base import Engine
+from polyp_live.realtime.core.postprocess import TemporalSmoother
+from polyp_live.realtime.core.queues import EMPTY, END, LatestValue, PipelineQueues, StageQueue
+from polyp_live.realtime.core.stages import (
+    hud_lines,
+    inference_stage,
+    overlay_stage,
+    postprocess_stage,
+    preprocess_stage,
+)
+from polyp_live.realtime.core.stats import DEFAULT_EPISODE_GAP_FRAMES, RunStats
 from polyp_live.realtime.errors import PipelineError
 from polyp_live.realtime.ports import Sink, Source, sink_files, sink_recorded, source_stale_dropped, source_startup_s
-from polyp_live.realtime.postprocess import TemporalSmoother
-from polyp_live.realtime.queues import EMPTY, END, LatestValue, PipelineQueues, StageQueue
 from polyp_live.realtime.settings import RenderSettings, SettingsBox
-from polyp_live.realtime.stages import hud_lines, inference_stage, overlay_stage, postprocess_stage, preprocess_stage
-from polyp_live.realtime.stats import DEFAULT_EPISODE_GAP_FRAMES, RunStats
 from polyp_live.realtime.types import (
+    THREAD_PREFIX,
     Counts,
     Frame,
     FrameCounts,
@@ -83,10 +90,9 @@ from polyp_live.realtime.types import (
 
 logger = logging.getLogger(__name__)
 
-THREAD_PREFIX = "polyp-live-"
 MODEL_STAGES = ("preprocess", "inference", "postprocess")
 FRAME_STAGES = ("capture", "overlay", "output")
-# the viewer's sink (polyp_live.realtime.viewer.QtDisplaySink.name): its drops are frames not painted
+# the viewer's sink (polyp_live.realtime.viewer.window.QtDisplaySink.name): its drops are frames not painted
 DISPLAY_SINK = "display"
 # Which latest-wins queues lose a taken frame for the outputs / for the model (the counters' balances,
 # types.FrameCounts); "inferences" loses a mask in live mode, "delivered" a result already written.

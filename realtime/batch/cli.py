@@ -5,9 +5,9 @@
 
 Every video runs the file-mode pipeline of ``polyp-live --input`` and gets ``OUT/<relative path>/`` with
 ``annotated.mp4``, ``frames.jsonl`` and ``summary.json``; ``OUT/archive.csv`` has one row per video and
-``OUT/episodes.csv`` one per polyp episode (:mod:`polyp_live.realtime.batch`). On a cluster of several machines, the
-inputs and ``--out-dir`` must be paths every node sees (a shared file system). A rerun skips the videos already done for
-the same input and model. Exit 0: every video ok or skipped; 1: some failed (the table says which); 2: usage
+``OUT/episodes.csv`` one per polyp episode (:mod:`polyp_live.realtime.batch.archive`). On a cluster of several machines,
+the inputs and ``--out-dir`` must be paths every node sees (a shared file system). A rerun skips the videos already done
+for the same input and model. Exit 0: every video ok or skipped; 1: some failed (the table says which); 2: usage
 error; 130: interrupted (the tables hold the videos finished so far; a rerun resumes).
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from polyp_live.realtime.batch import (
+from polyp_live.realtime.batch.archive import (
     TaskOptions,
     VideoJob,
     VideoOutcome,
@@ -146,7 +146,7 @@ class Tally:
 
 def lock_out_dir(out_dir: Path) -> Any:
     """One batch at a time writes ``out_dir`` (another one's partial folders would look stale)."""
-    from polyp_live.realtime.sinks import check_output_path
+    from polyp_live.realtime.sinks.writers import check_output_path
 
     check_output_path(out_dir, folder=True)
     handle = open(out_dir / ".polyp-batch.lock", "w")  # noqa: SIM115 - held for the whole run
@@ -159,7 +159,7 @@ def lock_out_dir(out_dir: Path) -> Any:
 
 
 def plan_from(args: argparse.Namespace) -> Any:
-    from polyp_live.realtime.batch_ray import ClusterPlan
+    from polyp_live.realtime.batch.ray_pool import ClusterPlan
 
     return ClusterPlan(address=args.cluster, workers=args.workers, threads_per_task=args.threads_per_task,
                        gpus_per_task=args.gpus_per_task, max_retries=args.max_retries, debug=args.debug)
@@ -168,7 +168,7 @@ def plan_from(args: argparse.Namespace) -> Any:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.debug)
-    from polyp_live.realtime.batch_ray import import_ray
+    from polyp_live.realtime.batch.ray_pool import import_ray
 
     import_ray()  # without Ray: one line saying how to install it, before any work
     jobs = collect_jobs(args.inputs)
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, jobs: list[VideoJob], bundle: Any, options: TaskOptions, out_dir: Path) -> int:
-    from polyp_live.realtime.batch_ray import run_batch
+    from polyp_live.realtime.batch.ray_pool import run_batch
     from polyp_live.train.progress import progress
 
     if clear_partials(out_dir):
@@ -213,5 +213,5 @@ def entry() -> None:
     sys.exit(run_cli(main, prog=PROG))
 
 
-if __name__ == "__main__":  # python -m polyp_live.realtime.batch_cli (same as the polyp-batch console script)
+if __name__ == "__main__":  # python -m polyp_live.realtime.batch.cli (same as the polyp-batch console script)
     entry()
