@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from polyp_live.engines.parity import shared_data_dir
+from polyp_live.train.media_paths import shared_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "benchmarks" / "results"

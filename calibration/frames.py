@@ -31,7 +31,7 @@ import numpy as np
 from polyp_live.calibration.errors import CalibrationError
 from polyp_live.train.contract import ModelContract
 from polyp_live.train.media_paths import ffmpeg_local
-from polyp_live.train.preprocess import binarize_mask, resize_frame, resize_mask
+from polyp_live.train.preprocess import binarize_mask, plan_frame, resize_frame, resize_mask_planned
 
 logger = logging.getLogger(__name__)
 
@@ -204,11 +204,13 @@ def masked_frames(folder: str | Path, count: int, contract: ModelContract, *, se
 
 def _masked_frame(image: Path, mask_path: Path | None, contract: ModelContract) -> CalibrationFrame:
     data = np.fromfile(str(mask_path), dtype=np.uint8)
-    grey = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
-    if grey is None:
+    pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if pixels is None:
         raise CalibrationError(f"cannot read mask {mask_path}: not a readable image file")
-    mask = resize_mask(binarize_mask(grey), contract.height, contract.width)
-    return CalibrationFrame(image.name, resize_frame(read_rgb(image), contract), mask)
+    rgb = read_rgb(image)
+    plan = plan_frame(rgb, contract)  # the image's own crop and letterbox, for the mask too
+    mask = resize_mask_planned(binarize_mask(pixels[..., :3] if pixels.ndim == 3 else pixels), plan)
+    return CalibrationFrame(image.name, resize_frame(rgb, contract, plan), mask)
 
 
 def frames_from_split(
@@ -237,8 +239,9 @@ def frames_from_split(
     frames = []
     for i in order:
         image, mask = read_pair(chosen[i])
-        resized_mask = resize_mask(mask, contract.height, contract.width) if with_masks else None
-        frames.append(CalibrationFrame(chosen[i].key, resize_frame(image, contract), resized_mask))
+        plan = plan_frame(image, contract)
+        resized_mask = resize_mask_planned(mask, plan) if with_masks else None
+        frames.append(CalibrationFrame(chosen[i].key, resize_frame(image, contract, plan), resized_mask))
     origin = f"split file {split_file}" if split_file is not None else "default 60/20/20 split, seed 0"
     note = f"seeded sample (seed {seed}) of {len(frames)} of the {len(chosen)} {split} pairs ({origin})"
     return FrameSet(f"{split} split of {data}", tuple(frames), note)

@@ -54,7 +54,7 @@ from polyp_live.engines.onnx_format import INPUT_NAME, META_CALIBRATION, read_on
 from polyp_live.engines.onnx_passes import GRAPH_PASSES
 from polyp_live.engines.onnxruntime_backend import default_threads
 from polyp_live.train.contract import ModelContract
-from polyp_live.train.preprocess import preprocess_batch
+from polyp_live.train.preprocess import normalize_batch
 
 logger = logging.getLogger(__name__)
 
@@ -273,7 +273,7 @@ def _evaluate(
     notes: list[str],
     calibration: CalibrationInfo,
 ) -> CalibrationReport:
-    inputs = [preprocess_batch([frame.pixels], contract) for frame in evaluation.frames]
+    inputs = [normalize_batch([frame.pixels], contract) for frame in evaluation.frames]
     has_truth = all(frame.mask is not None for frame in evaluation.frames)
     truths = [frame.mask for frame in evaluation.frames] if has_truth else None
     threads = config.threads or default_threads()

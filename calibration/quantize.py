@@ -34,7 +34,7 @@ import numpy as np
 from polyp_live.calibration.errors import CalibrationError
 from polyp_live.engines.onnx_format import INPUT_NAME, META_INT8_TARGET, META_PRECISION, QDQ_OPS, write_props
 from polyp_live.train.contract import ModelContract
-from polyp_live.train.preprocess import preprocess_batch
+from polyp_live.train.preprocess import normalize_batch
 from polyp_live.train.progress import progress as progress_bar
 
 logger = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ class FrameReader:
             return None
         frame = self._frames[self._next]
         self._next += 1
-        return {INPUT_NAME: preprocess_batch([frame], self._contract)}
+        return {INPUT_NAME: normalize_batch([frame], self._contract)}
 
     def __len__(self) -> int:
         return len(self._frames)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from polyp_live.train.contract import ModelContract
-from polyp_live.train.preprocess import preprocess_batch
+from polyp_live.train.preprocess import InputPlan, preprocess_batch
 
 logger = logging.getLogger(__name__)
 
@@ -84,10 +84,11 @@ class Engine(ABC):
         if not 1 <= shape[0] <= self.info.max_batch:
             raise EngineError(f"a batch of {shape[0]} frames is outside this engine's 1..{self.info.max_batch}")
 
-    def prepare(self, frames: Sequence[np.ndarray]) -> Any:
-        """RGB ``uint8`` frames -> this backend's input. CPU default:
+    def prepare(self, frames: Sequence[np.ndarray], plans: Sequence[InputPlan] | None = None) -> Any:
+        """RGB ``uint8`` frames -> this backend's input, each through its plan (crop, resize, letterbox; default:
+        :func:`polyp_live.train.preprocess.plan_frame`). CPU default:
         :func:`polyp_live.train.preprocess.preprocess_batch`."""
-        return preprocess_batch(frames, self.contract)
+        return preprocess_batch(frames, self.contract, plans)
 
     def infer_frames(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         """Convenience: prepare then infer, splitting into chunks of at most ``max_batch``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +13,9 @@ from polyp_live.engines.errors import BackendUnavailableError, EngineError
 from polyp_live.train.contract import ModelContract
 from polyp_live.train.devices import resolve_device
 from polyp_live.train.errors import DeviceError, DeviceUnavailableError
+
+if TYPE_CHECKING:
+    from polyp_live.train.preprocess import InputPlan
 
 logger = logging.getLogger(__name__)
 
@@ -32,19 +35,24 @@ def device_index(device: str) -> int:
     return int(device.partition(":")[2] or 0)
 
 
-def gpu_prepare(frames: Sequence[np.ndarray], contract: ModelContract, device: Any, dtype: Any) -> Any:
+def gpu_prepare(frames: Sequence[np.ndarray], contract: ModelContract, device: Any, dtype: Any,
+                plans: Sequence[InputPlan] | None = None) -> Any:
     """RGB ``uint8`` frames -> ``(N, 3, h, w)`` CUDA tensor of ``dtype`` in ``channels_last``.
 
-    Uploads the ``uint8`` frames (4x less traffic than float32) and resizes and normalizes on the
-    GPU with :func:`polyp_live.train.preprocess.preprocess_torch`, the same transform as the CPU path.
+    Uploads the ``uint8`` frames (4x less traffic than float32) and crops, resizes, letterboxes and normalizes on
+    the GPU with :func:`polyp_live.train.preprocess.preprocess_torch`, the same transform as the CPU path.
+    ``plans`` default to :func:`polyp_live.train.preprocess.plan_frame` per frame, as on the CPU.
     """
     import torch
 
-    from polyp_live.train.preprocess import preprocess_torch
+    from polyp_live.train.preprocess import plan_frame, preprocess_torch
 
-    if len({f.shape for f in frames}) == 1:
+    if plans is None:
+        plans = [plan_frame(frame, contract) for frame in frames]
+    if len({f.shape for f in frames}) == 1 and all(plan.squashes_whole_frame for plan in plans):
         host = torch.from_numpy(np.stack(frames))
         batch = preprocess_torch(host.to(device, non_blocking=True), contract)
     else:
-        batch = torch.cat([preprocess_torch(torch.from_numpy(f[None]).to(device), contract) for f in frames])
+        batch = torch.cat([preprocess_torch(torch.from_numpy(f[None]).to(device), contract, plans=[plan])
+                           for f, plan in zip(frames, plans, strict=True)])
     return batch.to(dtype=dtype).contiguous(memory_format=torch.channels_last)

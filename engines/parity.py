@@ -9,7 +9,6 @@ the contract's threshold). Export and the engines' test suite both use these thr
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import cv2
 import numpy as np
 
 from polyp_live.train.contract import ModelContract
+from polyp_live.train.media_paths import shared_data_dir
 from polyp_live.train.preprocess import preprocess_batch
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,6 @@ PARITY_THRESHOLDS: dict[str, tuple[float, float]] = {
     "fp16": (0.995, 5e-2),
     "int8": (0.97, 0.25),
 }
-_REPO = Path(__file__).resolve().parents[1]
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
@@ -55,11 +54,6 @@ class ParityReport:
             f"mask agreement {self.agreement * 100:.3f}% (need >= {self.min_agreement * 100:.1f}%), "
             f"logits rel-L2 {self.rel_l2:.2e} (need <= {self.max_rel_l2:.0e}): {verdict}"
         )
-
-
-def shared_data_dir() -> Path:
-    """``$POLYP_LIVE_DATA``, else ``../shared/data`` beside the repository."""
-    return Path(os.environ.get("POLYP_LIVE_DATA", _REPO.parent / "shared" / "data"))
 
 
 def _image_files(folder: Path) -> list[Path]:

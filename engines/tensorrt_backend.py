@@ -30,6 +30,7 @@ from polyp_live.engines.sidecar import EngineSidecar, check_loadable, read_sidec
 from polyp_live.engines.trt_flavours import FLAVOURS, import_flavour, installed_flavours, make_logger
 from polyp_live.train.devices import cuda_available, gpu_info
 from polyp_live.train.hashing import sha256_file
+from polyp_live.train.preprocess import InputPlan
 
 logger = logging.getLogger(__name__)
 
@@ -118,9 +119,9 @@ class TensorRTEngine(Engine):
             engine.warmup(2)
         return engine
 
-    def prepare(self, frames: Sequence[np.ndarray]) -> Any:
+    def prepare(self, frames: Sequence[np.ndarray], plans: Sequence[InputPlan] | None = None) -> Any:
         """Upload ``uint8`` frames and preprocess on the GPU into the engine's input dtype."""
-        return gpu_prepare(frames, self.contract, self._parts.device, self._parts.input.dtype)
+        return gpu_prepare(frames, self.contract, self._parts.device, self._parts.input.dtype, plans)
 
     def infer(self, batch: Any) -> np.ndarray:
         import torch

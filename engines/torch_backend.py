@@ -31,6 +31,7 @@ from polyp_live.engines.base import Engine, EngineInfo
 from polyp_live.engines.devices import engine_device, gpu_prepare
 from polyp_live.engines.errors import BackendUnavailableError, EngineError
 from polyp_live.train.errors import CheckpointError
+from polyp_live.train.preprocess import InputPlan
 
 logger = logging.getLogger(__name__)
 
@@ -163,11 +164,11 @@ class TorchEngine(Engine):
     def on_cuda(self) -> bool:
         return self._device.type == "cuda"
 
-    def prepare(self, frames: Sequence[np.ndarray]) -> Any:
+    def prepare(self, frames: Sequence[np.ndarray], plans: Sequence[InputPlan] | None = None) -> Any:
         """CPU: the NumPy preprocessing. CUDA: upload ``uint8`` frames, resize and normalize on the GPU."""
         if not self.on_cuda:
-            return super().prepare(frames)
-        return gpu_prepare(frames, self.contract, self._device, self._dtype)
+            return super().prepare(frames, plans)
+        return gpu_prepare(frames, self.contract, self._device, self._dtype, plans)
 
     def _to_input(self, x: Any) -> Any:
         import torch

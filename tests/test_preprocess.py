@@ -65,3 +65,25 @@ def test_batch_equals_single_frames() -> None:
     for i, frame in enumerate(frames):
         np.testing.assert_array_equal(batch[i], preprocess(frame, contract))
     assert batch.min() >= -1.0 and batch.max() <= 1.0
+
+
+@pytest.mark.parametrize("mode", ["area", "linear"])
+def test_torch_preprocessing_crops_and_letterboxes_as_the_cpu_path(mode: str) -> None:
+    """With the field-of-view crop and the letterbox (the GPU engines' path, run here on CPU tensors): the same
+    pixels as the OpenCV path, padding included, for frames whose plans differ within one batch."""
+    from polyp_live.train.preprocess import plan_frame
+
+    contract = ModelContract("atto", (256, 256), resize=mode, field_of_view=True, keep_aspect=True)
+    frames = real_frames()
+    for frame in frames:
+        plan = plan_frame(frame, contract)
+        expected = preprocess(frame, contract, plan)
+        got = preprocess_torch(torch.from_numpy(frame)[None], contract, plans=[plan])[0].numpy()
+        grey_levels = np.abs(expected - got) * 127.5
+        assert grey_levels.max() <= 1.0 + 1e-3, (frame.shape, plan, float(grey_levels.max()))
+        (top, left), _ = plan.offset, plan.size
+        assert np.allclose(got[:, :top, :], -1.0) and np.allclose(got[:, :, :left], -1.0)  # black padding
+    same = [frames[0], frames[0][::-1].copy()]
+    plans = [plan_frame(f, contract) for f in same]
+    batch = preprocess_torch(torch.from_numpy(np.stack(same)), contract, plans=plans).numpy()
+    assert np.abs(batch - preprocess_batch(same, contract, plans)).max() * 127.5 <= 1.0 + 1e-3

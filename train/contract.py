@@ -21,6 +21,11 @@ SIZE_MULTIPLE = 32
 # export's parity check runs a batch of 16. A 4096x4096 contract was OOM-killed at 24 GB while exporting.
 MAX_INPUT_SIDE = 1024
 RESIZE_MODES = ("area", "linear")
+# The frame-level decision's defaults (the operating point of a model that was not given one): regions smaller than
+# this fraction of the field of view are not reported (the realtime default before operating points existed), and
+# any region score counts.
+DEFAULT_MIN_AREA = 0.0005
+DEFAULT_MIN_SCORE = 0.0
 COLOR_ORDERS = ("RGB",)
 OUTPUTS = ("logits",)
 
@@ -49,6 +54,15 @@ class ModelContract:
     Pixels are RGB ``uint8``; the model sees ``(pixel - mean) / std`` per channel, which with
     the defaults maps ``[0, 255]`` to ``[-1, 1]`` as in the paper. The output is one channel of
     logits at the input size; a pixel is polyp when ``sigmoid(logit) >= threshold``.
+
+    Geometry: with ``field_of_view`` the frame is first cropped to the endoscope's picture
+    (:mod:`polyp_live.train.fov`); with ``keep_aspect`` the crop is scaled to fit the input and padded with black
+    (letterbox) instead of squashed (:mod:`polyp_live.train.preprocess`). Both off: the whole frame is squashed,
+    as models trained before field-of-view cropping expect.
+
+    The operating point (:mod:`polyp_live.train.decision`): a connected region of polyp pixels is reported when it
+    covers at least ``min_area`` of the field of view and its score (mean probability) is at least ``min_score``;
+    a frame shows a polyp when it has a reported region.
     """
 
     variant: str
@@ -59,6 +73,10 @@ class ModelContract:
     resize: str = "area"
     threshold: float = 0.5
     output: str = "logits"
+    field_of_view: bool = False
+    keep_aspect: bool = False
+    min_area: float = DEFAULT_MIN_AREA
+    min_score: float = DEFAULT_MIN_SCORE
     schema: str = field(default=CONTRACT_SCHEMA)
 
     def __post_init__(self) -> None:
@@ -73,6 +91,13 @@ class ModelContract:
             raise ContractError(f"contract std must be positive, got {self.std!r}")
         if not _is_finite_number(self.threshold) or not 0.0 < self.threshold < 1.0:
             raise ContractError(f"contract threshold must be in (0, 1), got {self.threshold!r}")
+        for name in ("field_of_view", "keep_aspect"):
+            if not isinstance(getattr(self, name), bool):
+                raise ContractError(f"contract {name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("min_area", "min_score"):
+            value = getattr(self, name)
+            if not _is_finite_number(value) or not 0.0 <= value < 1.0:
+                raise ContractError(f"contract {name} must be in [0, 1), got {value!r}")
         _check_choice("color_order", self.color_order, COLOR_ORDERS)
         _check_choice("resize", self.resize, RESIZE_MODES)
         _check_choice("output", self.output, OUTPUTS)
@@ -96,6 +121,14 @@ class ModelContract:
 
     def with_threshold(self, threshold: float) -> ModelContract:
         return replace(self, threshold=float(threshold))
+
+    def with_operating_point(self, threshold: float, min_area: float, min_score: float) -> ModelContract:
+        """The same contract with another frame-level decision (validated)."""
+        return replace(self, threshold=float(threshold), min_area=float(min_area), min_score=float(min_score))
+
+    def with_geometry(self, field_of_view: bool, keep_aspect: bool) -> ModelContract:
+        """The same contract with field-of-view cropping and letterboxing turned on or off."""
+        return replace(self, field_of_view=bool(field_of_view), keep_aspect=bool(keep_aspect))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -100,3 +100,9 @@ def local_path(text: str | Path) -> Path:
 def ffmpeg_local(path: str | Path) -> str:
     """The name FFmpeg must be given to open the local file ``path`` and nothing else."""
     return f"file:{local_path(path)}"
+
+
+def shared_data_dir() -> Path:
+    """The real data sets: ``$POLYP_LIVE_DATA``, else ``../shared/data`` beside the repository (a checkout; there is
+    no such folder beside an installed package, and nothing is downloaded)."""
+    return Path(os.environ.get("POLYP_LIVE_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
