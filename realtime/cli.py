@@ -90,6 +90,19 @@ def frame_rate(text: str) -> float:
     return value
 
 
+def add_decision_options(parser: argparse.ArgumentParser) -> None:
+    """The frame-level decision and geometry options, the same for polyp-live and polyp-batch."""
+    parser.add_argument("--threshold", type=float, help="pixel probability threshold (default: the model's "
+                        "operating point)")
+    parser.add_argument("--min-area", type=float, help="smallest reported region, fraction of the field of view "
+                        "(default: the model's operating point)")
+    parser.add_argument("--min-score", type=float, help="lowest reported region score, its mean probability "
+                        "(default: the model's operating point)")
+    parser.add_argument("--smooth", type=float, default=0.0, help="temporal smoothing of probabilities 0..<1 (EMA)")
+    parser.add_argument("--no-crop", dest="crop", action="store_false",
+                        help="do not crop to the endoscope's field of view (the whole frame goes into the model)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = make_parser(PROG, "Real-time polyp segmentation for colonoscopy video: live from a capture device or "
                          "stream in a Qt viewer, or offline annotation of a file or image folder.", EXAMPLES)
@@ -110,10 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stats", help="write the end-of-run summary as JSON")
     parser.add_argument("--preview", metavar="FILE.png",
                         help="contact sheet: a grid of frames with the mask drawn, timestamps, the polyp episodes")
-    parser.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
+    add_decision_options(parser)
     parser.add_argument("--opacity", type=float, default=0.4, help="mask fill opacity 0..1")
-    parser.add_argument("--smooth", type=float, default=0.0, help="temporal smoothing of probabilities 0..<1 (EMA)")
-    parser.add_argument("--min-area", type=float, default=0.0005, help="drop regions below this frame fraction")
     parser.add_argument("--boxes", action="store_true", help="draw region boxes")
     parser.add_argument("--no-view", action="store_true", help="never open the viewer")
     pace = parser.add_mutually_exclusive_group()
@@ -223,7 +234,8 @@ def check_segments(args: argparse.Namespace, files: list[tuple[str, str]], input
 def render_settings(args: argparse.Namespace, live: bool) -> RenderSettings:
     try:
         return RenderSettings(threshold=args.threshold, opacity=args.opacity, smooth=args.smooth,
-                              min_area_fraction=args.min_area, show_boxes=args.boxes, show_hud=live)
+                              min_area=args.min_area, min_score=args.min_score, show_boxes=args.boxes,
+                              show_hud=live)
     except ValueError as exc:
         raise OptionError(f"bad option: {exc}") from None
 
@@ -314,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, source: Any, engine: Any, settings: SettingsBox, view: bool) -> int:
     sinks = make_sinks(args, source.info)
     config = PipelineConfig(sync=args.sync, batch=args.batch, max_frames=args.max_frames,
-                            settings=settings.get(), deliver=not view)
+                            settings=settings.get(), deliver=not view, crop=args.crop)
     if view and not source.info.live and not args.fast:
         source = PacedSource(source, args.speed)  # files play at their own rate in the viewer
     pipeline = Pipeline(source, engine, config, sinks, settings)

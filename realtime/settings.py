@@ -15,14 +15,15 @@ from typing import Any
 class RenderSettings:
     """How masks are made from probabilities and drawn on frames."""
 
-    threshold: float | None = None  # None: the model contract's threshold
+    threshold: float | None = None  # None: the model contract's operating point (polyp_live.train.decision)
     opacity: float = 0.4  # fill opacity in [0, 1]
     show_overlay: bool = True  # False: video passes through unannotated (HUD still drawn)
     show_contour: bool = True
     show_boxes: bool = False
     show_hud: bool = True
     smooth: float = 0.0  # EMA weight of the previous probabilities in [0, 1); 0 = no smoothing
-    min_area_fraction: float = 0.0005  # regions smaller than this fraction of the frame are removed
+    min_area: float | None = None  # smallest reported region, fraction of the field of view; None: the contract's
+    min_score: float | None = None  # lowest reported region score (mean probability); None: the contract's
     color: tuple[int, int, int] = (40, 230, 90)  # RGB of fill and contour
 
     def __post_init__(self) -> None:
@@ -32,8 +33,10 @@ class RenderSettings:
             raise ValueError(f"opacity must be in [0, 1], got {self.opacity}")
         if not 0.0 <= self.smooth < 1.0:
             raise ValueError(f"smooth must be in [0, 1), got {self.smooth}")
-        if not 0.0 <= self.min_area_fraction < 1.0:
-            raise ValueError(f"min area fraction must be in [0, 1), got {self.min_area_fraction}")
+        for name in ("min_area", "min_score"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ValueError(f"{name.replace('_', ' ')} must be in [0, 1), got {value}")
 
 
 class SettingsBox:

@@ -11,9 +11,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from polyp_live.train.fov import FieldOfView
+    from polyp_live.train.preprocess import InputPlan
 
 THREAD_PREFIX = "polyp-live-"  # every thread of a run is named so (tests see that none is left after a run)
 STAGES = ("capture", "preprocess", "inference", "postprocess", "overlay", "output")
@@ -126,21 +130,25 @@ class StageTimes:
 
 @dataclass(frozen=True)
 class Batch:
-    """Frames prepared for the engine together (``data`` is whatever ``Engine.prepare`` returned)."""
+    """Frames prepared for the engine together (``data`` is whatever ``Engine.prepare`` returned), each through its
+    plan (field-of-view crop and letterbox: :class:`polyp_live.train.preprocess.InputPlan`)."""
 
     frames: tuple[Frame, ...]
     data: Any
     preprocess_s: float
+    plans: tuple[InputPlan, ...] = ()
 
 
 @dataclass(frozen=True)
 class Inference:
-    """The engine's logits for one frame, at the model's input size ``(h, w)``."""
+    """The engine's logits for one frame, at the model's input size ``(h, w)``, and the plan that maps them back
+    onto the frame (``None``: the whole frame squashed)."""
 
     frame: Frame
     logits: np.ndarray  # float32 (h, w)
     times: StageTimes
     batch_size: int = 1
+    plan: InputPlan | None = None
 
 
 @dataclass(frozen=True)
@@ -151,8 +159,8 @@ class Region:
     y0: int
     x1: int
     y1: int
-    area_fraction: float  # region pixels / frame pixels
-    mean_prob: float  # mean polyp probability inside the region
+    area_fraction: float  # region pixels / field-of-view pixels (the whole frame without a crop)
+    mean_prob: float  # mean polyp probability inside the region: its score (polyp_live.train.decision)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -164,12 +172,14 @@ class Region:
 
 @dataclass(frozen=True)
 class Prediction:
-    """Postprocessed model output for ``frame``: binary mask at the frame's size and its regions."""
+    """Postprocessed model output for ``frame``: binary mask at the frame's size and its reported regions (the
+    product's decision, :mod:`polyp_live.train.decision`: a frame shows a polyp when it has one)."""
 
     frame: Frame
     mask: np.ndarray  # uint8 {0, 1}, (H, W) like the frame
     regions: tuple[Region, ...]
     times: StageTimes
+    fov: FieldOfView | None = None  # the endoscope's picture the model saw (None: the whole frame)
 
     @property
     def polyp_present(self) -> bool:

@@ -10,7 +10,7 @@ import pytest
 
 import polyp_live.realtime.core.stats as stats_module
 from polyp_live.realtime.core.overlay import draw_overlay
-from polyp_live.realtime.core.postprocess import TemporalSmoother, find_regions, postprocess_logits
+from polyp_live.realtime.core.postprocess import TemporalSmoother, postprocess_logits
 from polyp_live.realtime.core.queues import EMPTY, END, BlockingQueue, LatestQueue
 from polyp_live.realtime.core.stages import inference_stage, overlay_stage, postprocess_stage, preprocess_stage
 from polyp_live.realtime.core.stats import find_episodes, latency_stats
@@ -18,7 +18,13 @@ from polyp_live.realtime.settings import RenderSettings, SettingsBox
 from polyp_live.realtime.sinks.report import format_summary, input_warnings
 from polyp_live.realtime.sinks.writers import result_record
 from polyp_live.realtime.types import Frame, Prediction, Region, Result, StageTimes
+from polyp_live.train.contract import ModelContract
+from polyp_live.train.decision import OperatingPoint, decide
+from polyp_live.train.fov import FieldOfView
+from polyp_live.train.preprocess import plan_input
 from tests.realtime_fakes import BrightSpotEngine, disc_frame
+
+POINT = OperatingPoint(0.5, 0.0, 0.0)
 
 
 def logit_map(h: int, w: int, boxes: list[tuple[int, int, int, int]], high: float = 6.0) -> np.ndarray:
@@ -30,7 +36,7 @@ def logit_map(h: int, w: int, boxes: list[tuple[int, int, int, int]], high: floa
 
 def test_postprocess_finds_regions_scaled_to_the_frame() -> None:
     logits = logit_map(64, 64, [(8, 8, 24, 16), (40, 40, 56, 60)])
-    mask, regions, prob = postprocess_logits(logits, 128, 256, 0.5)
+    mask, regions, prob = postprocess_logits(logits, 128, 256, POINT)
     assert mask.shape == (128, 256) and mask.dtype == np.uint8
     assert len(regions) == 2
     big, small = regions  # largest first
@@ -46,19 +52,43 @@ def test_postprocess_finds_regions_scaled_to_the_frame() -> None:
 
 def test_postprocess_removes_small_regions_and_handles_empty_maps() -> None:
     logits = logit_map(64, 64, [(0, 0, 2, 2), (30, 30, 50, 50)])
-    mask, regions, _ = postprocess_logits(logits, 64, 64, 0.5, min_area_fraction=0.01)
+    mask, regions, _ = postprocess_logits(logits, 64, 64, OperatingPoint(0.5, 0.01, 0.0))
     assert len(regions) == 1 and regions[0].x0 == 30
     assert not mask[:2, :2].any() and mask[35, 35] == 1
-    mask, regions, _ = postprocess_logits(logit_map(64, 64, []), 480, 640, 0.5)
+    mask, regions, _ = postprocess_logits(logit_map(64, 64, []), 480, 640, POINT)
     assert regions == () and mask.shape == (480, 640) and not mask.any()
 
 
-def test_find_regions_threshold_controls_membership() -> None:
+def test_the_decision_reports_by_threshold_area_and_score() -> None:
     prob = np.zeros((10, 10), np.float32)
-    prob[2:4, 2:4] = 0.6
-    prob[6:9, 6:9] = 0.9
-    assert len(find_regions(prob, 0.5)[1]) == 2
-    assert len(find_regions(prob, 0.7)[1]) == 1
+    prob[2:4, 2:4] = 0.6  # 4 px, score 0.6
+    prob[6:9, 6:9] = 0.9  # 9 px, score 0.9
+    assert len(decide(prob, OperatingPoint(0.5, 0.0, 0.0)).reported) == 2
+    assert len(decide(prob, OperatingPoint(0.7, 0.0, 0.0)).components) == 1
+    by_area = decide(prob, OperatingPoint(0.5, 0.05, 0.0))  # 5 of 100 px: the 4 px region is not reported
+    assert [c.area for c in by_area.reported] == [0.09] and len(by_area.components) == 2 and by_area.polyp
+    assert by_area.cleaned[2, 2] == 0.0 and by_area.cleaned[7, 7] == pytest.approx(0.9)
+    by_score = decide(prob, OperatingPoint(0.5, 0.0, 0.95))
+    assert not by_score.polyp and by_score.reported == () and not by_score.cleaned.any()
+
+
+def test_postprocess_maps_a_letterboxed_field_of_view_back_onto_the_frame() -> None:
+    """A 1280x720 tower frame whose picture is x 420-1130, y 10-712: the model saw it letterboxed into 256x256;
+    a region in the map comes back inside the picture, nothing outside it, area relative to the picture."""
+    contract = ModelContract("lite0", (256, 256), field_of_view=True, keep_aspect=True)
+    plan = plan_input(720, 1280, contract, FieldOfView(420, 10, 1130, 712))
+    (top, left), (h, w) = plan.offset, plan.size
+    logits = np.full((1, 256, 256), -6.0, np.float32)
+    logits[0, top + 100 : top + 140, left + 60 : left + 120] = 6.0  # 40 x 60 map pixels inside the content
+    logits[0, :top, :] = 6.0  # a false band in the padding is never looked at
+    mask, regions, _ = postprocess_logits(logits, 720, 1280, POINT, plan=plan)
+    assert len(regions) == 1
+    region = regions[0]
+    sx, sy = 710 / w, 702 / h
+    assert abs(region.x0 - (420 + 60 * sx)) <= 2 and abs(region.x1 - (420 + 120 * sx)) <= 2
+    assert abs(region.y0 - (10 + 100 * sy)) <= 2 and abs(region.y1 - (10 + 140 * sy)) <= 2
+    assert region.area_fraction == pytest.approx(40 * 60 / (h * w))
+    assert not mask[:, :420].any() and not mask[:10].any() and mask[region.y0 + 5, region.x0 + 5] == 1
 
 
 def test_temporal_smoother_is_an_ema() -> None:
@@ -105,8 +135,9 @@ def test_stage_functions_chain_without_threads() -> None:
     inferences = inference_stage(engine, batch)
     assert [inf.frame.index for inf in inferences] == [0, 1, 2] and inferences[0].batch_size == 3
     settings = RenderSettings()
+    contract = engine.contract.with_operating_point(0.5, 0.0, 0.0)
     for i, inference in enumerate(inferences):
-        prediction = postprocess_stage(inference, settings, 0.5)
+        prediction = postprocess_stage(inference, settings, contract)
         assert prediction.polyp_present and len(prediction.regions) == 1
         region = prediction.regions[0]
         cx = (region.x0 + region.x1) / 2
@@ -116,7 +147,7 @@ def test_stage_functions_chain_without_threads() -> None:
         record = result_record(result)
         assert record["index"] == i and record["polyp"] is True and len(record["regions"]) == 1
     strict = RenderSettings(threshold=0.9999999)
-    assert not postprocess_stage(inferences[0], strict, 0.5).polyp_present
+    assert not postprocess_stage(inferences[0], strict, contract).polyp_present
 
 
 def test_episodes_merge_short_gaps_only() -> None:

@@ -72,9 +72,11 @@ class ModelBundle:
 class TaskOptions:
     """What every video's run shares (rendering, outputs, engine options)."""
 
-    threshold: float | None = None
+    threshold: float | None = None  # None: the model's operating point (the same for min_area, min_score)
     smooth: float = 0.0
-    min_area: float = 0.0005
+    min_area: float | None = None
+    min_score: float | None = None
+    crop: bool = True
     opacity: float = 0.4
     video: bool = True
     backend: str = "auto"
@@ -274,7 +276,8 @@ def _render_settings(options: TaskOptions) -> Any:
     from polyp_live.realtime.settings import RenderSettings
 
     return RenderSettings(threshold=options.threshold, opacity=options.opacity, smooth=options.smooth,
-                          min_area_fraction=options.min_area, show_boxes=False, show_hud=False)
+                          min_area=options.min_area, min_score=options.min_score, show_boxes=False,
+                          show_hud=False)
 
 
 def _run_into(job: VideoJob, engine: Any, options: TaskOptions, staging: Path) -> dict[str, Any]:
@@ -291,7 +294,8 @@ def _run_into(job: VideoJob, engine: Any, options: TaskOptions, staging: Path) -
         sinks: list[Any] = [JsonlSink(staging / "frames.jsonl")]
         if options.video:
             sinks.insert(0, VideoWriterSink(staging / "annotated.mp4", info))
-        config = PipelineConfig(live=False, batch=options.batch, settings=_render_settings(options))
+        config = PipelineConfig(live=False, batch=options.batch, settings=_render_settings(options),
+                                crop=options.crop)
         summary = run_to_completion(source, engine, config, sinks)
     finally:
         source.close()

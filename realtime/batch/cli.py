@@ -34,7 +34,7 @@ from polyp_live.realtime.batch.archive import (
     read_done,
     write_tables,
 )
-from polyp_live.realtime.cli import positive_int
+from polyp_live.realtime.cli import add_decision_options, positive_int
 from polyp_live.realtime.errors import OptionError
 from polyp_live.train.cli_utils import make_parser, number_arg, run_cli, setup_logging
 
@@ -72,9 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="bundled model name, polyp-train run folder (its best), checkpoint, .onnx or .engine")
     parser.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "torch", "onnxruntime"),
                         help="runtime on each worker (auto: the fastest that worker has)")
-    parser.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
-    parser.add_argument("--smooth", type=float, default=0.0, help="temporal smoothing of probabilities 0..<1 (EMA)")
-    parser.add_argument("--min-area", type=float, default=0.0005, help="drop regions below this frame fraction")
+    add_decision_options(parser)
     parser.add_argument("--opacity", type=float, default=0.4, help="mask fill opacity 0..1 in annotated.mp4")
     parser.add_argument("--batch", type=positive_int, help="frames per inference (default: engine's best)")
     parser.add_argument("--no-video", action="store_true", help="write no annotated.mp4 (JSONL and summary only)")
@@ -87,10 +85,11 @@ def task_options(args: argparse.Namespace, model: str, sha256: str) -> TaskOptio
 
     try:  # the values are checked here, before any worker starts
         RenderSettings(threshold=args.threshold, opacity=args.opacity, smooth=args.smooth,
-                       min_area_fraction=args.min_area)
+                       min_area=args.min_area, min_score=args.min_score)
     except ValueError as exc:
         raise OptionError(f"bad option: {exc}") from None
-    return TaskOptions(threshold=args.threshold, smooth=args.smooth, min_area=args.min_area, opacity=args.opacity,
+    return TaskOptions(threshold=args.threshold, smooth=args.smooth, min_area=args.min_area,
+                       min_score=args.min_score, crop=args.crop, opacity=args.opacity,
                        video=not args.no_video, backend=args.backend, threads=args.threads_per_task,
                        batch=args.batch, model=model, model_sha256=sha256)
 

@@ -87,6 +87,7 @@ from polyp_live.realtime.types import (
     SourceInfo,
     StopReason,
 )
+from polyp_live.train.fov import FieldOfViewTracker
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ class PipelineConfig:
     episode_gap_frames: int = DEFAULT_EPISODE_GAP_FRAMES
     join_timeout_s: float = 10.0
     deliver: bool = True  # False when nobody iterates the run (viewer, callbacks only)
+    crop: bool = True  # crop to the endoscope's field of view when the model's contract asks for it (--no-crop)
 
 
 class Pipeline:
@@ -150,6 +152,7 @@ class Pipeline:
         self._t_start = 0.0
         self._t_end: float | None = None
         self._smoother = TemporalSmoother()
+        self.fov = FieldOfViewTracker(name="field of view")  # the stream's stable field of view (preprocess thread)
         self._newest = LatestValue()  # newest Prediction, for live display
         self._want_batch = threading.Event()  # live: inference is ready for the next frame
         self.finished = threading.Event()  # set when the output stage has closed the sinks
@@ -377,7 +380,7 @@ class Pipeline:
                         return
                 self._want_batch.clear()
                 frame = inbox.get()
-                if frame is END or not outbox.put(preprocess_stage(self.engine, [frame])):
+                if frame is END or not outbox.put(preprocess_stage(self.engine, [frame], self.fov, self.config.crop)):
                     return
 
         def body() -> None:
@@ -391,7 +394,7 @@ class Pipeline:
                     if item is END:
                         break
                     group.append(item)
-                if not outbox.put(preprocess_stage(self.engine, group)):
+                if not outbox.put(preprocess_stage(self.engine, group, self.fov, self.config.crop)):
                     inbox.cancel()
                     return
 
@@ -420,11 +423,11 @@ class Pipeline:
     def _postprocess_loop(self) -> None:
         inbox, outbox = self.queues.inferences, self.queues.predictions
         to_board = self.live and not self.config.sync
-        threshold = self.engine.contract.threshold
+        contract = self.engine.contract
 
         def body() -> None:
             while (item := inbox.get()) is not END:
-                prediction = postprocess_stage(item, self.settings.get(), threshold, self._smoother)
+                prediction = postprocess_stage(item, self.settings.get(), contract, self._smoother)
                 if to_board:
                     self._newest.set(prediction)
                     self.stats.add_times(prediction.times, MODEL_STAGES)

@@ -1,7 +1,9 @@
-"""Logits -> probabilities -> (optionally smoothed) -> binary mask at frame size -> regions.
+"""Logits -> probabilities -> (optionally smoothed) -> the product's decision -> mask at frame size and regions.
 
-Pure functions plus one small stateful :class:`TemporalSmoother`; no threads. Verified in
-``tests/test_realtime_stages.py`` on synthetic probability maps with known regions.
+Pure functions plus one small stateful :class:`TemporalSmoother`; no threads. Which regions are reported is
+:func:`polyp_live.train.decision.decide`'s (one home, shared with polyp-eval); here they are mapped back onto the
+frame through the input plan (field-of-view crop, letterbox). Verified in ``tests/test_realtime_stages.py`` on
+synthetic probability maps with known regions.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import cv2
 import numpy as np
 
 from polyp_live.realtime.types import Region
-from polyp_live.train.preprocess import sigmoid
+from polyp_live.train.decision import Component, OperatingPoint, decide
+from polyp_live.train.preprocess import InputPlan, sigmoid
 
 
 class TemporalSmoother:
@@ -41,76 +44,63 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
     return sigmoid(logits)
 
 
-def find_regions(
-    prob: np.ndarray, threshold: float, min_area_fraction: float = 0.0
-) -> tuple[np.ndarray, tuple[tuple[int, int, int, int, float, float], ...]]:
-    """Connected components (8-connected) of ``prob >= threshold`` at the map's own resolution.
-
-    Returns the map with removed components (smaller than ``min_area_fraction`` of the map) set to 0
-    and one ``(x0, y0, x1, y1, area_fraction, mean_prob)`` per kept component (half-open boxes in map
-    pixels), largest first. Working at model resolution keeps this cheap for 1080p frames.
-    """
-    binary = (prob >= threshold).view(np.uint8)
-    if not binary.any():
-        return prob, ()
-    total = float(prob.size)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    kept: list[tuple[int, int, int, int, float, float]] = []
-    cleaned = prob
-    for label in range(1, count):
-        x, y, w, h, area = (int(v) for v in stats[label])
-        inside = labels[y : y + h, x : x + w] == label
-        if area / total < min_area_fraction:
-            if cleaned is prob:
-                cleaned = prob.copy()
-            cleaned[y : y + h, x : x + w][inside] = 0.0
-            continue
-        kept.append((x, y, x + w, y + h, area / total, float(prob[y : y + h, x : x + w][inside].mean())))
-    kept.sort(key=lambda item: item[4], reverse=True)
-    return cleaned, tuple(kept)
-
-
-def scale_region(
-    item: tuple[int, int, int, int, float, float], sy: float, sx: float, height: int, width: int
-) -> Region:
-    """A component box in map pixels -> a :class:`Region` in frame pixels (box rounded outwards)."""
-    x0, y0, x1, y1, area_fraction, mean_prob = item
+def scale_component(component: Component, plan: InputPlan | None, map_shape: tuple[int, int], height: int,
+                    width: int) -> Region:
+    """A region's box in map pixels (the field of view's part of the model's map) -> a :class:`Region` in frame
+    pixels (box rounded outwards)."""
+    if plan is None:
+        x_off, y_off, sx, sy = 0, 0, width / map_shape[1], height / map_shape[0]
+    else:
+        box = plan.fov
+        x_off, y_off, sx, sy = box.x0, box.y0, box.width / map_shape[1], box.height / map_shape[0]
     return Region(
-        max(0, int(np.floor(x0 * sx))), max(0, int(np.floor(y0 * sy))),
-        min(width, int(np.ceil(x1 * sx))), min(height, int(np.ceil(y1 * sy))),
-        area_fraction, mean_prob,
+        max(0, int(np.floor(x_off + component.x0 * sx))), max(0, int(np.floor(y_off + component.y0 * sy))),
+        min(width, int(np.ceil(x_off + component.x1 * sx))), min(height, int(np.ceil(y_off + component.y1 * sy))),
+        component.area, component.score,
     )
 
 
-def mask_at_frame_size(prob: np.ndarray, height: int, width: int, threshold: float) -> np.ndarray:
-    """Resize probabilities to the frame (bilinear, smoother edges than a resized binary mask) and threshold."""
-    if prob.shape != (height, width):
-        prob = cv2.resize(prob, (width, height), interpolation=cv2.INTER_LINEAR)
-    return (prob >= threshold).view(np.uint8)
+def mask_at_frame_size(prob: np.ndarray, plan: InputPlan | None, height: int, width: int,
+                       threshold: float) -> np.ndarray:
+    """Probabilities of the field of view resized onto the frame (bilinear, smoother edges than a resized binary
+    mask; nothing outside the field of view) and thresholded."""
+    if plan is None:
+        if prob.shape != (height, width):
+            prob = cv2.resize(prob, (width, height), interpolation=cv2.INTER_LINEAR)
+        return (prob >= threshold).view(np.uint8)
+    box = plan.fov
+    mask = np.zeros((height, width), np.uint8)
+    patch = prob if prob.shape == (box.height, box.width) else cv2.resize(
+        np.ascontiguousarray(prob), (box.width, box.height), interpolation=cv2.INTER_LINEAR)
+    mask[box.y0 : box.y1, box.x0 : box.x1] = (patch >= threshold).view(np.uint8)
+    return mask
 
 
 def postprocess_logits(
     logits: np.ndarray,
     height: int,
     width: int,
-    threshold: float,
+    point: OperatingPoint,
     *,
-    min_area_fraction: float = 0.0,
+    plan: InputPlan | None = None,
     smoother: TemporalSmoother | None = None,
     smooth: float | None = None,
 ) -> tuple[np.ndarray, tuple[Region, ...], np.ndarray]:
-    """Model logits -> ``(mask uint8 {0,1} at frame size, regions in frame pixels, probabilities at model size)``.
+    """Model logits -> ``(mask uint8 {0,1} at frame size, reported regions in frame pixels, probabilities at model
+    size)``.
 
-    Regions (boxes, area fractions, mean probabilities) are measured at model resolution and scaled to
-    the frame; the mask is the probability map resized bilinearly to the frame and thresholded, with
-    removed small components left out. No polyp: an all-zero mask, no resize.
+    The field of view's part of the map (``plan``; ``None``: the whole map squashed onto the whole frame) is
+    decided on at model resolution (:func:`polyp_live.train.decision.decide`: the operating point's threshold,
+    minimum area and score); the mask shows the reported regions only, resized bilinearly onto the frame. No
+    reported region: an all-zero mask, no resize.
     """
     prob = probabilities(logits)
     if smoother is not None:
         prob = smoother(prob, smooth or 0.0)
-    cleaned, items = find_regions(prob, threshold, min_area_fraction)
-    if not items:
+    content = plan.content(prob) if plan is not None else prob
+    decision = decide(content, point)
+    reported = decision.reported
+    if not reported:
         return np.zeros((height, width), dtype=np.uint8), (), prob
-    sy, sx = height / prob.shape[0], width / prob.shape[1]
-    regions = tuple(scale_region(item, sy, sx, height, width) for item in items)
-    return mask_at_frame_size(cleaned, height, width, threshold), regions, prob
+    regions = tuple(scale_component(c, plan, content.shape, height, width) for c in reported)
+    return mask_at_frame_size(decision.cleaned, plan, height, width, point.threshold), regions, prob

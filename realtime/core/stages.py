@@ -19,13 +19,32 @@ from polyp_live.realtime.core.postprocess import TemporalSmoother, postprocess_l
 from polyp_live.realtime.errors import PipelineError
 from polyp_live.realtime.settings import RenderSettings
 from polyp_live.realtime.types import Batch, Frame, Inference, Prediction, Result, StageTimes
+from polyp_live.train.contract import ModelContract
+from polyp_live.train.decision import OperatingPoint
+from polyp_live.train.fov import FieldOfViewTracker, field_of_view_or_whole
+from polyp_live.train.preprocess import InputPlan, plan_input
 
 
-def preprocess_stage(engine: Engine, frames: Sequence[Frame]) -> Batch:
-    """Frames -> the engine's prepared input (CPU NumPy batch or a device tensor)."""
+def plan_frames(contract: ModelContract, frames: Sequence[Frame], fov: FieldOfViewTracker | None,
+                crop: bool = True) -> tuple[InputPlan, ...]:
+    """Each frame's input plan: the stable field of view of the stream (``fov``, updated with every frame; ``None``:
+    found in each frame on its own) when the contract crops and ``crop`` is on, else the whole frame."""
+    plans = []
+    for frame in frames:
+        box = None
+        if contract.field_of_view and crop:
+            box = fov.update(frame.rgb) if fov is not None else field_of_view_or_whole(frame.rgb)
+        plans.append(plan_input(frame.height, frame.width, contract, box))
+    return tuple(plans)
+
+
+def preprocess_stage(engine: Engine, frames: Sequence[Frame], fov: FieldOfViewTracker | None = None,
+                     crop: bool = True) -> Batch:
+    """Frames -> the engine's prepared input (CPU NumPy batch or a device tensor), each through its plan."""
     start = time.perf_counter()
-    data = engine.prepare([frame.rgb for frame in frames])
-    return Batch(tuple(frames), data, time.perf_counter() - start)
+    plans = plan_frames(engine.contract, frames, fov, crop)
+    data = engine.prepare([frame.rgb for frame in frames], plans)
+    return Batch(tuple(frames), data, time.perf_counter() - start, plans)
 
 
 def inference_stage(engine: Engine, batch: Batch) -> list[Inference]:
@@ -46,24 +65,30 @@ def inference_stage(engine: Engine, batch: Batch) -> list[Inference]:
                             "retrain it")
     return [
         Inference(frame, logits[i, 0], StageTimes(capture=frame.capture_s, preprocess=batch.preprocess_s,
-                                                   inference=elapsed), len(batch.frames))
+                                                   inference=elapsed), len(batch.frames),
+                  batch.plans[i] if batch.plans else None)
         for i, frame in enumerate(batch.frames)
     ]
 
 
 def postprocess_stage(
-    inference: Inference, settings: RenderSettings, default_threshold: float, smoother: TemporalSmoother | None = None
+    inference: Inference, settings: RenderSettings, contract: ModelContract, smoother: TemporalSmoother | None = None
 ) -> Prediction:
-    """Logits -> mask at the frame's size and regions, with the settings' threshold and smoothing."""
+    """Logits -> mask at the frame's size and reported regions: the contract's operating point, with what the
+    settings override (threshold, minimum area and score), and the settings' smoothing."""
     start = time.perf_counter()
-    threshold = settings.threshold if settings.threshold is not None else default_threshold
+    point = OperatingPoint.of(contract, threshold=settings.threshold, min_area=settings.min_area,
+                              min_score=settings.min_score)
     frame = inference.frame
+    plan = inference.plan
     mask, regions, _ = postprocess_logits(
-        inference.logits, frame.height, frame.width, threshold,
-        min_area_fraction=settings.min_area_fraction, smoother=smoother, smooth=settings.smooth,
+        inference.logits, frame.height, frame.width, point,
+        plan=plan if plan is not None and not plan.squashes_whole_frame else None,
+        smoother=smoother, smooth=settings.smooth,
     )
     times = inference.times.with_stage("postprocess", time.perf_counter() - start)
-    return Prediction(frame, mask, regions, times)
+    fov = plan.fov if plan is not None and not plan.fov.is_whole(frame.height, frame.width) else None
+    return Prediction(frame, mask, regions, times, fov)
 
 
 def overlay_stage(
