@@ -133,3 +133,25 @@ def test_box_mean_equals_the_square_average_pool() -> None:
 
     x = (torch.rand(2, 1, 40, 52, generator=torch.Generator().manual_seed(0)) > 0.5).float()
     assert torch.allclose(box_mean(x, 31), F.avg_pool2d(x, 31, stride=1, padding=15), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["jaccard", "bce-dice", "structure"])
+def test_every_loss_behaves_on_an_empty_target(name: str) -> None:
+    """A polyp-free frame (empty mask) in training: every loss is finite, about zero for a clean prediction,
+    larger for a false mask the bigger it is, and its gradient pushes the false pixels down."""
+    loss = get_loss(name)
+    empty = torch.zeros(2, 1, 32, 32)
+    clean = torch.full((2, 1, 32, 32), -30.0)
+    assert float(loss(clean, empty)) == pytest.approx(0.0, abs=1e-3)
+    small, large = clean.clone(), clean.clone()
+    small[..., 10:14, 10:14] = 4.0
+    large[..., 4:28, 4:28] = 4.0
+    assert 0.0 < float(loss(small, empty)) < float(loss(large, empty))
+    logits = large.clone().requires_grad_(True)
+    loss(logits, empty).backward()
+    grad = logits.grad
+    assert grad is not None and torch.isfinite(grad).all()
+    assert float(grad[..., 4:28, 4:28].min()) > 0.0  # gradient descent lowers every false pixel's logit
+    # a batch mixing a polyp frame and a polyp-free frame stays finite too
+    mixed = torch.cat([TARGET.expand(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)])
+    assert torch.isfinite(loss(torch.zeros(2, 1, 2, 2), mixed))

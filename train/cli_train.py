@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "recipe, --variant small --size 352, needs a GPU.", EXAMPLES)
     p.add_argument("--data", type=Path, help="images/+masks/ folder (or sub-folders), or a CSV list "
                    "(required, except with --resume: the run's)")
+    p.add_argument("--mix", type=Path, help="a mix file (train/splits/generalization.json): several data sets, each "
+                   "with its own split, under the --data folder (train/mix.py)")
+    p.add_argument("--no-crop", dest="crop", action="store_false", help="squash whole frames into the square input "
+                   "(models before field-of-view cropping); default: crop to the endoscope's field of view and "
+                   "letterbox")
     p.add_argument("--out", type=Path, help="output folder (default: runs/VARIANT-SIZE, or the --resume folder)")
     p.add_argument("--variant", default=CPU_VARIANT, choices=list(VARIANTS), help="model size (CPU-sized)")
     p.add_argument("--size", type=int, default=CPU_SIZE, help="input side, a multiple of 32 (CPU-sized)")
@@ -132,7 +137,8 @@ def config_from_args(args: argparse.Namespace, command: str) -> TrainConfig:
         batch_size=args.batch_size, lr=args.lr, min_lr_ratio=args.min_lr_ratio,
         warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
         loss=args.loss, loss_alpha=args.loss_alpha, seed=args.seed, split=parse_ratios(args.split),
-        split_file=split_file, recursive=args.recursive, val_every=args.val_every, device=args.device,
+        split_file=split_file, mix=args.mix, crop=args.crop,
+        recursive=args.recursive, val_every=args.val_every, device=args.device,
         amp=args.amp, clip_grad=args.clip_grad, ema=args.ema, drop_path=args.drop_path,
         multi_scale=_scales(args.multi_scale), backbone_weights=args.backbone_weights,
         init=resolve_checkpoint(args.init) if args.init else None,
@@ -155,8 +161,9 @@ RESTORED = {"data": "data", "variant": "variant", "size": "size", "epochs": "epo
             "split": "split", "split_file": "split_file", "recursive": "recursive", "val_every": "val_every",
             "amp": "amp", "clip_grad": "clip_grad", "ema": "ema", "drop_path": "drop_path",
             "multi_scale": "multi_scale", "time_budget_min": "time_budget", "cache_scale": "cache_scale",
-            "save_interval_s": "save_interval", "compile": "compile", "save_dtype": "save_dtype", "license": "license"}
-PATH_OPTIONS = ("data", "split_file")
+            "save_interval_s": "save_interval", "compile": "compile", "save_dtype": "save_dtype", "license": "license",
+            "mix": "mix", "crop": "crop"}
+PATH_OPTIONS = ("data", "split_file", "mix")
 
 
 def run_last(resume: Path) -> Path:

@@ -45,16 +45,22 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 LIST_SUFFIXES = (".csv", ".txt")
 SPLIT_SCHEMA = "polyp-live.split/1"
 SPLIT_NAMES = ("train", "val", "test")
-_CV2_INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
+PADDING = 255  # load_resized(mark_padding=True): mask value of the letterbox's padding (not part of the frame)
 
 
 @dataclass(frozen=True)
 class Pair:
-    """One image and its mask; ``key`` is the id used in split files (stem, or ``sub/stem``)."""
+    """One image and its mask; ``key`` is the id used in split files (stem, or ``sub/stem``). ``mask`` is ``None``
+    for a polyp-free frame (an empty mask)."""
 
     key: str
     image: Path
-    mask: Path
+    mask: Path | None
+
+    @property
+    def sequence(self) -> str:
+        """The sequence (sub-folder) the frame belongs to, or ``""`` for a flat data set."""
+        return self.key.rpartition("/")[0]
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,20 @@ def find_pairs(root: str | Path, *, recursive: bool = False) -> list[Pair]:
     return sorted(pairs, key=lambda p: p.key)
 
 
+def find_negatives(root: str | Path) -> list[Pair]:
+    """Polyp-free frames: every image in ``root`` or in its sub-folders (one level: sequences), with empty masks;
+    ids are ``stem`` or ``sequence/stem``. A folder without images raises :class:`DatasetError`."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"polyp-free folder not found: {root}")
+    pairs = [Pair(stem, path, None) for stem, path in _images_by_stem(root).items()]
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        pairs += [Pair(f"{sub.name}/{stem}", path, None) for stem, path in _images_by_stem(sub).items()]
+    if not pairs:
+        raise DatasetError(f"{root}: no images (expected polyp-free frames in it or in its sequence folders)")
+    return sorted(pairs, key=lambda p: p.key)
+
+
 def _images_by_stem(folder: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
@@ -163,7 +183,8 @@ def dataset_fingerprint(pairs: Sequence[Pair]) -> str:
     """SHA-256 over the sorted pair ids, file names and byte sizes (cheap: reads no pixels)."""
     digest = hashlib.sha256()
     for pair in sorted(pairs, key=lambda p: p.key):
-        line = f"{pair.key}|{pair.image.name}|{pair.image.stat().st_size}|{pair.mask.name}|{pair.mask.stat().st_size}\n"
+        mask = f"{pair.mask.name}|{pair.mask.stat().st_size}" if pair.mask is not None else "-|0"
+        line = f"{pair.key}|{pair.image.name}|{pair.image.stat().st_size}|{mask}\n"
         digest.update(line.encode())
     return digest.hexdigest()
 
@@ -254,16 +275,23 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """A mask file -> ``uint8`` ``{0, 1}`` ``(H, W)`` binarized at 128."""
-    grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if grey is None:
+    """A mask file -> ``uint8`` ``{0, 1}`` ``(H, W)``: its brightest channel binarized at 128 (grey masks, JPEG
+    masks and colour-coded masks alike: a red (255, 0, 0) polyp is 76 in grey and would be lost)."""
+    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if pixels is None:
         raise DatasetError(f"{path}: unreadable mask (missing, empty or not an image file)")
-    return binarize_mask(grey)
+    if pixels.ndim == 3:
+        pixels = pixels[..., :3]  # no alpha
+    return binarize_mask(pixels)
 
 
 def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
-    """RGB image and ``{0, 1}`` mask of one pair; a mask of another size raises :class:`DatasetError`."""
-    image, mask = read_image(pair.image), read_mask(pair.mask)
+    """RGB image and ``{0, 1}`` mask of one pair (empty for a polyp-free frame); a mask of another size raises
+    :class:`DatasetError`."""
+    image = read_image(pair.image)
+    if pair.mask is None:
+        return image, np.zeros(image.shape[:2], np.uint8)
+    mask = read_mask(pair.mask)
     if image.shape[:2] != mask.shape:
         raise DatasetError(
             f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {image.shape[1]}x{image.shape[0]}"
@@ -271,21 +299,24 @@ def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     return image, mask
 
 
-def _square(pair: Pair, side: int, resize: str) -> tuple[np.ndarray, np.ndarray]:
+def _square(pair: Pair, side: int, contract: ModelContract) -> tuple[np.ndarray, np.ndarray]:
+    from polyp_live.train.preprocess import plan_frame, resize_frame
+
     image, mask = read_pair(pair)
-    interp = _CV2_INTERPOLATION[resize]
-    image = cv2.resize(image, (side, side), interpolation=interp)
-    # the mask keeps its anti-aliased edge (0..255) so the augmentation can resample it smoothly
-    soft = cv2.resize(mask * np.uint8(255), (side, side), interpolation=interp)
-    return image, soft
+    plan = plan_frame(image, contract, size=(side, side))
+    # the mask keeps its anti-aliased edge (0..255) so the augmentation can resample it smoothly; it goes through
+    # the image's own transform (crop, resize, letterbox) as a grey image
+    soft = resize_frame(np.repeat((mask * np.uint8(255))[..., None], 3, axis=2), contract, plan)[..., 0]
+    return resize_frame(image, contract, plan), soft
 
 
 def load_cache(pairs: Sequence[Pair], side: int, contract: ModelContract, *, workers: int | None = None,
                desc: str = "decode", progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Decode every pair once (threads) into ``uint8`` ``(N, side, side, 3)`` images and ``(N, side, side)`` masks.
 
-    Images are resized with the contract's resize mode; masks are resized the same way from
-    ``{0, 255}`` and stored as ``0..255`` (threshold at 128 for a binary mask).
+    Images go through the contract's geometry into a ``side`` square (crop to the field of view and letterbox when
+    the contract asks for it) with its resize mode; masks go the same way from ``{0, 255}`` and are stored as
+    ``0..255`` (threshold at 128 for a binary mask).
     """
     if not pairs:
         raise DatasetError("empty dataset: no pairs to load")
@@ -293,7 +324,7 @@ def load_cache(pairs: Sequence[Pair], side: int, contract: ModelContract, *, wor
     masks = np.empty((len(pairs), side, side), dtype=np.uint8)
     workers = workers or min(16, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        jobs = pool.map(lambda p: _square(p, side, contract.resize), pairs)
+        jobs = pool.map(lambda p: _square(p, side, contract), pairs)
         bar = progress_bar(jobs, total=len(pairs), desc=desc, unit="img", enabled=progress, leave=False)
         for i, (image, mask) in enumerate(bar):
             images[i], masks[i] = image, mask
@@ -301,18 +332,27 @@ def load_cache(pairs: Sequence[Pair], side: int, contract: ModelContract, *, wor
 
 
 def load_resized(pairs: Sequence[Pair], contract: ModelContract, *, workers: int | None = None,
-                 desc: str = "decode val", progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Validation data at the contract's size: images through :mod:`polyp_live.train.preprocess`, masks nearest.
+                 desc: str = "decode val", progress: bool = True,
+                 mark_padding: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Validation data at the contract's size: images through :mod:`polyp_live.train.preprocess` (the contract's
+    geometry), masks the same way with nearest-neighbour sampling.
 
-    Returns ``uint8`` ``(N, h, w, 3)`` images and ``{0, 1}`` ``(N, h, w)`` masks.
+    Returns ``uint8`` ``(N, h, w, 3)`` images and ``{0, 1}`` ``(N, h, w)`` masks. The letterbox's padding (no part
+    of the frame) is :data:`PADDING` in the masks when ``mark_padding`` is on, so that scores can leave it out.
     """
-    from polyp_live.train.preprocess import resize_frame, resize_mask
+    from polyp_live.train.preprocess import plan_frame, resize_frame, resize_mask_planned
 
     height, width = contract.input_size
 
     def one(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
         image, mask = read_pair(pair)
-        return resize_frame(image, contract), resize_mask(mask, height, width)
+        plan = plan_frame(image, contract)
+        small = resize_mask_planned(mask, plan)
+        if mark_padding and not plan.squashes_whole_frame:
+            inside = np.zeros_like(small, dtype=bool)
+            plan.content(inside)[...] = True
+            small[~inside] = PADDING
+        return resize_frame(image, contract, plan), small
 
     images = np.empty((len(pairs), height, width, 3), dtype=np.uint8)
     masks = np.empty((len(pairs), height, width), dtype=np.uint8)

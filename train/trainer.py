@@ -32,13 +32,26 @@ import torch
 from polyp_live.train.augment import AugmentConfig, augment_batch
 from polyp_live.train.checkpoint import load_checkpoint, save_checkpoint
 from polyp_live.train.contract import SIZE_MULTIPLE, ModelContract, check_input_size
-from polyp_live.train.data import find_pairs, load_cache, load_resized, load_split, make_split, save_split, select
+from polyp_live.train.data import (
+    PADDING,
+    Pair,
+    dataset_fingerprint,
+    find_pairs,
+    load_cache,
+    load_resized,
+    load_split,
+    make_split,
+    save_split,
+    select,
+)
+from polyp_live.train.decision import OperatingPoint, decide
 from polyp_live.train.devices import resolve_device
 from polyp_live.train.ema import ModelEMA
 from polyp_live.train.errors import CheckpointError, DatasetError, PolypLiveError
 from polyp_live.train.hashing import sha256_file
 from polyp_live.train.losses import get_loss
 from polyp_live.train.metrics import MetricAccumulator
+from polyp_live.train.mix import load_mix, mix_pairs
 from polyp_live.train.pefnet import count_parameters
 from polyp_live.train.preprocess import preprocess_torch
 from polyp_live.train.progress import progress as progress_bar
@@ -68,6 +81,8 @@ class TrainConfig:
     seed: int = 0
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
     split_file: Path | None = None
+    mix: Path | None = None  # a mix file (train/mix.py): ``data`` is then the data root its folders are under
+    crop: bool = True  # the contract crops to the field of view and letterboxes (keeps the aspect ratio)
     recursive: bool = False
     val_every: int = 1
     device: str = "auto"
@@ -148,10 +163,18 @@ class _Data:
     split_path: Path
     split_sha256: str
     fingerprint: str
+    val_parts: tuple[tuple[str, int, int, bool], ...] = ()  # a mix: (name, start, end, polyp-free) per part
+    data_seen: str = ""
 
 
-def prepare_data(cfg: TrainConfig, contract: ModelContract, device: torch.device, cache_side: int) -> _Data:
-    """Find pairs, make or load the split, decode the train cache and the validation set onto ``device``."""
+def _pairs_and_split(cfg: TrainConfig) -> tuple[list[Pair], list[Pair], Path, str, tuple, str]:
+    """Training pairs, validation pairs, the split (or mix) file, the fingerprint, the validation parts and what the
+    run sees."""
+    if cfg.mix is not None:
+        mix = load_mix(cfg.mix)
+        data = mix_pairs(mix, Path(cfg.data))
+        fingerprint = dataset_fingerprint([*dict.fromkeys(data.train), *data.val])
+        return list(data.train), list(data.val), Path(cfg.mix), fingerprint, data.val_parts, mix.data_seen()
     pairs = find_pairs(cfg.data, recursive=cfg.recursive)
     if cfg.split_file is not None:
         split_path = Path(cfg.split_file)
@@ -161,6 +184,14 @@ def prepare_data(cfg: TrainConfig, contract: ModelContract, device: torch.device
         split_path = save_split(split, Path(cfg.out) / "split.json")
     train_pairs = select(pairs, split, "train", split_path=split_path)
     val_pairs = select(pairs, split, "val", split_path=split_path)
+    name = Path(cfg.data).resolve().name
+    return train_pairs, val_pairs, split_path, split.fingerprint, ((name, 0, len(val_pairs), False),), ""
+
+
+def prepare_data(cfg: TrainConfig, contract: ModelContract, device: torch.device, cache_side: int) -> _Data:
+    """Find pairs, make or load the split (or read the mix), decode the train cache and the validation set onto
+    ``device``."""
+    train_pairs, val_pairs, split_path, fingerprint, val_parts, data_seen = _pairs_and_split(cfg)
     if not train_pairs:
         raise DatasetError(f"{split_path}: the split has no training images")
     logger.info("data: %d train / %d val pairs from %s (split %s)", len(train_pairs), len(val_pairs), cfg.data,
@@ -169,7 +200,8 @@ def prepare_data(cfg: TrainConfig, contract: ModelContract, device: torch.device
                                 progress=cfg.progress)
     h, w = contract.input_size
     if val_pairs:
-        val_images, val_masks = load_resized(val_pairs, contract, workers=cfg.workers, progress=cfg.progress)
+        val_images, val_masks = load_resized(val_pairs, contract, workers=cfg.workers, progress=cfg.progress,
+                                             mark_padding=True)
     else:
         val_images, val_masks = np.zeros((0, h, w, 3), np.uint8), np.zeros((0, h, w), np.uint8)
     return _Data(
@@ -179,7 +211,9 @@ def prepare_data(cfg: TrainConfig, contract: ModelContract, device: torch.device
         val_masks=torch.from_numpy(val_masks).to(device),
         split_path=split_path,
         split_sha256=sha256_file(split_path),
-        fingerprint=split.fingerprint,
+        fingerprint=fingerprint,
+        val_parts=val_parts if val_pairs else (),
+        data_seen=data_seen,
     )
 
 
@@ -211,7 +245,8 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        self.contract = ModelContract(cfg.variant, check_input_size(cfg.size, cfg.size))
+        self.contract = ModelContract(cfg.variant, check_input_size(cfg.size, cfg.size), field_of_view=cfg.crop,
+                                      keep_aspect=cfg.crop)
         self.sizes = train_sizes(cfg.size, cfg.multi_scale)
         cache_side = round(max(self.sizes) * cfg.cache_scale)
         self.data = prepare_data(cfg, self.contract, self.device, cache_side)
@@ -251,7 +286,7 @@ class Trainer:
         copies = 5 + (1 if self.ema is not None else 0)  # best, last, state: weights + 2 moments (+ EMA)
         self._save_seconds = 1.0 + copies * 4 * count_parameters(self.model) / 300e6
         self.writer = self._tensorboard() if cfg.tensorboard else None
-        self.license = cfg.license or (
+        self.license = cfg.license or (load_mix(cfg.mix).terms() if cfg.mix is not None else None) or (
             f"weights trained on {Path(cfg.data).resolve().name}: they inherit its terms "
             "(Kvasir-SEG and CVC-ClinicDB: research use only, no commercial use without the authors' permission)"
         )
@@ -318,21 +353,43 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
+        """Scores on the validation set; with several parts (a mix) each part on its own, and the run's
+        ``val_dice`` / ``val_iou`` (what picks ``best``) are the means over the parts, so every data set counts the
+        same whatever its size. A polyp-free part scores 1 for a frame without a reported region
+        (:func:`polyp_live.train.decision.decide` at the contract's operating point) and 0 for a false alarm: its
+        ``val_iou`` is the specificity."""
         model = self.eval_model
         model.eval()
-        acc = MetricAccumulator()
-        loss_sum, n = torch.zeros((), device=self.device), int(self.data.val_images.shape[0])
+        n = int(self.data.val_images.shape[0])
         batch = max(self.cfg.batch_size * 2, 1)
+        losses, scores, alarms = [], [], []
+        point = OperatingPoint.of(self.contract)
         for start in range(0, n, batch):
             x = preprocess_torch(self.data.val_images[start : start + batch], self.contract)
-            target = self.data.val_masks[start : start + batch].unsqueeze(1).float()
+            marked = self.data.val_masks[start : start + batch].unsqueeze(1)
+            target = (marked == 1).float()
             with self._autocast():
                 logits = model(x).float()
-            loss_sum += self.loss_fn(logits, target) * x.shape[0]
-            acc.add_logits(logits, target, self.contract.threshold)
-        means = acc.means()
-        return {"val_loss": loss_sum.item() / max(n, 1), "val_dice": means["dice"], "val_iou": means["iou"],
-                "val_precision": means["precision"], "val_recall": means["recall"]}
+            losses.append(self.loss_fn(logits, target) * x.shape[0])
+            logits = logits.masked_fill(marked == PADDING, -1e4)  # the letterbox's padding is no part of the frame
+            scores.append(MetricAccumulator().add_logits(logits, target, self.contract.threshold))
+            probs = torch.sigmoid(logits[:, 0]).cpu().numpy()
+            alarms += [decide(prob, point).polyp for prob in probs]
+        per_image = {k: torch.cat([s[k] for s in scores]).float().cpu() for k in scores[0]}
+        parts = self.data.val_parts or (("val", 0, n, False),)
+        quiet = torch.tensor([0.0 if alarm else 1.0 for alarm in alarms])
+        for _, a, b, negatives in parts:
+            if negatives:
+                for name in per_image:
+                    per_image[name][a:b] = quiet[a:b]
+        row: dict[str, float] = {"val_loss": float(sum(losses).item()) / max(n, 1)}
+        for name in ("dice", "iou", "precision", "recall"):
+            row[f"val_{name}"] = float(np.mean([per_image[name][a:b].mean().item() for _, a, b, _ in parts]))
+        if len(parts) > 1:
+            for part, a, b, _ in parts:
+                row[f"val_dice_{part}"] = per_image["dice"][a:b].mean().item()
+                row[f"val_iou_{part}"] = per_image["iou"][a:b].mean().item()
+        return row
 
     # ----------------------------------------------------------------- the run
 
@@ -422,6 +479,8 @@ class Trainer:
             "split_file": self.data.split_path.name,
             "split_sha256": self.data.split_sha256,
             "dataset_fingerprint": self.data.fingerprint,
+            **({"data_seen": self.data.data_seen, "val_parts": [p[0] for p in self.data.val_parts]}
+               if self.data.data_seen else {}),
             "loss": f"{self.cfg.loss} (alpha {self.cfg.loss_alpha:g})",
             "augmentations": self.cfg.augment.describe(),
             "optimizer": f"Adam lr {self.cfg.lr:g} wd {self.cfg.weight_decay:g}, warm-up {self.cfg.warmup_epochs:g} "
@@ -476,6 +535,7 @@ class Trainer:
         val = ""
         if "val_iou" in row:
             val = f", val loss {row['val_loss']:.4f} dice {row['val_dice']:.4f} iou {row['val_iou']:.4f}"
+            val += "".join(f", {k[8:]} iou {v:.4f}" for k, v in row.items() if k.startswith("val_iou_"))
         logger.info("epoch %d/%d: lr %.2e, loss %.4f, train iou %.3f%s, %.1f s, %.0f img/s", row["epoch"],
                     self.total_epochs, row["lr"], row["train_loss"], row["train_iou"], val, row["seconds"],
                     row["images_per_s"])
@@ -531,7 +591,8 @@ class Trainer:
                        "ema": self.cfg.ema, "loss": self.cfg.loss},
             # every option of the run, paths absolute: what `polyp-train --resume RUN` restores (train/cli_train.py)
             "run": {**config_dict(self.cfg), "data": str(Path(self.cfg.data).resolve()),
-                    "split_file": str(self.data.split_path.resolve())},
+                    "split_file": str(self.data.split_path.resolve()) if self.cfg.mix is None else None,
+                    "mix": str(Path(self.cfg.mix).resolve()) if self.cfg.mix is not None else None},
         }
         write_state(last, groups, self.optimizer, meta)
 
