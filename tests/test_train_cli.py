@@ -85,20 +85,22 @@ def test_eval_scores_the_trained_checkpoint(trained_run: tuple[Path, Path], tmp_
     capsys.readouterr()
     report = tmp_path / "eval.json"
     args = ["--checkpoint", str(out / "last"), "--data", str(data), "--split-file", str(out / "split.json"),
-            "--split", "val", "--resolution", "input", "--json", str(report), "--no-progress", "--batch-size", "3"]
+            "--split", "val", "--resolution", "input", "--min-area", "0", "--json", str(report), "--no-progress",
+            "--batch-size", "3"]
     assert eval_main(args) == 0
     table = capsys.readouterr().out
-    assert "| Model | IoU | Dice | Precision | Recall | Images |" in table and "PEFNet-atto 64x64" in table
+    assert "| data set | frames | polyp frames | Dice | IoU | sensitivity |" in table and "PEFNet-atto 64x64" in table
     result = json.loads(report.read_text())
-    assert result["images"] == 2 and result["split"] == "val" and len(result["per_image"]) == 2
+    (scores,) = result["sets"]
+    assert scores["frames"] == 2 and scores["name"] == "data (val)" and len(result["frames"]["data (val)"]) == 2
     # the same images, preprocessing and threshold as the trainer's validation of the last epoch
     last_val_iou = float(_log(out)[-1]["val_iou"])
-    assert result["iou"] == pytest.approx(last_val_iou, abs=2e-3)
+    assert scores["iou"] == pytest.approx(last_val_iou, abs=2e-3)
     assert eval_main(["--checkpoint", str(out / "best"), "--data", str(data), "--no-progress",
                       "--json", str(report)]) == 0
     full = json.loads(report.read_text())
-    assert full["images"] == 8 and full["resolution"] == "original"
-    assert all(0.0 <= full[k] <= 1.0 for k in ("iou", "dice", "precision", "recall"))
+    assert full["sets"][0]["frames"] == 8 and full["resolution"] == "original"
+    assert all(0.0 <= full["sets"][0][k] <= 1.0 for k in ("iou", "dice", "sensitivity"))
 
 
 def test_eval_errors_are_one_line(trained_run: tuple[Path, Path], tmp_path: Path,

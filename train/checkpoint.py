@@ -264,3 +264,19 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return repr(value)
+
+
+def set_contract(path: str | Path, contract: ModelContract, note: dict[str, Any]) -> Path:
+    """Replace a checkpoint's contract in its JSON (the weights and their hash stay as they are) and record why
+    under ``training.contract_updates``; written to a temporary file and renamed, so it is never half-written."""
+    info = read_checkpoint(path)
+    if contract.variant != info.variant:
+        raise CheckpointError(f"{info.sidecar_path}: a contract for {contract.variant} cannot go on {info.variant}")
+    sidecar = _read_sidecar(info.sidecar_path)
+    sidecar["contract"] = contract.to_dict()
+    training = sidecar.setdefault("training", {})
+    training.setdefault("contract_updates", []).append(_jsonable(note))
+    tmp = info.sidecar_path.with_name(f".{info.sidecar_path.name}.tmp")
+    tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, info.sidecar_path)
+    return info.sidecar_path

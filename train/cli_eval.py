@@ -1,107 +1,103 @@
-"""``polyp-eval``: score a checkpoint on a folder of image/mask pairs (the paper's IoU / Dice table).
+"""``polyp-eval``: score a checkpoint as the product decides, on several data sets in one run (one table).
 
-Every pair in ``--data`` is scored unless ``--split-file`` names a split (``--split`` test by default).
-``--data`` may also be a folder of sequences (``seqNN/images`` + ``seqNN/masks``, as CVC-ClinicDB):
-they are found automatically, or with ``--recursive``. Images go through :mod:`polyp_live.train.preprocess`;
-by default the logits are resized (bilinear) to each mask's ORIGINAL resolution before thresholding
-(``--resolution input`` scores at the model's input size instead, masks resized nearest). Scores are
-per image, averaged over the set (:mod:`polyp_live.train.metrics`). CPU by default; ``--device cuda`` optional.
+Data sets: ``--data [NAME=]DIR`` (image/mask pairs: an ``images/`` + ``masks/`` folder, a folder of such sequences,
+or a CSV list; ``--split-file``/``--split`` pick one part of a single ``--data``), ``--negatives [NAME=]DIR``
+(polyp-free frames, no masks; a folder of sequence folders is fine), and ``--mix FILE`` (every part of a training
+mix at ``--split``, default ``val``, plus its held-out data sets whole, under ``--data-root``). Every frame goes
+through the model contract's geometry and operating point (:mod:`polyp_live.train.evaluation`); the scores are at
+each frame's own resolution (``--resolution input``: at the model's). ``--choose-operating-point`` picks the
+frame-level decision for ``--min-specificity`` on the polyp-free frames at the best sensitivity, from the mix's
+parts only (never a held-out set) or, without a mix, from every set given; ``--write-operating-point`` stores it in
+the checkpoint's contract. ``--markdown``, ``--json`` and ``--curve`` (PNG) write the results.
 
-:func:`evaluate` takes any ``predict(batch) -> logits`` callable, so other runtimes can reuse it.
+:func:`evaluate_frames` takes any ``predict(batch) -> logits`` callable, so other runtimes can reuse it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
 from polyp_live.train.cli_utils import make_parser, run_cli, setup_logging
 from polyp_live.train.contract import ModelContract
-from polyp_live.train.data import SPLIT_NAMES, Pair, find_pairs, load_split, read_pair, select
+from polyp_live.train.data import SPLIT_NAMES, Pair, find_negatives, find_pairs, load_split, read_pair, select
+from polyp_live.train.decision import OperatingPoint
 from polyp_live.train.devices import resolve_device
 from polyp_live.train.errors import DatasetError, PolypLiveError
-from polyp_live.train.metrics import METRIC_NAMES, per_image_scores
-from polyp_live.train.preprocess import preprocess_batch, resize_mask
+from polyp_live.train.evaluation import FrameScore, natural_key, score_frame
+from polyp_live.train.preprocess import plan_frame, preprocess_batch
 from polyp_live.train.progress import progress as progress_bar
 
 logger = logging.getLogger("polyp_live.eval")
 
 Predict = Callable[[np.ndarray], np.ndarray]
 RESOLUTIONS = ("original", "input")
+MIX_PARTS = ("train", "val", "all")
 
 
 @dataclass(frozen=True)
-class EvalResult:
-    """Mean per-image scores over ``images`` pairs, and each image's scores."""
+class EvalSet:
+    """One data set to score: its frames, and whether it may choose the operating point."""
 
-    model: str
-    images: int
-    iou: float
-    dice: float
-    precision: float
-    recall: float
-    resolution: str
-    per_image: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    name: str
+    pairs: tuple[Pair, ...]
+    chooses: bool = True
 
 
-def _batches(pairs: Sequence[Pair], size: int, workers: int) -> Iterator[list[tuple[Pair, np.ndarray, np.ndarray]]]:
-    """Decoded ``(pair, image, mask)`` batches, read ahead by a thread pool."""
+def _frames(pairs: Sequence[Pair], workers: int) -> Iterator[tuple[Pair, np.ndarray, np.ndarray]]:
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        batch: list[tuple[Pair, np.ndarray, np.ndarray]] = []
-        for pair, (image, mask) in zip(pairs, pool.map(read_pair, pairs), strict=True):
-            batch.append((pair, image, mask))
-            if len(batch) == size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        yield from ((pair, *decoded) for pair, decoded in zip(pairs, pool.map(read_pair, pairs), strict=True))
 
 
-def _score(logit: np.ndarray, mask: np.ndarray, level: float, resolution: str) -> dict[str, float]:
-    if resolution == "original":
-        if logit.shape != mask.shape:
-            logit = cv2.resize(logit, (mask.shape[1], mask.shape[0]), interpolation=cv2.INTER_LINEAR)
-    else:
-        mask = resize_mask(mask, *logit.shape)
-    scores = per_image_scores(torch.from_numpy(logit >= level)[None], torch.from_numpy(mask > 0)[None])
-    return {k: float(v[0]) for k, v in scores.items()}
+def _orders(pairs: Sequence[Pair]) -> dict[str, int]:
+    by_sequence: dict[str, list[Pair]] = {}
+    for pair in pairs:
+        by_sequence.setdefault(pair.sequence, []).append(pair)
+    return {p.key: i for members in by_sequence.values()
+            for i, p in enumerate(sorted(members, key=lambda p: natural_key(p.key)))}
 
 
-def evaluate(predict: Predict, contract: ModelContract, pairs: Sequence[Pair], *, batch_size: int = 8,
-             resolution: str = "original", model_name: str = "", progress: bool = True,
-             workers: int | None = None) -> EvalResult:
-    """Score ``predict`` (float32 ``(N, 3, h, w)`` -> logits ``(N, 1, h, w)`` or ``(N, h, w)``) on ``pairs``."""
+def evaluate_frames(predict: Predict, contract: ModelContract, point: OperatingPoint, pairs: Sequence[Pair], *,
+                    batch_size: int = 8, resolution: str = "original", progress: bool = True,
+                    workers: int | None = None, desc: str = "evaluate") -> list[FrameScore]:
+    """Score ``predict`` (float32 ``(N, 3, h, w)`` -> logits ``(N, 1, h, w)``) on ``pairs``, one
+    :class:`FrameScore` per frame."""
     if resolution not in RESOLUTIONS:
         raise PolypLiveError(f"resolution {resolution!r} is not one of {', '.join(RESOLUTIONS)}")
     if not pairs:
-        raise DatasetError("nothing to evaluate: no image/mask pairs")
-    level = float(np.log(contract.threshold / (1.0 - contract.threshold)))
-    per_image: dict[str, dict[str, float]] = {}
-    bar = progress_bar(total=len(pairs), desc="evaluate", unit="img", enabled=progress, leave=False)
-    for batch in _batches(pairs, max(batch_size, 1), workers or min(8, os.cpu_count() or 1)):
-        logits = np.asarray(predict(preprocess_batch([image for _, image, _ in batch], contract)), np.float32)
-        logits = logits.reshape(len(batch), *contract.input_size)
-        for (pair, _, mask), logit in zip(batch, logits, strict=True):
-            per_image[pair.key] = _score(logit, mask, level, resolution)
+        raise DatasetError("nothing to evaluate: no frames")
+    orders = _orders(pairs)
+    scores: list[FrameScore] = []
+    bar = progress_bar(total=len(pairs), desc=desc, unit="img", enabled=progress, leave=False)
+    batch: list[tuple[Pair, np.ndarray, np.ndarray]] = []
+
+    def flush() -> None:
+        plans = [plan_frame(image, contract) for _, image, _ in batch]
+        logits = np.asarray(predict(preprocess_batch([image for _, image, _ in batch], contract, plans)),
+                            np.float32).reshape(len(batch), *contract.input_size)
+        for (pair, _, mask), plan, logit in zip(batch, plans, logits, strict=True):
+            scores.append(score_frame(logit, mask, plan, point, pair.key, pair.sequence, orders[pair.key],
+                                      resolution=resolution))
         bar.update(len(batch))
+        batch.clear()
+
+    for item in _frames(pairs, workers or min(8, os.cpu_count() or 1)):
+        batch.append(item)
+        if len(batch) == max(batch_size, 1):
+            flush()
+    if batch:
+        flush()
     bar.close()
-    means = {name: float(np.mean([s[name] for s in per_image.values()])) for name in METRIC_NAMES}
-    return EvalResult(model=model_name, images=len(per_image), resolution=resolution, per_image=per_image, **means)
+    return scores
 
 
 def torch_predictor(model: torch.nn.Module, device: torch.device) -> Predict:
@@ -114,37 +110,52 @@ def torch_predictor(model: torch.nn.Module, device: torch.device) -> Predict:
     return predict
 
 
-def format_table(results: Sequence[EvalResult]) -> str:
-    """The paper's table form: Model | IoU | Dice, plus precision, recall and the image count."""
-    lines = ["| Model | IoU | Dice | Precision | Recall | Images |", "|---|---|---|---|---|---|"]
-    for r in results:
-        lines.append(f"| {r.model} | {r.iou:.4f} | {r.dice:.4f} | {r.precision:.4f} | {r.recall:.4f} | {r.images} |")
-    return "\n".join(lines)
-
-
 EXAMPLES = (
     "polyp-eval --data ../shared/data/cvc-clinicdb          # the bundled model on every CVC-ClinicDB sequence",
-    "polyp-eval --checkpoint runs/atto --data ../shared/data/kvasir-seg "
-    "--split-file train/splits/kvasir_seg_600_200.json --split val --json val.json",
-    "polyp-eval --checkpoint runs/atto/last --data images_and_masks/ --size 256 --resolution input",
+    "polyp-eval --mix train/splits/generalization.json --markdown eval.md --json eval.json --curve eval.png",
+    "polyp-eval --data kvasir=../shared/data/kvasir-seg --split-file train/splits/kvasir_seg_600_200.json "
+    "--split val --negatives ../shared/data/polypgen-negatives",
+    "polyp-eval --checkpoint runs/gen/best --mix train/splits/generalization.json --choose-operating-point "
+    "--write-operating-point",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = make_parser("polyp-eval", "Score a PEFNet checkpoint: per-image IoU and Dice (the paper's table form) on "
-                    "image/mask pairs.", EXAMPLES)
+    p = make_parser("polyp-eval", "Score a PEFNet checkpoint as the product decides (field-of-view crop, operating "
+                    "point): Dice, IoU, per-frame sensitivity, missed frames, false alarms on polyp-free frames, "
+                    "per-sequence rows and per-polyp sensitivity, several data sets in one table.", EXAMPLES)
     p.add_argument("--checkpoint", default="default",
                    help="bundled model name, polyp-train run folder (its best), or checkpoint (NAME[.safetensors])")
-    p.add_argument("--data", type=Path, required=True, help="images/+masks/ folder, folder of such, or a CSV list")
-    p.add_argument("--split-file", type=Path, help="score only one part of this split (see --split)")
-    p.add_argument("--split", choices=SPLIT_NAMES, help="which part of --split-file (default test)")
+    p.add_argument("--data", action="append", default=[], metavar="[NAME=]DIR",
+                   help="image/mask pairs: images/+masks/ folder, folder of such sequences, or a CSV list "
+                        "(repeatable)")
+    p.add_argument("--negatives", action="append", default=[], metavar="[NAME=]DIR",
+                   help="polyp-free frames without masks, or a folder of sequence folders of them (repeatable)")
+    p.add_argument("--mix", type=Path, help="a training mix file: its parts at --split, its held-out sets whole")
+    p.add_argument("--data-root", type=Path, help="where the mix's folders are (default: $POLYP_LIVE_DATA, "
+                   "else ../shared/data beside the repository)")
+    p.add_argument("--split-file", type=Path, help="score only one part of this split (one --data)")
+    p.add_argument("--split", help="which part: with --split-file train/val/test (default test); with --mix "
+                   "train/val/all (default val)")
     p.add_argument("--recursive", action="store_true", help="DATA holds sub-folders with images/ + masks/")
     p.add_argument("--size", type=int, help="input side (default: the checkpoint's contract)")
+    p.add_argument("--no-crop", action="store_true", help="no field-of-view crop (the whole frame, still letterboxed "
+                   "if the model was trained so)")
+    p.add_argument("--threshold", type=float, help="pixel threshold (default: the contract's operating point)")
+    p.add_argument("--min-area", type=float, help="smallest reported region, fraction of the field of view")
+    p.add_argument("--min-score", type=float, help="lowest reported region score (mean probability)")
+    p.add_argument("--choose-operating-point", action="store_true",
+                   help="choose threshold/min area/min score for --min-specificity at the best sensitivity")
+    p.add_argument("--min-specificity", type=float, default=0.97, help="specificity the chosen point must reach")
+    p.add_argument("--write-operating-point", action="store_true",
+                   help="store the chosen operating point in the checkpoint's contract (its JSON)")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument("--resolution", choices=RESOLUTIONS, default="original",
-                   help="score at each mask's original size or at the model's input size")
-    p.add_argument("--json", type=Path, help="also write the results (and per-image scores) to this JSON file")
+                   help="score at each frame's original size or at the model's input size")
+    p.add_argument("--json", type=Path, help="write the results (tables, per-frame scores, the sweep) as JSON")
+    p.add_argument("--markdown", type=Path, help="write the table as Markdown")
+    p.add_argument("--curve", type=Path, help="draw the sensitivity/specificity curve as a PNG")
     p.add_argument("--workers", type=int, help="decoding threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--verbose", action="store_true", help="debug logging")
@@ -152,42 +163,76 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _pairs(args: argparse.Namespace) -> list[Pair]:
-    pairs = find_pairs(args.data, recursive=args.recursive)
-    if args.split_file is None:
-        if args.split is not None:
-            raise PolypLiveError("--split needs --split-file")
-        return pairs
-    name = args.split or "test"
-    chosen = select(pairs, load_split(args.split_file), name, split_path=args.split_file)
-    if not chosen:
-        raise DatasetError(f"{args.split_file}: the {name} split is empty; choose another with --split")
-    return chosen
+def _named(spec: str) -> tuple[str, Path]:
+    name, sep, path = spec.partition("=")
+    if sep and name and not Path(spec).exists():
+        return name, Path(path)
+    return Path(spec).name or spec, Path(spec)
+
+
+def _data_root(args: argparse.Namespace) -> Path:
+    from polyp_live.train.media_paths import shared_data_dir
+
+    return args.data_root or shared_data_dir()
+
+
+def eval_sets(args: argparse.Namespace) -> list[EvalSet]:
+    """The data sets of the command line, in order: ``--data``, ``--negatives``, then the mix's."""
+    if args.split_file is not None and len(args.data) != 1:
+        raise PolypLiveError("--split-file needs exactly one --data")
+    sets: list[EvalSet] = []
+    for spec in args.data:
+        name, path = _named(spec)
+        pairs = find_pairs(path, recursive=args.recursive)
+        if args.split_file is not None:
+            part = args.split or "test"
+            if part not in SPLIT_NAMES:
+                raise PolypLiveError(f"--split {part!r}: with --split-file choose one of {', '.join(SPLIT_NAMES)}")
+            pairs = select(pairs, load_split(args.split_file), part, split_path=args.split_file)
+            if not pairs:
+                raise DatasetError(f"{args.split_file}: the {part} split is empty; choose another with --split")
+            name = f"{name} ({part})"
+        elif args.split is not None and args.mix is None:
+            raise PolypLiveError("--split needs --split-file or --mix")
+        sets.append(EvalSet(name, tuple(pairs)))
+    for spec in args.negatives:
+        name, path = _named(spec)
+        sets.append(EvalSet(name, tuple(find_negatives(path))))
+    if args.mix is not None:
+        from polyp_live.train.mix import load_mix
+
+        mix, root, part = load_mix(args.mix), _data_root(args), args.split or "val"
+        if part not in MIX_PARTS:
+            raise PolypLiveError(f"--split {part!r}: with --mix choose one of {', '.join(MIX_PARTS)}")
+        sets += [EvalSet(f"{p.name} ({part})", tuple(p.select(root, part))) for p in mix.parts]
+        sets += [EvalSet(f"{p.name} (held out)", tuple(p.select(root, "all")), chooses=False) for p in mix.held_out]
+    if not sets:
+        raise PolypLiveError("nothing to evaluate: give --data, --negatives or --mix")
+    return sets
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     from polyp_live.train.checkpoint import load_checkpoint
+    from polyp_live.train.eval_report import report_results
     from polyp_live.train.zoo import resolve_checkpoint
 
     path = resolve_checkpoint(args.checkpoint)
+    sets = eval_sets(args)
     device = torch.device(resolve_device(args.device))
     model, contract, _ = load_checkpoint(path, device=device)
     if args.size is not None:
         contract = contract.with_size(args.size)
-    pairs = _pairs(args)
+    if args.no_crop:
+        contract = contract.with_geometry(False, contract.keep_aspect)
+    point = OperatingPoint.of(contract, threshold=args.threshold, min_area=args.min_area, min_score=args.min_score)
+    predict = torch_predictor(model, device)
+    results = {s.name: evaluate_frames(predict, contract, point, s.pairs, batch_size=args.batch_size,
+                                       resolution=args.resolution, progress=not args.no_progress,
+                                       workers=args.workers, desc=s.name) for s in sets}
     name = f"PEFNet-{contract.variant} {contract.height}x{contract.width} ({Path(path).with_suffix('').name})"
-    result = evaluate(torch_predictor(model, device), contract, pairs, batch_size=args.batch_size,
-                      resolution=args.resolution, model_name=name, progress=not args.no_progress,
-                      workers=args.workers)
-    print(format_table([result]))  # noqa: T201
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"checkpoint": str(path), "data": str(args.data), "split_file": str(args.split_file or ""),
-                   "split": args.split or ("test" if args.split_file else "all"), **result.to_dict()}
-        args.json.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
-    return 0
+    return report_results(args, path, name, contract, point, sets, results)
 
 
 def entry() -> None:
