@@ -230,8 +230,12 @@ class CliRun:
                 "--output", str(self.mp4), "--jsonl", str(self.jsonl), *extra]
         env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")}
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
-            self.process = subprocess.Popen(argv, cwd=tmp, stdout=out, stderr=err,
+            self.process = subprocess.Popen(self.command(argv), cwd=tmp, stdout=out, stderr=err,
                                             env={**env, "PYTHONPATH": str(ROOT)})
+
+    def command(self, argv: list[str]) -> list[str]:
+        """The command line that runs ``argv`` (a subclass wraps it, e.g. in a supervisor)."""
+        return argv
 
     def frames(self) -> int:
         return len(jsonl_lines(self.jsonl))
