@@ -115,8 +115,8 @@ def plain_reason(exc: BaseException, scheme: str = "", waited_s: float = 0.0,
     if (status := STATUS.search(text)) is not None:
         return status_words(status.group(1), status.group(2), scheme)
     if "Invalid data found" in text and waited_s >= STALL_FRACTION * timeout_s:  # FFmpeg's words for silence
-        return (f"the server accepted the connection but did not answer within {timeout_s:g} s (not a "
-                f"{(scheme or 'stream').upper()} server on this port, or it hangs)")
+        return (f"the server accepted the connection but did not answer within {timeout_s:g} s (wrong port for "
+                f"{(scheme or 'this stream').upper()}, or the server hangs)")
     for needle, words in (("Connection refused", "connection refused"), ("timed out", "timed out"),
                           ("Network is unreachable", "network unreachable"), ("No route", "no route to host"),
                           ("End of file", "connection closed"), ("Input/output error", "connection closed or reset")):
