@@ -13,7 +13,8 @@ A headless ``--input`` run with no ``--output``/``--jsonl``/``--masks`` says so,
 processes the input to print the summary (a dry run that measures speed and finds polyp episodes).
 Ctrl+C / SIGTERM stop capture; what was captured is still processed and written, the MP4 stays playable,
 and the exit code is 130; copies of the signal within 0.5 s (a supervisor signalling the process group) are the
-same request, a later Ctrl+C aborts (the summary is still printed). Errors are one line (``--debug`` shows the traceback), exit code 2.
+same request, a later Ctrl+C aborts (the summary is still printed). Errors are one line (``--debug`` shows the
+traceback), exit code 2.
 """
 
 from __future__ import annotations
