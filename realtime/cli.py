@@ -12,7 +12,9 @@ otherwise the run is headless. In the viewer, files play at their own frame rate
 A headless ``--input`` run with no ``--output``/``--jsonl``/``--masks`` says so, names the flags, and still
 processes the input to print the summary (a dry run that measures speed and finds polyp episodes).
 Ctrl+C / SIGTERM stop capture; what was captured is still processed and written, the MP4 stays playable,
-and the exit code is 130. Errors are one line (``--debug`` shows the traceback), exit code 2.
+and the exit code is 130; copies of the signal within 0.5 s (a supervisor signalling the process group) are the
+same request, a later Ctrl+C aborts (the summary is still printed). Errors are one line (``--debug`` shows the
+traceback), exit code 2.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -69,6 +72,7 @@ EXAMPLES = (
 
 MIN_FPS, MAX_FPS = 0.1, 1000.0
 MAX_RESOLUTION_SIDE = 16384
+SIGNAL_BURST_S = 0.5  # SIGINT/SIGTERM copies within this of the first are one stop request (StopRequests)
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
@@ -147,8 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--no-live", dest="live", action="store_false",
                       help="treat the input as a file (every frame in order), also a network stream")
     parser.add_argument("--reconnect-seconds", type=non_negative_seconds, default=DEFAULT_RECONNECT_S, metavar="S",
-                        help=f"live device or stream lost: try to reconnect for S seconds (0: give up at once; "
-                        f"default {DEFAULT_RECONNECT_S:g})")
+                        help="live device or stream lost, or not there yet at start (a tower that boots after this "
+                        "PC): keep trying for S seconds, one log line per attempt (0: give up at once; default "
+                        f"{DEFAULT_RECONNECT_S:g})")
     parser.add_argument("--rtsp-transport", choices=[t.value for t in RtspTransport], default=RtspTransport.TCP.value,
                         help="rtsp://: RTP over the RTSP TCP connection (default, passes firewalls) or over UDP")
     parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
@@ -262,21 +267,41 @@ def make_sinks(args: argparse.Namespace, info: Any) -> list[Any]:
     return sinks
 
 
-@contextmanager
-def stop_on_signals(pipeline: Pipeline) -> Iterator[dict[str, bool]]:
-    """SIGINT/SIGTERM stop capture and let the pipeline drain; a second SIGINT interrupts at once."""
-    state = {"interrupted": False}
+class StopRequests:
+    """SIGINT/SIGTERM as stop requests. The first stops capture and lets the pipeline drain; copies that arrive
+    within ``burst_s`` of it are the same request (``timeout -s INT``, a service manager or a terminal signal the
+    process and its process group: two copies, milliseconds apart); a SIGINT after that aborts at once."""
 
-    def handler(signum: int, _frame: Any) -> None:
-        if state["interrupted"] and signum == signal.SIGINT:
+    def __init__(self, stop: Callable[[], None], burst_s: float = SIGNAL_BURST_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.stop, self.burst_s, self.clock = stop, burst_s, clock
+        self.first: float | None = None  # when the first signal came (clock)
+        self.copies = 0  # signals taken as part of the first request
+
+    @property
+    def requested(self) -> bool:
+        return self.first is not None
+
+    def __call__(self, signum: int, _frame: Any = None) -> None:
+        now = self.clock()
+        if self.first is None:
+            self.first = now
+            print(f"\n{PROG}: stopping (finishing frames in flight; Ctrl+C again to abort)",  # noqa: T201
+                  file=sys.stderr)
+            self.stop()
+        elif now - self.first <= self.burst_s or signum != signal.SIGINT:
+            self.copies += 1  # the same request (or a SIGTERM while stopping: already stopping)
+        else:
             raise KeyboardInterrupt
-        state["interrupted"] = True
-        print(f"\n{PROG}: stopping (finishing frames in flight; Ctrl+C again to abort)", file=sys.stderr)  # noqa: T201
-        pipeline.stop()
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+@contextmanager
+def stop_on_signals(pipeline: Pipeline) -> Iterator[StopRequests]:
+    """SIGINT/SIGTERM stop capture and let the pipeline drain (:class:`StopRequests`); a later SIGINT aborts."""
+    requests = StopRequests(pipeline.stop)
+    previous = {sig: signal.signal(sig, requests) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield state
+        yield requests
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
@@ -334,7 +359,8 @@ def run(args: argparse.Namespace, source: Any, engine: Any, settings: SettingsBo
     if total is not None and args.max_frames is not None:
         total = min(total, args.max_frames)
     error: PipelineError | None = None
-    with stop_on_signals(pipeline) as state:
+    aborted = False
+    with stop_on_signals(pipeline) as requests:
         try:
             if view:
                 from polyp_live.realtime.viewer.window import run_viewer
@@ -346,21 +372,30 @@ def run(args: argparse.Namespace, source: Any, engine: Any, settings: SettingsBo
             if exc.summary is None:
                 raise
             error, summary = exc, exc.summary
+        except KeyboardInterrupt:  # aborted (Ctrl+C again): still say what was done, then "interrupted"
+            aborted, summary = True, pipeline.summary()
+    report(args, sinks, summary)
+    if aborted:
+        raise KeyboardInterrupt
+    if error is not None:
+        raise error
+    if summary.frames_out == 0 and not requests.requested:
+        raise SourceError(f"no frame could be read from {summary.source}")
+    return 130 if requests.requested else 0
+
+
+def report(args: argparse.Namespace, sinks: list[Any], summary: RunSummary) -> None:
+    """The end of every run: the preview sheet, the summary on stdout, warnings, ``--stats``."""
     preview = next((sink for sink in sinks if isinstance(sink, PreviewSink)), None)
     if preview is not None and summary.frames_out:
         written = str(write_preview(preview, summary))  # drawn after the run: the summary names it now
         if written not in summary.outputs:
             summary = dataclasses.replace(summary, outputs=(*summary.outputs, written))
-    print(format_summary(summary))  # noqa: T201
+    print(format_summary(summary), flush=True)  # noqa: T201
     for line in input_warnings(summary, args.max_frames):
         print(f"{PROG}: warning: {line}", file=sys.stderr)  # noqa: T201
     if args.stats:
         Path(args.stats).write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
-    if error is not None:
-        raise error
-    if summary.frames_out == 0 and not state["interrupted"]:
-        raise SourceError(f"no frame could be read from {summary.source}")
-    return 130 if state["interrupted"] else 0
 
 
 def entry() -> None:

@@ -14,6 +14,11 @@ class SourceError(PolypLiveError):
     """An input (file, URL, image folder, capture device) is missing, unreadable or failed."""
 
 
+class SourceUnavailable(SourceError):
+    """A live source is not there (yet): nothing answers, no such device, no signal; it may come up later (a tower
+    that boots after the PC), so :class:`~polyp_live.realtime.sources.reconnect.ReconnectingSource` retries it."""
+
+
 class SourceDisconnected(SourceError):
     """A live source stopped delivering frames (device unplugged, stream dropped); it may come back."""
 

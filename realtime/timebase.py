@@ -136,3 +136,10 @@ def merge_gaps(earlier: Gap | None, later: Gap | None) -> Gap | None:
     start = earlier.at_s - earlier.seconds
     return Gap(at_s=later.at_s, seconds=later.at_s - start, reason=earlier.reason,
                stream_jump_s=earlier.stream_jump_s + later.stream_jump_s)
+
+
+def held_back(gap: Gap) -> bool:
+    """Whether the frame after ``gap`` came later than its own clock says by more than ``CLOCK_TOLERANCE_S`` (a live
+    ``STALL`` re-base): it was sent before a stall and held back by it (in the network, or in FFmpeg's parser until
+    the next data came), so its picture is seconds old. A step on which clock and arrival agree is not."""
+    return gap.reason == GapReason.STALL and gap.seconds - gap.stream_jump_s > CLOCK_TOLERANCE_S

@@ -266,6 +266,8 @@ class FrameCounts:
     not_inferred: Counts = ()  # taken frames the model never saw, by queue (live: the model takes the newest)
     stale: int = 0  # discarded by the source as older than the live policy allows (start-up, after a stall)
     masks_dropped: int = 0  # inferred, but a newer mask replaced it before it was drawn (``inferences`` queue)
+    # live: shown without the newest mask, which was from before a gap or too old (realtime.core.freshness)
+    masks_withheld: Counts = ()
     after_output: Counts = ()  # written to the files but not painted (viewer) / not handed to the iterator
     recorded: int | None = None  # frames in the MP4 (None: no MP4 written)
     shown: int | None = None  # frames the viewer painted (None: no viewer)
@@ -274,7 +276,7 @@ class FrameCounts:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("dropped", "not_inferred", "after_output"):
+        for key in ("dropped", "not_inferred", "after_output", "masks_withheld"):
             data[key] = dict(getattr(self, key))
         return data
 
@@ -308,6 +310,7 @@ class RunSummary:
     gaps: tuple[Gap, ...] = ()  # where the input broke off or its clock was re-based (polyp_live.realtime.timebase)
     startup_s: float | None = None  # live source: from opening to its first fresh frame (None: not known)
     first_output_s: float | None = None  # from the start of the run to the first result written
+    mask_max_age_ms: float | None = None  # live: the bound on a drawn mask's age at the end (core.freshness)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -169,7 +169,8 @@ def silent_stream(env: FaultEnv) -> list[str]:
 
 
 def missing_device(env: FaultEnv) -> list[str]:
-    return ["--device", "/dev/video99", "--engine", str(env.checkpoint), *env.outputs()]
+    # not there at start: retried for --reconnect-seconds (a tower may boot after the PC), then one line
+    return ["--device", "/dev/video99", "--engine", str(env.checkpoint), *env.outputs(), "--reconnect-seconds", "1"]
 
 
 def _camera_run(env: FaultEnv, outage: tuple[float, float], max_wait_s: float, frames: int) -> list[str]:
@@ -293,7 +294,8 @@ ROWS = [
     FaultRow("MP4 corrupt in the middle", corrupt_middle, 0, "2 packet(s) could not be decoded and were skipped",
              Keeps(frames=(15, 24))),
     FaultRow("stream that never answers", silent_stream, 2, "cannot open http://127.0.0.1:", NOTHING, max_s=15.0),
-    FaultRow("capture device missing", missing_device, 2, "capture device /dev/video99 not found", NOTHING),
+    FaultRow("capture device missing", missing_device, 2, "capture device /dev/video99 not found (connected? list "
+             "them with: ls /dev/video*) (tried for 1.", NOTHING),
     FaultRow("device vanishes, comes back", device_comes_back, 0, "reconnected", Keeps(frames=(10, 90)),
              not_said="truncated or damaged"),
     FaultRow("device vanishes for good", device_gone, 2, "did not come back within 0.5 s", Keeps(frames=(1, 45))),

@@ -230,8 +230,12 @@ class CliRun:
                 "--output", str(self.mp4), "--jsonl", str(self.jsonl), *extra]
         env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")}
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
-            self.process = subprocess.Popen(argv, cwd=tmp, stdout=out, stderr=err,
+            self.process = subprocess.Popen(self.command(argv), cwd=tmp, stdout=out, stderr=err,
                                             env={**env, "PYTHONPATH": str(ROOT)})
+
+    def command(self, argv: list[str]) -> list[str]:
+        """The command line that runs ``argv`` (a subclass wraps it, e.g. in a supervisor)."""
+        return argv
 
     def frames(self) -> int:
         return len(jsonl_lines(self.jsonl))
@@ -420,3 +424,94 @@ def test_bench_live_network_mode_reports_startup_and_latency(tmp_path: Path, att
     assert session["startup_s"] is not None and 0 < session["startup_s"] < 10
     assert session["overall"]["shown"] > 10 and session["overall"]["display"]["p95_ms"] > 0
     assert isinstance(session["pass_startup"], bool) and session["error"] is None
+
+
+# --------------------------------------------------------------------------- messages, start-up, held-back frames
+@pytest.mark.parametrize(("text", "scheme", "words", "retried"), [
+    ("[Errno 875574520] Server returned 404 Not Found: 'rtsp://h/x'", "rtsp", "RTSP 404 Not Found (wrong path", True),
+    ("[Errno 825242872] Server returned 401 Unauthorized (authorization failed): 'rtsp://h/x'", "rtsp",
+     "RTSP 401 Unauthorized (give the user name and password", False),
+    ("[Errno 1482175992] Server returned 5XX Server Error reply: 'rtsp://h/x'", "rtsp", "RTSP 5xx server error", True),
+    ("[Errno 875574520] Server returned 404 Not Found: 'http://h/x'", "http", "HTTP 404 Not Found", True),
+    ("[Errno 111] Connection refused: 'rtsp://h/x'", "rtsp", "connection refused", True),
+    ("[Errno 1414092869] Immediate exit requested: 'udp://h:5'", "udp", "no data for 2 s", True),
+])
+def test_failures_are_named_by_protocol_and_status(text: str, scheme: str, words: str, retried: bool) -> None:
+    from polyp_live.realtime.sources.network import may_come_up, plain_reason
+
+    reason = plain_reason(OSError(text), scheme)
+    assert reason.startswith(words) and "Errno" not in reason, reason
+    assert may_come_up(reason) is retried
+
+
+def test_a_server_that_accepts_and_never_answers_is_said_plainly() -> None:
+    server = socket.create_server(("127.0.0.1", 0))  # the kernel accepts; nobody ever answers
+    try:
+        url = f"rtsp://127.0.0.1:{server.getsockname()[1]}/stream"
+        started = time.monotonic()
+        with pytest.raises(SourceError) as caught:
+            ReconnectingSource(NetworkSource(url), max_wait_s=0).open()
+    finally:
+        server.close()
+    message = str(caught.value)
+    assert "accepted the connection but did not answer within 2 s" in message and "Invalid data" not in message
+    assert time.monotonic() - started < 6.0
+
+
+class LateSource(SimulatedCamera):
+    """Not there for the first ``absent`` opens (a tower still booting)."""
+
+    def __init__(self, absent: int) -> None:
+        super().__init__(fps=50.0, width=32, height=24, frames=5)
+        self.absent, self.tries = absent, 0
+
+    def open(self) -> Any:
+        from polyp_live.realtime.errors import SourceUnavailable
+
+        self.tries += 1
+        if self.tries <= self.absent:
+            raise SourceUnavailable("cannot open udp://tower:5000: connection refused")
+        return super().open()
+
+
+def test_a_live_source_not_there_at_start_is_retried(caplog: pytest.LogCaptureFixture) -> None:
+    source = ReconnectingSource(LateSource(absent=3), max_wait_s=5.0, first_delay_s=0.01)
+    with caplog.at_level("WARNING", logger="polyp_live.realtime.sources"):
+        source.open()
+    lines = [r.getMessage() for r in caplog.records]
+    assert source.open_attempts == 4 and len([m for m in lines if "(attempt " in m]) == 4  # 3 waits, 1 "there"
+    assert "connection refused (attempt 1," in lines[0] and "is there after" in lines[-1]
+    assert source.read() is not None
+
+
+def test_a_live_source_that_never_comes_is_one_line_after_the_wait() -> None:
+    source = ReconnectingSource(LateSource(absent=10**6), max_wait_s=0.3, first_delay_s=0.01)
+    started = time.monotonic()
+    with pytest.raises(SourceError) as caught:
+        source.open()
+    message = str(caught.value)
+    assert 0.3 <= time.monotonic() - started < 3.0 and "\n" not in message
+    assert message.startswith("cannot open udp://tower:5000: connection refused (tried for 0.")
+    assert "--reconnect-seconds" in message
+    with pytest.raises(SourceError, match=r"^cannot open udp://tower:5000: connection refused$"):
+        ReconnectingSource(LateSource(absent=1), max_wait_s=0).open()  # 0: at once, as before
+
+
+def test_a_closed_port_is_retried_only_for_a_known_live_stream() -> None:
+    from polyp_live.realtime.errors import SourceUnavailable
+
+    port = free_port(socket.SOCK_STREAM)
+    with pytest.raises(SourceUnavailable, match="connection refused"):
+        NetworkSource(f"rtsp://127.0.0.1:{port}/stream").open()
+    with pytest.raises(SourceError) as caught:  # http(s) may be a file on a web server: a mistake, not a wait
+        NetworkSource(f"http://127.0.0.1:{port}/case.mp4").open()
+    assert not isinstance(caught.value, SourceUnavailable)
+
+
+def test_a_frame_held_back_by_a_stall_is_told_from_a_skip() -> None:
+    from polyp_live.realtime.timebase import held_back
+    from polyp_live.realtime.types import Gap, GapReason
+
+    assert held_back(Gap(5.3, 1.6, GapReason.STALL, 0.04))  # sent on time, came 1.6 s later: an old picture
+    assert not held_back(Gap(5.3, 1.6, GapReason.STALL, 1.6))  # clock and arrival agree: frames were skipped
+    assert not held_back(Gap(5.3, 4.0, GapReason.RECONNECT, -2.0))

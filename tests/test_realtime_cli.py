@@ -114,7 +114,7 @@ def test_bad_input_is_one_line(case: str, message: str, tmp_path: Path, fake_eng
         "missing": ["--input", str(tmp_path / "nope.mp4")],
         "text": ["--input", str(tmp_path / "notes.mp4")],
         "truncated-header": ["--input", str(tmp_path / "head.mp4")],
-        "device": ["--device", "/dev/video99"],
+        "device": ["--device", "/dev/video99", "--reconnect-seconds", "0"],  # 0: no start-up retry lines
         "output-folder": ["--input", str(clip), "--output", str(tmp_path / "no" / "such" / "out.mp4")],
         "overwrite": ["--input", str(clip), "--output", str(clip)],
         "resolution": ["--device", "/dev/video99", "--resolution", "big"],

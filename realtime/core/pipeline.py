@@ -61,6 +61,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from polyp_live.engines.base import Engine
+from polyp_live.realtime.core.freshness import MaskFreshness
 from polyp_live.realtime.core.postprocess import TemporalSmoother
 from polyp_live.realtime.core.queues import EMPTY, END, LatestValue, PipelineQueues, StageQueue
 from polyp_live.realtime.core.stages import (
@@ -154,6 +155,7 @@ class Pipeline:
         self._smoother = TemporalSmoother()
         self.fov = FieldOfViewTracker(name="field of view")  # the stream's stable field of view (preprocess thread)
         self._newest = LatestValue()  # newest Prediction, for live display
+        self.freshness = MaskFreshness(1.0 / 25.0)  # live: which newest mask may still be drawn (start() sets the rate)
         self._want_batch = threading.Event()  # live: inference is ready for the next frame
         self.finished = threading.Event()  # set when the output stage has closed the sinks
         self.live = False
@@ -168,6 +170,7 @@ class Pipeline:
         info = self.open_source()
         self.live = self._resolve_live()
         self.stats = RunStats(live=self.live, gap_frames=self.config.episode_gap_frames)
+        self.freshness = MaskFreshness(1.0 / info.fps if info.fps > 0 else 1.0 / 25.0)
         self.batch = 1 if self.live else self._file_batch()
         self._queues = PipelineQueues.live() if self.live else PipelineQueues.file(self.batch)
         sync = self.config.sync or not self.live
@@ -364,6 +367,7 @@ class Pipeline:
             if frame.gap is not None:
                 with self._gaps_lock:
                     self._gaps.append(frame.gap)
+                self.freshness.gap_before(frame)
             for queue in outboxes:
                 if not queue.put(frame):
                     return
@@ -426,9 +430,14 @@ class Pipeline:
         contract = self.engine.contract
 
         def body() -> None:
+            last: int | None = None
             while (item := inbox.get()) is not END:
+                if last is not None and self.freshness.gap_between(last, item.frame.index):
+                    self._smoother = TemporalSmoother()  # no smoothing across a gap: another scene, maybe
+                last = item.frame.index
                 prediction = postprocess_stage(item, self.settings.get(), contract, self._smoother)
                 if to_board:
+                    self.freshness.mask_ready(prediction, time.monotonic())
                     self._newest.set(prediction)
                     self.stats.add_times(prediction.times, MODEL_STAGES)
                 elif not outbox.put(prediction):
@@ -462,7 +471,7 @@ class Pipeline:
             if inbox is None:
                 raise PipelineError("live display without a display queue")
             while (frame := inbox.get()) is not END:
-                prediction = self._newest.get()
+                prediction = self.freshness.usable(frame, self._newest.get(), time.monotonic())
                 result = overlay_stage(frame, prediction, self.settings.get(), self._hud(prediction))
                 if not outbox.put(result):
                     inbox.cancel()
@@ -533,6 +542,7 @@ class Pipeline:
             taken=self.frames_in, inferred=self.frames_inferred, out=out, dropped=dropped, not_inferred=not_inferred,
             stale=source_stale_dropped(self.source),
             masks_dropped=queues.get("inferences", 0) if self.mode == RunMode.LIVE else 0, after_output=after,
+            masks_withheld=self.freshness.withheld() if self.mode == RunMode.LIVE else (),
             recorded=max(recorded) if recorded else None,
             shown=out - sum(int(s.dropped) for s in viewer) if viewer else None,
             cut=max(0, self.frames_in - out - sum(n for _, n in dropped)),
@@ -570,6 +580,7 @@ class Pipeline:
                           if os.path.exists(path)),  # claim a file not written
             counts=counts, gaps=self.gaps(), startup_s=source_startup_s(self.source),
             first_output_s=round(first - self._t_start, 3) if first is not None and self._started else None,
+            mask_max_age_ms=round(self.freshness.max_age_s * 1000.0, 1) if self.mode == RunMode.LIVE else None,
         )
 
 

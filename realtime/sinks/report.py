@@ -29,7 +29,9 @@ def format_summary(summary: RunSummary) -> str:
     lines.append(f"  latency ms   {'stage':<12}{'p50':>8}{'p95':>8}{'p99':>8}")
     for item in summary.latency:
         if item.count:
-            lines.append(f"               {item.stage:<12}{item.p50_ms:8.1f}{item.p95_ms:8.1f}{item.p99_ms:8.1f}")
+            lines.append(f"               {item.stage:<12}{item.p50_ms:8.1f}{item.p95_ms:8.1f}{item.p99_ms:8.1f}"
+                         + (f"  (max {item.max_ms:.0f}; drawn only up to {summary.mask_max_age_ms:.0f})"
+                            if item.stage == "mask_age" and summary.mask_max_age_ms is not None else ""))
     lines.append(
         f"  polyp        {summary.frames_with_polyp} of {summary.frames_out} frames, {len(summary.episodes)} episode(s)"
         f" (gaps of <= {summary.episode_gap_frames} frames merged)"
@@ -64,6 +66,9 @@ def count_lines(counts: FrameCounts, mode: RunMode) -> list[str]:
                      f"inferred: the model takes the newest frame; {shown})")
     if counts.masks_dropped:
         lines.append(f"  masks        {counts.masks_dropped} inferred but replaced by a newer one before drawn")
+    if counts.masks_withheld:
+        lines.append(f"  no mask      {_by_stage(counts.masks_withheld)} = {sum(n for _, n in counts.masks_withheld)} "
+                     "frames shown without a mask: the newest was from before a gap or too old (see mask_age)")
     if counts.after_output:
         lines.append(f"  after output {_by_stage(counts.after_output)} (written to every file; not painted by the "
                      "viewer / not taken by the caller)")

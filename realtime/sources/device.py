@@ -13,7 +13,7 @@ from typing import Any
 
 import cv2
 
-from polyp_live.realtime.errors import SourceDisconnected, SourceError
+from polyp_live.realtime.errors import SourceDisconnected, SourceError, SourceUnavailable
 from polyp_live.realtime.sources.base import Source
 from polyp_live.realtime.types import Frame, SourceInfo
 
@@ -45,7 +45,7 @@ class CaptureDeviceSource(Source):
             return
         node = Path(self.device)
         if not node.exists():
-            raise SourceError(f"capture device {node} not found (connected? list them with: ls /dev/video*)")
+            raise SourceUnavailable(f"capture device {node} not found (connected? list them with: ls /dev/video*)")
         if not os.access(node, os.R_OK | os.W_OK):
             raise SourceError(f"no permission to open {node}; add your user to the 'video' group and log in again")
 
@@ -57,7 +57,8 @@ class CaptureDeviceSource(Source):
             raise SourceError(f"cannot open capture device {self.device}: {exc}") from None
         if not cap.isOpened():
             cap.release()
-            raise SourceError(f"cannot open capture device {self.device} (in use by another program, or not a camera)")
+            raise SourceUnavailable(f"cannot open capture device {self.device} (in use by another program, or not a "
+                                    "camera)")
         cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
         if self.resolution:
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.resolution[0])
@@ -68,7 +69,8 @@ class CaptureDeviceSource(Source):
         ok, probe = cap.read()
         if not ok or probe is None:
             cap.release()
-            raise SourceError(f"capture device {self.device} opened but gives no frames (busy or unsupported format)")
+            raise SourceUnavailable(f"capture device {self.device} opened but gives no frames (busy or unsupported "
+                                    "format)")
         self._cap = cap
         fps = cap.get(cv2.CAP_PROP_FPS) or self.fps or 30.0
         self._info = SourceInfo(

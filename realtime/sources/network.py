@@ -28,10 +28,10 @@ from dataclasses import replace
 from enum import Enum
 from functools import cache
 
-from polyp_live.realtime.errors import SourceDisconnected, SourceError
+from polyp_live.realtime.errors import SourceDisconnected, SourceError, SourceUnavailable
 from polyp_live.realtime.sources.base import Source, locate_input
 from polyp_live.realtime.sources.files import VideoFileSource
-from polyp_live.realtime.timebase import merge_gaps
+from polyp_live.realtime.timebase import held_back, merge_gaps
 from polyp_live.realtime.types import Frame, Gap, SourceInfo
 from polyp_live.train.media_paths import LiveDefault, MediaLocation
 
@@ -51,6 +51,10 @@ UDP_FIFO_PACKETS = "50000"  # FFmpeg's UDP thread's packet FIFO (188-byte TS pac
 CHECK_HINT = ("check that the sender is running and sends to this address and port, and that no firewall "
               "blocks it")
 ERRNO = re.compile(r"\[Errno -?\d+\]\s*")
+STATUS = re.compile(r"Server returned (\w{3}) ([^:(]*)")  # FFmpeg's words for an RTSP / HTTP status
+STALL_FRACTION = 0.9  # a read (or open) that blocked this fraction of the timeout found no data for the timeout
+TRANSIENT = ("no data for", "the server accepted", "connection refused", "timed out", "network unreachable",
+             "no route", "connection closed")  # reasons of plain_reason() that a sender not up yet gives
 
 
 class RtspTransport(str, Enum):
@@ -66,6 +70,7 @@ class Verdict(Enum):
     FRESH = "fresh"  # hand it out
     BUFFERED = "buffered"  # start-up / after a reconnect: it was buffered before the live edge was reached
     LATE = "late"  # steady state: later than the live edge by more than the allowance
+    HELD_BACK = "held back"  # it came far later than its own clock says: held back by a stall
 
 
 def demuxer_options(location: MediaLocation, *, live: bool,
@@ -99,19 +104,45 @@ def protocol_available(scheme: str) -> bool:
     return True
 
 
-def plain_reason(exc: BaseException) -> str:
+def plain_reason(exc: BaseException, scheme: str = "", waited_s: float = 0.0,
+                 timeout_s: float = NETWORK_TIMEOUT_S) -> str:
     """An FFmpeg failure in words, without its errno (``[Errno 1414092869] Immediate exit requested`` is PyAV's
-    own read timeout)."""
+    own read timeout); an RTSP / HTTP status as ``RTSP 404 Not Found``; a server that accepted the connection and
+    said nothing for ``timeout_s`` (``waited_s``: how long the open took) as just that."""
     text = str(exc)
     if "Immediate exit requested" in text:
-        return f"no data for {NETWORK_TIMEOUT_S:g} s"
+        return f"no data for {timeout_s:g} s"
+    if (status := STATUS.search(text)) is not None:
+        return status_words(status.group(1), status.group(2), scheme)
+    if "Invalid data found" in text and waited_s >= STALL_FRACTION * timeout_s:  # FFmpeg's words for silence
+        return (f"the server accepted the connection but did not answer within {timeout_s:g} s (wrong port for "
+                f"{(scheme or 'this stream').upper()}, or the server hangs)")
     for needle, words in (("Connection refused", "connection refused"), ("timed out", "timed out"),
                           ("Network is unreachable", "network unreachable"), ("No route", "no route to host"),
-                          ("Server returned 404", "HTTP 404 (wrong path?)"), ("End of file", "connection closed"),
-                          ("Input/output error", "connection closed or reset")):
+                          ("End of file", "connection closed"), ("Input/output error", "connection closed or reset")):
         if needle in text:
             return words
     return ERRNO.sub("", text).split(": '", 1)[0].strip() or type(exc).__name__
+
+
+def status_words(code: str, words: str, scheme: str) -> str:
+    """``Server returned 404 Not Found`` from an ``rtsp://`` server -> ``RTSP 404 Not Found (wrong path?)``."""
+    protocol = "RTSP" if scheme.startswith("rtsp") else "HTTP"
+    code = code.upper()
+    if code == "5XX":
+        return f"{protocol} 5xx server error (the server failed to start the stream)"
+    hint = {"404": " (wrong path, or the stream is not published yet?)",
+            "401": " (give the user name and password in the URL: scheme://user:password@host/path)",
+            "403": " (access denied)"}.get(code, "")
+    return f"{protocol} {code} {words.strip()}{hint}"
+
+
+def may_come_up(reason: str) -> bool:
+    """Whether a failure to open may be a sender that is not up yet (retried), not a mistake (fails at once)."""
+    code = re.match(r"(?:RTSP|HTTP) (\d)(\d\d|xx)", reason)
+    if code is not None:
+        return code.group(1) == "5" or code.group(0).endswith(("404", "408"))
+    return reason.startswith(TRANSIENT)
 
 
 class LiveEdgePolicy:
@@ -198,6 +229,8 @@ class NetworkSource(Source):
         self.startup_s: float | None = None
         self._t_open: float | None = None
         self._stopping = threading.Event()
+        self.held_back = 0  # live frames dropped as held back by a stall (also in stale_dropped)
+        self._pending: Gap | None = None  # the gap of dropped frames, for the next frame handed out
 
     @property
     def decode_errors(self) -> int:  # type: ignore[override]
@@ -210,7 +243,7 @@ class NetworkSource(Source):
     @property
     def stale_dropped(self) -> int:
         """Frames dropped by the live policy (buffered at start-up / after a reconnect, or late)."""
-        return self.policy.dropped if self.policy is not None else 0
+        return (self.policy.dropped if self.policy is not None else 0) + self.held_back
 
     def open(self) -> SourceInfo:
         scheme = self.location.scheme or ""
@@ -224,8 +257,11 @@ class NetworkSource(Source):
         try:
             info = self.inner.open()
         except SourceError as exc:
-            reason = plain_reason(exc.__context__ or exc).removeprefix(f"{self.location.text}: ")
-            raise SourceError(f"cannot open {self.location.text}: {reason}; {CHECK_HINT}") from None
+            reason = plain_reason(exc.__context__ or exc, scheme, time.monotonic() - now, self.timeout_s)
+            reason = reason.removeprefix(f"{self.location.text}: ")
+            # a live sender that is not up yet may come: retried at start-up (ReconnectingSource), not a mistake
+            error = SourceUnavailable if self.live and not self.probe and may_come_up(reason) else SourceError
+            raise error(f"cannot open {self.location.text}: {reason}; {CHECK_HINT}") from None
         if self.probe:  # http(s): a feed has no duration, a file on a web server has one
             self.live = info.frame_count is None
         info = replace(info, live=self.live)
@@ -236,21 +272,37 @@ class NetworkSource(Source):
         return info
 
     def read(self) -> Frame | None:
-        pending: Gap | None = None  # the gap of a dropped frame (often the reconnect itself) goes to the next one
         while not self._stopping.is_set():
             start = time.monotonic()
             frame = self._read_inner()
-            if frame is not None and pending is not None:
-                frame = replace(frame, gap=merge_gaps(pending, frame.gap))
             if frame is None or self.policy is None:
                 self._started(frame)
                 return frame
-            verdict = self.policy.judge(frame.capture_time, frame.source_ts, frame.capture_time - start)
+            own = frame.gap  # this frame's own gap: was it held back? (the merged one only says where it starts)
+            frame, self._pending = replace(frame, gap=merge_gaps(self._pending, own)), None
+            verdict = self._stalled(frame, own, frame.capture_time - start)
+            if verdict is None:
+                verdict = self.policy.judge(frame.capture_time, frame.source_ts, frame.capture_time - start)
             if verdict is Verdict.FRESH:
                 self._started(frame)
                 return frame
-            pending = frame.gap
+            self._pending = frame.gap  # the gap of a dropped frame (often the reconnect itself) goes to the next one
             logger.debug("dropping %s frame %d (%.3f s)", verdict.value, frame.index, frame.source_ts)
+        return None
+
+    def _stalled(self, frame: Frame, own: Gap | None, read_s: float) -> Verdict | None:
+        """Live: a read that found no data for the timeout is a lost stream, whatever FFmpeg handed out at its end
+        (the frame its parser held back, now seconds old); a frame that came far later than its own clock says was
+        held back by a shorter stall: stale, and the frames after it are judged as after a reconnect."""
+        if read_s >= STALL_FRACTION * self.timeout_s:
+            self.held_back += 1
+            self._pending = frame.gap
+            raise SourceDisconnected(f"{self.location.text}: stream lost (no data for {self.timeout_s:g} s)")
+        if own is not None and held_back(own):
+            self.held_back += 1
+            if self.policy is not None:
+                self.policy.restart()
+            return Verdict.HELD_BACK
         return None
 
     def _started(self, frame: Frame | None) -> None:
