@@ -43,6 +43,7 @@ from polyp_live.realtime.sinks.output_paths import (
     segment_path,
 )
 from polyp_live.realtime.sinks.preview import PreviewSink, write_preview
+from polyp_live.realtime.sinks.procedure_report import ReportSink, make_context, report_json_path, write_report
 from polyp_live.realtime.sinks.recording import audio_warning
 from polyp_live.realtime.sinks.report import format_summary, input_warnings
 from polyp_live.realtime.sinks.writers import (
@@ -60,6 +61,7 @@ from polyp_live.realtime.sources.open import open_source
 from polyp_live.realtime.sources.pacing import PacedSource
 from polyp_live.realtime.sources.reconnect import DEFAULT_RECONNECT_S
 from polyp_live.realtime.types import RunSummary
+from polyp_live.train.alarm import DEFAULT_OFF_FRAMES, DEFAULT_ON_FRAMES, AlarmConfig
 from polyp_live.train.cli_utils import make_parser, number_arg, run_cli, setup_logging
 
 PROG = "polyp-live"
@@ -105,6 +107,11 @@ def add_decision_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smooth", type=float, default=0.0, help="temporal smoothing of probabilities 0..<1 (EMA)")
     parser.add_argument("--no-crop", dest="crop", action="store_false",
                         help="do not crop to the endoscope's field of view (the whole frame goes into the model)")
+    parser.add_argument("--alarm-on", type=positive_int, default=DEFAULT_ON_FRAMES, metavar="N",
+                        help="the POLYP alarm turns on after N frames in a row with a reported region (1: at once); "
+                        "regions are drawn only while it is on")
+    parser.add_argument("--alarm-off", type=positive_int, default=DEFAULT_OFF_FRAMES, metavar="M",
+                        help="the alarm turns off after M frames in a row without one")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,10 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stats", help="write the end-of-run summary as JSON")
     parser.add_argument("--preview", metavar="FILE.png",
                         help="contact sheet: a grid of frames with the mask drawn, timestamps, the polyp episodes")
+    parser.add_argument("--report", metavar="FILE.html",
+                        help="procedure report: one self-contained HTML page (timeline, a card per polyp, counts, "
+                        "model, settings, speed) and FILE.json beside it")
     add_decision_options(parser)
     parser.add_argument("--opacity", type=float, default=0.4, help="mask fill opacity 0..1")
     parser.add_argument("--boxes", action="store_true", help="draw region boxes")
     parser.add_argument("--no-view", action="store_true", help="never open the viewer")
+    parser.add_argument("--beep", action="store_true", help="viewer: a sound when the POLYP alarm turns on")
     pace = parser.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=positive_float, default=1.0,
                       help="viewer: play files at this multiple of their own frame rate")
@@ -215,8 +226,12 @@ def check_outputs(args: argparse.Namespace) -> None:
               engine.with_suffix(".json"), engine.with_name(engine.name + ".json"))
     if args.preview and Path(args.preview).suffix.lower() != ".png":
         raise OptionError(f"--preview writes a PNG image; give a .png path, not {args.preview!r}")
-    files = [(f"--{flag}", getattr(args, flag)) for flag in ("output", "jsonl", "stats", "preview")
+    if args.report and Path(args.report).suffix.lower() not in (".html", ".htm"):
+        raise OptionError(f"--report writes an HTML page; give a .html path, not {args.report!r}")
+    files = [(f"--{flag}", getattr(args, flag)) for flag in ("output", "jsonl", "stats", "preview", "report")
              if getattr(args, flag)]
+    if args.report:
+        files.append(("--report's JSON", str(report_json_path(args.report))))
     check_distinct_outputs(files, args.masks)
     if args.output:
         check_video_suffix(args.output)
@@ -260,6 +275,8 @@ def make_sinks(args: argparse.Namespace, info: Any) -> list[Any]:
             sinks.append(MaskPngSink(args.masks))
         if args.preview:
             sinks.append(PreviewSink(args.preview))
+        if args.report:
+            sinks.append(ReportSink(args.report))
     except BaseException:
         for sink in sinks:
             sink.close()
@@ -324,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     render_settings(args, live=False)  # option values checked before anything is opened
     check_outputs(args)
     want_view = display_available() and not args.no_view
-    writes = bool(args.output or args.jsonl or args.masks or args.preview)
+    writes = bool(args.output or args.jsonl or args.masks or args.preview or args.report)
     live_device = args.device is not None
     source = open_source(args.device if live_device else args.input, fps=args.fps,
                          resolution=parse_resolution(args.resolution), device=live_device, live=args.live,
@@ -351,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, source: Any, engine: Any, settings: SettingsBox, view: bool) -> int:
     sinks = make_sinks(args, source.info)
     config = PipelineConfig(sync=args.sync, batch=args.batch, max_frames=args.max_frames,
-                            settings=settings.get(), deliver=not view, crop=args.crop)
+                            settings=settings.get(), deliver=not view, crop=args.crop,
+                            alarm=AlarmConfig(args.alarm_on, args.alarm_off))
     if view and not source.info.live and not args.fast:
         source = PacedSource(source, args.speed)  # files play at their own rate in the viewer
     pipeline = Pipeline(source, engine, config, sinks, settings)
@@ -365,7 +383,7 @@ def run(args: argparse.Namespace, source: Any, engine: Any, settings: SettingsBo
             if view:
                 from polyp_live.realtime.viewer.window import run_viewer
 
-                summary = run_viewer(pipeline, settings)
+                summary = run_viewer(pipeline, settings, beep=args.beep)
             else:
                 summary = run_headless(pipeline, total)
         except PipelineError as exc:
@@ -374,7 +392,7 @@ def run(args: argparse.Namespace, source: Any, engine: Any, settings: SettingsBo
             error, summary = exc, exc.summary
         except KeyboardInterrupt:  # aborted (Ctrl+C again): still say what was done, then "interrupted"
             aborted, summary = True, pipeline.summary()
-    report(args, sinks, summary)
+    report(args, sinks, summary, engine)
     if aborted:
         raise KeyboardInterrupt
     if error is not None:
@@ -384,13 +402,22 @@ def run(args: argparse.Namespace, source: Any, engine: Any, settings: SettingsBo
     return 130 if requests.requested else 0
 
 
-def report(args: argparse.Namespace, sinks: list[Any], summary: RunSummary) -> None:
-    """The end of every run: the preview sheet, the summary on stdout, warnings, ``--stats``."""
+def report(args: argparse.Namespace, sinks: list[Any], summary: RunSummary, engine: Any) -> None:
+    """The end of every run: the preview sheet, the procedure report, the summary on stdout, warnings,
+    ``--stats``."""
+    written: list[str] = []
     preview = next((sink for sink in sinks if isinstance(sink, PreviewSink)), None)
     if preview is not None and summary.frames_out:
-        written = str(write_preview(preview, summary))  # drawn after the run: the summary names it now
-        if written not in summary.outputs:
-            summary = dataclasses.replace(summary, outputs=(*summary.outputs, written))
+        written.append(str(write_preview(preview, summary)))  # drawn after the run: the summary names it now
+    procedure = next((sink for sink in sinks if isinstance(sink, ReportSink)), None)
+    if procedure is not None and summary.frames_out:
+        context = make_context(Path(str(args.input or args.device)).name, engine, threshold=args.threshold,
+                               min_area=args.min_area, min_score=args.min_score, smooth=args.smooth, crop=args.crop,
+                               alarm=AlarmConfig(args.alarm_on, args.alarm_off))
+        written += [str(path) for path in write_report(procedure, summary, context)]
+    if written:
+        summary = dataclasses.replace(summary, outputs=(*summary.outputs, *(w for w in written
+                                                                            if w not in summary.outputs)))
     print(format_summary(summary), flush=True)  # noqa: T201
     for line in input_warnings(summary, args.max_frames):
         print(f"{PROG}: warning: {line}", file=sys.stderr)  # noqa: T201

@@ -161,13 +161,19 @@ class Region:
     y1: int
     area_fraction: float  # region pixels / field-of-view pixels (the whole frame without a crop)
     mean_prob: float  # mean polyp probability inside the region: its score (polyp_live.train.decision)
+    track_id: int | None = None  # the region followed across frames (polyp_live.train.tracking)
+    confirmed: bool = False  # its track is a polyp (seen in enough frames)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "box": [self.x0, self.y0, self.x1, self.y1],
             "area_fraction": round(self.area_fraction, 6),
             "mean_prob": round(self.mean_prob, 4),
         }
+        if self.track_id is not None:
+            data["track"] = self.track_id
+            data["confirmed"] = self.confirmed
+        return data
 
 
 @dataclass(frozen=True)
@@ -180,6 +186,12 @@ class Prediction:
     regions: tuple[Region, ...]
     times: StageTimes
     fov: FieldOfView | None = None  # the endoscope's picture the model saw (None: the whole frame)
+    alarm: bool | None = None  # the POLYP alarm after this frame (polyp_live.train.alarm); None: no alarm filter ran
+
+    @property
+    def shows_polyp(self) -> bool:
+        """What the user is shown: the alarm where it ran, else the frame-level decision."""
+        return self.alarm if self.alarm is not None else self.polyp_present
 
     @property
     def polyp_present(self) -> bool:
@@ -210,6 +222,11 @@ class Result:
         return self.prediction is not None and self.prediction.polyp_present
 
     @property
+    def shows_polyp(self) -> bool:
+        """The POLYP alarm on this frame (the frame-level decision where no alarm filter ran)."""
+        return self.prediction is not None and self.prediction.shows_polyp
+
+    @property
     def regions(self) -> tuple[Region, ...]:
         return self.prediction.regions if self.prediction is not None else ()
 
@@ -236,8 +253,28 @@ class LatencyStats:
 
 
 @dataclass(frozen=True)
+class PolypRecord:
+    """One distinct polyp of a run: a confirmed track (:mod:`polyp_live.train.tracking`)."""
+
+    track_id: int
+    first_index: int
+    last_index: int
+    first_time: float  # source seconds
+    last_time: float
+    frames: int  # frames its region was reported in
+    largest_area: float  # fraction of the field of view
+    best_index: int  # the frame where its region was largest
+    best_time: float
+
+    @property
+    def duration(self) -> float:
+        return self.last_time - self.first_time
+
+
+@dataclass(frozen=True)
 class Episode:
-    """One continuous appearance of a polyp (short gaps merged; see :mod:`polyp_live.realtime.core.stats`)."""
+    """One period of the POLYP alarm (or of frames with a polyp, where no alarm ran; see
+    :mod:`polyp_live.realtime.core.stats`)."""
 
     start_index: int
     end_index: int  # inclusive
@@ -311,6 +348,8 @@ class RunSummary:
     startup_s: float | None = None  # live source: from opening to its first fresh frame (None: not known)
     first_output_s: float | None = None  # from the start of the run to the first result written
     mask_max_age_ms: float | None = None  # live: the bound on a drawn mask's age at the end (core.freshness)
+    polyps: tuple[PolypRecord, ...] = ()  # distinct polyps (confirmed tracks), in order of appearance
+    alarm_frames: tuple[int, int] = (1, 1)  # the alarm's (on, off) frames (polyp_live.train.alarm)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -319,4 +358,6 @@ class RunSummary:
         data["drops"] = dict(self.drops)
         data["latency"] = {item.stage: {k: v for k, v in asdict(item).items() if k != "stage"} for item in self.latency}
         data["outputs"] = list(self.outputs)
+        data["polyps"] = [{**asdict(p), "duration": round(p.duration, 3)} for p in self.polyps]
+        data["distinct_polyps"] = len(self.polyps)
         return data

@@ -280,3 +280,16 @@ def set_contract(path: str | Path, contract: ModelContract, note: dict[str, Any]
     tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, info.sidecar_path)
     return info.sidecar_path
+
+
+def model_terms(path: str | Path) -> str:
+    """The data terms stored with a model (its checkpoint JSON's licence text), for reports; ``""`` when the file
+    (an ONNX or engine file away from its checkpoint) has none beside it."""
+    for candidate in (Path(path).with_suffix(".json"), Path(str(path).split(".")[0] + ".json")):
+        try:
+            data = json.loads(candidate.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("license"), str):
+            return data["license"]
+    return ""

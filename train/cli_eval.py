@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from polyp_live.train.alarm import DEFAULT_OFF_FRAMES, DEFAULT_ON_FRAMES
 from polyp_live.train.cli_utils import make_parser, run_cli, setup_logging
 from polyp_live.train.contract import ModelContract
 from polyp_live.train.data import SPLIT_NAMES, Pair, find_negatives, find_pairs, load_split, read_pair, select
@@ -149,6 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-specificity", type=float, default=0.97, help="specificity the chosen point must reach")
     p.add_argument("--write-operating-point", action="store_true",
                    help="store the chosen operating point in the checkpoint's contract (its JSON)")
+    p.add_argument("--video", action="store_true", help="also the video metrics of every set of sequences: the POLYP "
+                   "alarm's per-polyp sensitivity, first detection, switches and false alarms per minute, with the "
+                   "filter and without")
+    p.add_argument("--fps", type=float, default=25.0, help="--video: the frame rate sequences are played at")
+    p.add_argument("--alarm-on", type=int, default=DEFAULT_ON_FRAMES, help="--video: frames with a region before "
+                   "the alarm turns on")
+    p.add_argument("--alarm-off", type=int, default=DEFAULT_OFF_FRAMES, help="--video: frames without before it "
+                   "turns off")
+    p.add_argument("--alarm-grid", action="store_true", help="--video: every on/off pair of a small grid, what the "
+                   "defaults are chosen from")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument("--resolution", choices=RESOLUTIONS, default="original",

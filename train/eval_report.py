@@ -27,6 +27,7 @@ from polyp_live.train.evaluation import (
     summarize,
     sweep,
 )
+from polyp_live.train.video_metrics import VideoSummary
 
 if TYPE_CHECKING:
     from polyp_live.train.cli_eval import EvalSet
@@ -122,6 +123,10 @@ def report_results(args: argparse.Namespace, path: Path, name: str, contract: Mo
     text = (f"{name}: operating point threshold {point.threshold:g}, min area {point.min_area:g}, min score "
             f"{point.min_score:g}; field-of-view crop {'on' if contract.field_of_view else 'off'}, "
             f"{'letterbox' if contract.keep_aspect else 'squash'}\n\n" + format_table(summaries, sequences))
+    video: list[VideoSummary] = []
+    if args.video:
+        video_text, video = video_section(args, sets, results)
+        text += "\n\n" + video_text
     print(text)  # noqa: T201
     if args.choose_operating_point:
         print(_choice_text(chosen, args.min_specificity, len(polyp), len(free)))  # noqa: T201
@@ -137,6 +142,7 @@ def report_results(args: argparse.Namespace, path: Path, name: str, contract: Mo
             "sequences": [s.to_dict() for s in sequences],
             "frames": {k: [_frame_dict(f) for f in v] for k, v in results.items()},
             "sweep": [asdict(p) for p in points], "chosen": asdict(chosen) if chosen else None,
+            "video": [v.to_dict() for v in video],
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
@@ -171,3 +177,34 @@ def _write_point(path: Path, contract: ModelContract, chosen: SweepPoint | None,
     note = {"operating_point": asdict(chosen), "chosen_on": list(chosen_on),
             "rule": f"best per-frame sensitivity with specificity >= {target:g} on the polyp-free frames"}
     logger.info("operating point written to %s", set_contract(path, new, note))
+
+
+VIDEO_HEADER = ("| data set | alarm on/off (frames) | minutes played | polyps found | first detection (median ms) | "
+                "switches / min | false alarms / min |")
+
+
+def _video_row(v: VideoSummary) -> str:
+    found = f"{v.polyps_found}/{v.polyps}" if v.polyps else "–"
+    delay = "–" if math.isnan(v.median_first_detection_ms) else f"{v.median_first_detection_ms:.0f}"
+    return (f"| {v.name} | {v.on_frames}/{v.off_frames} | {v.minutes:.2f} | {found} | {delay} | "
+            f"{v.switches_per_minute:.1f} | {v.false_alarms_per_minute:.1f} |")
+
+
+def video_section(args: argparse.Namespace, sets: Sequence[EvalSet], results: Mapping[str, list[FrameScore]]
+                  ) -> tuple[str, list[VideoSummary]]:
+    """The alarm's video metrics on every set of sequences, with the filter (``--alarm-on/--alarm-off``) and
+    without (1/1), and the grid when asked."""
+    from polyp_live.train.alarm import AlarmConfig
+    from polyp_live.train.video_metrics import alarm_grid, video_summary
+
+    chosen = {s.name: results[s.name] for s in sets if any(f.sequence for f in results[s.name])}
+    configs = [AlarmConfig.unfiltered(), AlarmConfig(args.alarm_on, args.alarm_off)]
+    rows = [video_summary(name, frames, config, args.fps)[0] for config in configs for name, frames in chosen.items()]
+    lines = [f"Video metrics (sequences played at {args.fps:g} fps; see polyp_live.train.video_metrics):", "",
+             VIDEO_HEADER, "|" + "---|" * VIDEO_HEADER.count(" |"), *(_video_row(v) for v in rows)]
+    if args.alarm_grid:
+        grid = alarm_grid(chosen, range(1, 7), (1, 2, 3, 5, 8), args.fps)
+        lines += ["", "Alarm grid:", "", VIDEO_HEADER, "|" + "---|" * VIDEO_HEADER.count(" |"),
+                  *(_video_row(v) for v in grid)]
+        rows += grid
+    return "\n".join(lines), rows

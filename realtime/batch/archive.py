@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from polyp_live.realtime.errors import OptionError
+from polyp_live.train.alarm import DEFAULT_OFF_FRAMES, DEFAULT_ON_FRAMES, AlarmConfig
 from polyp_live.train.errors import PolypLiveError
 from polyp_live.train.hashing import sha256_bytes
 
@@ -33,8 +34,8 @@ logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".m4v", ".webm", ".mpg", ".mpeg", ".ts", ".wmv")
 PARTIAL = ".partial-"
-OUTPUT_FILES = ("annotated.mp4", "frames.jsonl", "summary.json")
-ARCHIVE_COLUMNS = ("path", "output", "status", "frames", "duration_s", "fps", "frames_with_polyp", "episodes",
+OUTPUT_FILES = ("annotated.mp4", "frames.jsonl", "summary.json", "report.html", "report.json")
+ARCHIVE_COLUMNS = ("path", "output", "status", "frames", "duration_s", "fps", "frames_with_polyp", "episodes", "polyps",
                    "first_episode_s", "longest_episode_s", "longest_episode_start_s", "model", "model_sha256",
                    "wall_s", "error")
 EPISODE_COLUMNS = ("path", "episode", "start_index", "end_index", "start_s", "end_s", "duration_s",
@@ -77,6 +78,8 @@ class TaskOptions:
     min_area: float | None = None
     min_score: float | None = None
     crop: bool = True
+    alarm_on: int = DEFAULT_ON_FRAMES
+    alarm_off: int = DEFAULT_OFF_FRAMES
     opacity: float = 0.4
     video: bool = True
     backend: str = "auto"
@@ -229,6 +232,7 @@ def archive_row(job: VideoJob, status: VideoStatus, summary: dict[str, Any] | No
     longest = max(episodes, key=lambda ep: episode_span_s(ep, fps), default=None)
     row.update(frames=summary["frames_out"], duration_s=round(float(batch["duration_s"]), 3), fps=round(fps, 3),
                frames_with_polyp=summary["frames_with_polyp"], episodes=len(episodes),
+               polyps=summary.get("distinct_polyps", ""),
                first_episode_s=round(float(episodes[0]["start_time"]), 3) if episodes else "",
                longest_episode_s=round(episode_span_s(longest, fps), 3) if longest else "",
                longest_episode_start_s=round(float(longest["start_time"]), 3) if longest else "",
@@ -265,10 +269,13 @@ def _write_csv(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]
 
 
 def write_tables(out_dir: Path, outcomes: Iterable[VideoOutcome]) -> None:
-    """``archive.csv`` and ``episodes.csv`` (each replaced atomically), rows in path order."""
+    """``archive.csv``, ``episodes.csv`` and ``index.html`` (each replaced atomically), rows in path order."""
+    from polyp_live.realtime.batch.index_page import write_index
+
     ordered = sorted(outcomes, key=lambda o: o.job.rel)
     _write_csv(out_dir / "archive.csv", ARCHIVE_COLUMNS, (o.row for o in ordered))
     _write_csv(out_dir / "episodes.csv", EPISODE_COLUMNS, (ep for o in ordered for ep in o.episodes))
+    write_index(out_dir, [o.row for o in ordered])
 
 
 # ----------------------------------------------------------------------------------------------- one video
@@ -284,6 +291,7 @@ def _run_into(job: VideoJob, engine: Any, options: TaskOptions, staging: Path) -
     """Run the file-mode pipeline over ``job`` into ``staging``; return the summary dict (with ``batch``)."""
     from polyp_live.realtime.core.pipeline import PipelineConfig, run_to_completion
     from polyp_live.realtime.errors import PipelineError
+    from polyp_live.realtime.sinks.procedure_report import ReportSink, make_context, write_report
     from polyp_live.realtime.sinks.writers import JsonlSink, VideoWriterSink
     from polyp_live.realtime.sources.files import VideoFileSource
 
@@ -291,16 +299,22 @@ def _run_into(job: VideoJob, engine: Any, options: TaskOptions, staging: Path) -
     source = VideoFileSource(job.path)
     info = source.open()
     try:
-        sinks: list[Any] = [JsonlSink(staging / "frames.jsonl")]
+        alarm = AlarmConfig(options.alarm_on, options.alarm_off)
+        report = ReportSink(staging / "report.html")
+        sinks: list[Any] = [JsonlSink(staging / "frames.jsonl"), report]
         if options.video:
             sinks.insert(0, VideoWriterSink(staging / "annotated.mp4", info))
         config = PipelineConfig(live=False, batch=options.batch, settings=_render_settings(options),
-                                crop=options.crop)
+                                crop=options.crop, alarm=alarm)
         summary = run_to_completion(source, engine, config, sinks)
     finally:
         source.close()
     if summary.frames_out == 0:
         raise PipelineError(f"no frame could be read from {job.path}")
+    write_report(report, summary, make_context(
+        job.path.name, engine, threshold=options.threshold, min_area=options.min_area, min_score=options.min_score,
+        smooth=options.smooth, crop=options.crop, alarm=alarm))
+    summary = replace(summary, outputs=(*summary.outputs, *(str(staging / n) for n in ("report.html", "report.json"))))
     summary = replace(summary, outputs=tuple(str(Path(job.rel) / Path(p).name) for p in summary.outputs))
     data = summary.to_dict()
     data["batch"] = {"input": str(job.path), **stamp, "model": options.model,

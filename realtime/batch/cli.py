@@ -89,7 +89,8 @@ def task_options(args: argparse.Namespace, model: str, sha256: str) -> TaskOptio
     except ValueError as exc:
         raise OptionError(f"bad option: {exc}") from None
     return TaskOptions(threshold=args.threshold, smooth=args.smooth, min_area=args.min_area,
-                       min_score=args.min_score, crop=args.crop, opacity=args.opacity,
+                       min_score=args.min_score, crop=args.crop, alarm_on=args.alarm_on, alarm_off=args.alarm_off,
+                       opacity=args.opacity,
                        video=not args.no_video, backend=args.backend, threads=args.threads_per_task,
                        batch=args.batch, model=model, model_sha256=sha256)
 

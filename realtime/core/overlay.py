@@ -85,6 +85,12 @@ def draw_hud(image: np.ndarray, lines: Sequence[str]) -> None:
         cv2.putText(image, line, (6, (i + 1) * line_h), _HUD_FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
 
 
+def draw_alarm_border(image: np.ndarray, color: tuple[int, int, int]) -> None:
+    """In place: a border around the whole image (about 1 % of its height), the alarm where the eye is."""
+    width = max(3, round(image.shape[0] / 90))
+    cv2.rectangle(image, (0, 0), (image.shape[1] - 1, image.shape[0] - 1), color, width)
+
+
 def draw_overlay(
     rgb: np.ndarray,
     mask: np.ndarray | None,
@@ -96,9 +102,13 @@ def draw_overlay(
     contour: bool = True,
     boxes: bool = False,
     hud: Sequence[str] = (),
+    alarm_border: bool = False,
 ) -> np.ndarray:
-    """A copy of ``rgb`` with the mask drawn on it (the input frame is never modified)."""
+    """A copy of ``rgb`` with the mask drawn on it (the input frame is never modified); ``alarm_border``: the
+    POLYP alarm's border around the image."""
     out = rgb.copy()
+    if alarm_border:
+        draw_alarm_border(out, color)
     if show_overlay and mask is not None and regions:
         if mask.shape != out.shape[:2]:
             raise ValueError(f"mask {mask.shape} does not match the frame {out.shape[:2]}")

@@ -63,6 +63,7 @@ from dataclasses import dataclass
 from polyp_live.engines.base import Engine
 from polyp_live.realtime.core.freshness import MaskFreshness
 from polyp_live.realtime.core.postprocess import TemporalSmoother
+from polyp_live.realtime.core.procedure import ProcedureTracker
 from polyp_live.realtime.core.queues import EMPTY, END, LatestValue, PipelineQueues, StageQueue
 from polyp_live.realtime.core.stages import (
     hud_lines,
@@ -88,6 +89,7 @@ from polyp_live.realtime.types import (
     SourceInfo,
     StopReason,
 )
+from polyp_live.train.alarm import AlarmConfig
 from polyp_live.train.fov import FieldOfViewTracker
 
 logger = logging.getLogger(__name__)
@@ -116,6 +118,7 @@ class PipelineConfig:
     join_timeout_s: float = 10.0
     deliver: bool = True  # False when nobody iterates the run (viewer, callbacks only)
     crop: bool = True  # crop to the endoscope's field of view when the model's contract asks for it (--no-crop)
+    alarm: AlarmConfig = AlarmConfig()  # noqa: RUF009 - frozen; the POLYP alarm's on/off frames (--alarm-on/-off)
 
 
 class Pipeline:
@@ -154,6 +157,7 @@ class Pipeline:
         self._t_end: float | None = None
         self._smoother = TemporalSmoother()
         self.fov = FieldOfViewTracker(name="field of view")  # the stream's stable field of view (preprocess thread)
+        self.procedure = ProcedureTracker(self.config.alarm)  # the alarm and distinct polyps (postprocess thread)
         self._newest = LatestValue()  # newest Prediction, for live display
         self.freshness = MaskFreshness(1.0 / 25.0)  # live: which newest mask may still be drawn (start() sets the rate)
         self._want_batch = threading.Event()  # live: inference is ready for the next frame
@@ -432,10 +436,12 @@ class Pipeline:
         def body() -> None:
             last: int | None = None
             while (item := inbox.get()) is not END:
-                if last is not None and self.freshness.gap_between(last, item.frame.index):
+                gap = last is not None and self.freshness.gap_between(last, item.frame.index)
+                if gap:
                     self._smoother = TemporalSmoother()  # no smoothing across a gap: another scene, maybe
                 last = item.frame.index
                 prediction = postprocess_stage(item, self.settings.get(), contract, self._smoother)
+                prediction = self.procedure.step(prediction, gap)
                 if to_board:
                     self.freshness.mask_ready(prediction, time.monotonic())
                     self._newest.set(prediction)
@@ -448,9 +454,9 @@ class Pipeline:
 
     def _hud(self, prediction: Prediction | None) -> list[str]:
         info = self.engine.info
-        polyp = prediction is not None and prediction.polyp_present
+        polyp = prediction is not None and prediction.shows_polyp
         return hud_lines(self.stats.recent_fps(), self.stats.last_latency_s * 1000.0,
-                         f"{info.backend} {info.precision}", polyp)
+                         f"{info.backend} {info.precision}", polyp, self.procedure.distinct_polyps)
 
     def _overlay_sync_loop(self) -> None:
         inbox, outbox = self.queues.predictions, self.queues.results
@@ -581,6 +587,7 @@ class Pipeline:
             counts=counts, gaps=self.gaps(), startup_s=source_startup_s(self.source),
             first_output_s=round(first - self._t_start, 3) if first is not None and self._started else None,
             mask_max_age_ms=round(self.freshness.max_age_s * 1000.0, 1) if self.mode == RunMode.LIVE else None,
+            polyps=self.procedure.polyps(), alarm_frames=(self.config.alarm.on_frames, self.config.alarm.off_frames),
         )
 
 

@@ -96,16 +96,22 @@ def overlay_stage(
 ) -> Result:
     """Draw ``prediction`` (this frame's, or the newest available in live mode) on ``frame``.
 
-    A prediction made for a frame of another size (a source that changed resolution) is not drawn.
+    Regions are drawn while the POLYP alarm is on (an unconfirmed region -- the alarm still off -- is not drawn:
+    most false regions last a frame or two, and drawing them is the flicker the alarm removes), with a border
+    around the whole image in the mask's colour, where the eye is; without an alarm filter, every reported
+    region is drawn. A prediction made for a frame of another size (a source that changed resolution) is not
+    drawn.
     """
     start = time.perf_counter()
-    usable = prediction is not None and prediction.mask.shape == frame.rgb.shape[:2]
+    usable = (prediction is not None and prediction.mask.shape == frame.rgb.shape[:2]
+              and prediction.alarm is not False)
     annotated = draw_overlay(
         frame.rgb,
         prediction.mask if usable and prediction is not None else None,
         prediction.regions if usable and prediction is not None else (),
         color=settings.color, opacity=settings.opacity, show_overlay=settings.show_overlay,
         contour=settings.show_contour, boxes=settings.show_boxes, hud=hud if settings.show_hud else (),
+        alarm_border=usable and prediction is not None and prediction.alarm is True and settings.show_overlay,
     )
     if prediction is not None and prediction.frame is frame:
         times = prediction.times
@@ -114,9 +120,12 @@ def overlay_stage(
     return Result(frame, prediction, annotated, times.with_stage("overlay", time.perf_counter() - start))
 
 
-def hud_lines(fps: float, latency_ms: float, engine_text: str, result_has_polyp: bool | None) -> list[str]:
-    """The status lines drawn on live frames."""
+def hud_lines(fps: float, latency_ms: float, engine_text: str, result_has_polyp: bool | None,
+              polyps: int | None = None) -> list[str]:
+    """The status lines drawn on live frames: speed, the alarm, the running count of distinct polyps."""
     lines = [f"{fps:5.1f} fps  {latency_ms:5.0f} ms  {engine_text}"]
+    if polyps:
+        lines.append(f"polyps: {polyps}")
     if result_has_polyp:
         lines.append("POLYP")
     return lines

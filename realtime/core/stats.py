@@ -1,8 +1,8 @@
 """Run statistics: per-stage latency percentiles, polyp episodes and the end-of-run summary.
 
-Episodes: each run of consecutive output frames with a polyp is an appearance; two appearances
-separated by at most ``gap_frames`` frames without a polyp (default 5, i.e. 0.2 s at 25 fps) are merged
-into one episode, so a flicker of the detector does not split it. An episode's start/end times are
+Episodes: each run of consecutive output frames with the POLYP alarm on (:mod:`polyp_live.train.alarm`; where no
+alarm filter ran, with a reported region) is an episode; runs separated by at most ``gap_frames`` frames are
+merged (default 0: the alarm's own off delay already bridges a detector's flicker). An episode's start/end times are
 the source timestamps of its first and last frame with a polyp. An episode never spans a gap in the input
 of ``timebase.GAP_MIN_S`` or more (a reconnect, a stall: nothing was seen then): it ends before the gap.
 """
@@ -19,7 +19,7 @@ import numpy as np
 from polyp_live.realtime.timebase import GAP_MIN_S
 from polyp_live.realtime.types import STAGES, Episode, LatencyStats, Result, StageTimes
 
-DEFAULT_EPISODE_GAP_FRAMES = 5
+DEFAULT_EPISODE_GAP_FRAMES = 0
 
 
 def latency_stats(stage: str, seconds: Sequence[float]) -> LatencyStats:
@@ -161,7 +161,7 @@ class RunStats:
             if result.prediction is not None and result.prediction.frame is not result.frame:
                 self._mask_age.append(done - result.prediction.frame.capture_time)
             gap_s = max((gap.seconds for gap in result.gaps), default=0.0)
-            self._episodes.update(result.index, result.frame.source_ts, result.polyp_present, gap_s)
+            self._episodes.update(result.index, result.frame.source_ts, result.shows_polyp, gap_s)
             self._frames_with_polyp += bool(result.polyp_present)
             if self.first_output is None:
                 self.first_output = done

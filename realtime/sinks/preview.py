@@ -61,7 +61,7 @@ class PreviewSink(SinkBase):
         height, width = result.annotated.shape[:2]
         size = (THUMB_WIDTH, max(1, round(height * THUMB_WIDTH / width)))
         image = cv2.resize(result.annotated, size, interpolation=cv2.INTER_AREA)
-        self.thumbs.append(Thumb(seen, result.index, result.frame.source_ts, result.polyp_present, image))
+        self.thumbs.append(Thumb(seen, result.index, result.frame.source_ts, result.shows_polyp, image))
         if len(self.thumbs) >= 4 * self.cells:
             self._every *= 2
             self.thumbs = [t for t in self.thumbs if t.seen % self._every == 0]
@@ -105,11 +105,11 @@ def _timeline(summary: RunSummary, width: int) -> np.ndarray:
 
 
 def _episode_lines(summary: RunSummary) -> list[str]:
-    lines = [f"polyp in {summary.frames_with_polyp} of {summary.frames_out} frames, {len(summary.episodes)} "
-             f"episode(s) (gaps of <= {summary.episode_gap_frames} frames merged)"]
+    lines = [f"POLYP alarm: {len(summary.episodes)} episode(s), {len(summary.polyps)} distinct polyp(s); a region "
+             f"in {summary.frames_with_polyp} of {summary.frames_out} frames"]
     for n, ep in enumerate(summary.episodes[:MAX_EPISODE_LINES], 1):
         lines.append(f"{n}. {format_time(ep.start_time)} - {format_time(ep.end_time)}   frames {ep.start_index}-"
-                     f"{ep.end_index}   ({ep.frames_with_polyp} with polyp)")
+                     f"{ep.end_index}   ({ep.frames_with_polyp} with the alarm on)")
     if len(summary.episodes) > MAX_EPISODE_LINES:
         lines.append(f"... and {len(summary.episodes) - MAX_EPISODE_LINES} more (see the summary / --jsonl)")
     return lines

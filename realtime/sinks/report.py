@@ -5,6 +5,7 @@ from __future__ import annotations
 from polyp_live.realtime.types import Counts, FrameCounts, Gap, RunMode, RunSummary, StopReason
 
 MAX_GAP_LINES = 5  # the summary lists the first gaps one per line, then a count (--stats JSON holds them all)
+MAX_POLYP_LINES = 12  # the summary lists the first polyps, one per line (--stats and --report hold them all)
 
 
 def format_time(seconds: float) -> str:
@@ -32,15 +33,7 @@ def format_summary(summary: RunSummary) -> str:
             lines.append(f"               {item.stage:<12}{item.p50_ms:8.1f}{item.p95_ms:8.1f}{item.p99_ms:8.1f}"
                          + (f"  (max {item.max_ms:.0f}; drawn only up to {summary.mask_max_age_ms:.0f})"
                             if item.stage == "mask_age" and summary.mask_max_age_ms is not None else ""))
-    lines.append(
-        f"  polyp        {summary.frames_with_polyp} of {summary.frames_out} frames, {len(summary.episodes)} episode(s)"
-        f" (gaps of <= {summary.episode_gap_frames} frames merged)"
-    )
-    for ep in summary.episodes:
-        lines.append(
-            f"               {format_time(ep.start_time)} - {format_time(ep.end_time)}  frames {ep.start_index}-"
-            f"{ep.end_index} ({ep.frames_with_polyp} with polyp)"
-        )
+    lines += polyp_lines(summary)
     for path in summary.outputs:
         lines.append(f"  wrote        {path}")
     lines.append(f"  stopped      {summary.stopped}" + (f": {summary.error}" if summary.error else ""))
@@ -117,3 +110,25 @@ def input_warnings(summary: RunSummary, max_frames: int | None = None) -> list[s
     if summary.decode_errors:
         warnings.append(f"{summary.decode_errors} packet(s) could not be decoded and were skipped")
     return warnings
+
+
+def polyp_lines(summary: RunSummary) -> list[str]:
+    """The frames with a reported region, the alarm's episodes and the distinct polyps."""
+    on, off = summary.alarm_frames
+    merged = f", gaps of <= {summary.episode_gap_frames} frames merged" if summary.episode_gap_frames else ""
+    lines = [f"  polyp        {summary.frames_with_polyp} of {summary.frames_out} frames with a region; alarm (on "
+             f"after {on}, off after {off} frames) {len(summary.episodes)} episode(s){merged}"]
+    for ep in summary.episodes:
+        lines.append(
+            f"               {format_time(ep.start_time)} - {format_time(ep.end_time)}  frames {ep.start_index}-"
+            f"{ep.end_index} ({ep.frames_with_polyp} with the alarm on)"
+        )
+    lines.append(f"  polyps       {len(summary.polyps)} distinct (tracks confirmed in {on} frames)")
+    for n, p in enumerate(summary.polyps[:MAX_POLYP_LINES], 1):
+        lines.append(f"               {n}. (track {p.track_id})  {format_time(p.first_time)} - "
+                     f"{format_time(p.last_time)} "
+                     f"({p.duration:.1f} s, {p.frames} frames), largest {p.largest_area * 100:.1f} % of the view at "
+                     f"{format_time(p.best_time)} (frame {p.best_index})")
+    if len(summary.polyps) > MAX_POLYP_LINES:
+        lines.append(f"               ... {len(summary.polyps) - MAX_POLYP_LINES} more in --stats / --report")
+    return lines

@@ -239,7 +239,8 @@ def _padding(size: tuple[int, int], even: tuple[int, int]) -> str:
 
 def result_record(result: Result) -> dict[str, Any]:
     """One JSON Lines record: index, time, frame size, polyp present (the product's decision: a reported region),
-    regions (boxes in this frame's pixels), the field of view the model saw (``fov``, ``[x0, y0, x1, y1]``; absent
+    the POLYP alarm (``alarm``), regions (boxes in this frame's pixels, their ``track`` and whether it is a
+    confirmed polyp), the field of view the model saw (``fov``, ``[x0, y0, x1, y1]``; absent
     when it was the whole frame), per-stage timings (ms)."""
     fov = result.prediction.fov if result.prediction is not None else None
     return {
@@ -247,6 +248,8 @@ def result_record(result: Result) -> dict[str, Any]:
         "time": round(result.frame.source_ts, 6),
         "size": [result.frame.width, result.frame.height],
         "polyp": result.polyp_present,
+        **({"alarm": result.prediction.alarm} if result.prediction is not None and result.prediction.alarm is not None
+           else {}),
         "regions": [region.to_dict() for region in result.regions],
         **({"fov": fov.to_list()} if fov is not None else {}),
         "mask_index": result.mask_index,

@@ -97,6 +97,8 @@ class ViewerWindow(QMainWindow):
         self.pipeline, self.settings, self.display, self.recorder = pipeline, settings, display, recorder
         self.output_dir = Path(output_dir).resolve()  # snapshots and recordings are logged by full path
         self.last_result: Result | None = None
+        self.beep = False  # a sound when the POLYP alarm turns on (--beep; off by default)
+        self.alarm_sounds = 0
         self.finished = False
         # At the end of a file the window stays open (last frame, "press Q") on a real display; with no
         # screen to look at (the offscreen platform of tests and CI) it closes so the command returns.
@@ -203,7 +205,11 @@ class ViewerWindow(QMainWindow):
     def show_result(self, result: Result) -> None:
         """GUI thread: paint one result, then tell the sink it may send the next."""
         try:
+            was_on = self.last_result is not None and self.last_result.shows_polyp
             self.last_result = result
+            if self.beep and result.shows_polyp and not was_on:
+                QApplication.beep()
+                self.alarm_sounds += 1
             self._pixmap = to_pixmap(result.annotated)
             self._rescale()
         finally:
@@ -233,8 +239,11 @@ class ViewerWindow(QMainWindow):
         dropped = max(0, self.pipeline.frames_in - stats.frames_out) + self.display.dropped
         parts = [f"{stats.recent_fps():.1f} fps", f"latency {stats.last_latency_s * 1000:.0f} ms",
                  f"dropped {dropped}", f"{info.backend} {info.precision} {info.device}"]
-        if self.last_result is not None and self.last_result.polyp_present:
+        if self.last_result is not None and self.last_result.shows_polyp:
             parts.append("POLYP")
+        polyps = self.pipeline.procedure.distinct_polyps
+        if polyps:
+            parts.append(f"polyps {polyps}")
         if self.pipeline.paused:
             parts.append("paused")
         if self.finished:
@@ -268,19 +277,22 @@ class ViewerWindow(QMainWindow):
 
 
 def attach_viewer(
-    pipeline: Pipeline, settings: SettingsBox, output_dir: str | Path = "."
+    pipeline: Pipeline, settings: SettingsBox, output_dir: str | Path = ".", beep: bool = False
 ) -> ViewerWindow:
     """Create the display sink, recorder and window for ``pipeline`` (call before ``pipeline.start()``)."""
     display = QtDisplaySink()
     recorder = ToggleRecorder(pipeline.open_source())
     pipeline.add_sinks(display, recorder)
-    return ViewerWindow(pipeline, settings, display, recorder, output_dir)
+    window = ViewerWindow(pipeline, settings, display, recorder, output_dir)
+    window.beep = beep
+    return window
 
 
-def run_viewer(pipeline: Pipeline, settings: SettingsBox, output_dir: str | Path = ".") -> RunSummary:
+def run_viewer(pipeline: Pipeline, settings: SettingsBox, output_dir: str | Path = ".",
+               beep: bool = False) -> RunSummary:
     """Open the window, run the pipeline until the window closes, shut down cleanly, return the summary."""
     app = QApplication.instance() or QApplication(["polyp-live"])
-    window = attach_viewer(pipeline, settings, output_dir)
+    window = attach_viewer(pipeline, settings, output_dir, beep)
     window.show()
     try:
         pipeline.start()
