@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU wheel of torch lies on this machine's disk; naming the version keeps pip from pulling a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,onnx,tensorrt-rtx,pretrained,cluster
+EXTRAS ?= dev,tensorrt-rtx,pretrained,cluster
 SAMPLE ?= samples/cvc_clinicdb_seq01-09.mp4
 
 .PHONY: venv test lint demo clean
