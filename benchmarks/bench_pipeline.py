@@ -40,6 +40,7 @@ import numpy as np
 
 from benchmarks import common
 from polyp_live.realtime.ports import SinkBase
+from polyp_live.realtime.settings import RenderSettings
 
 logger = logging.getLogger("benchmarks.bench_pipeline")
 
@@ -49,6 +50,7 @@ TARGET_VS_SLOWEST = 0.9
 TARGET_VS_NAIVE = 1.5
 UPSCALE_SIZE = (1920, 1080)
 WARMUP_FRAMES = 8
+FILE_SETTINGS = RenderSettings(show_hud=False)  # polyp-live's file mode: no status text on recorded frames
 
 
 class NullSink(SinkBase):
@@ -94,7 +96,7 @@ def upscaled(source: Any, size: tuple[int, int] = UPSCALE_SIZE) -> Any:
             if frame is None:
                 return None
             rgb = cv2.resize(frame.rgb, size, interpolation=cv2.INTER_LINEAR)
-            return replace(frame, rgb=rgb, capture_s=frame.capture_s + time.perf_counter() - start)
+            return replace(frame, image=rgb, capture_s=frame.capture_s + time.perf_counter() - start)
 
         def close(self) -> None:
             source.close()
@@ -105,8 +107,10 @@ def upscaled(source: Any, size: tuple[int, int] = UPSCALE_SIZE) -> Any:
 class Inputs:
     """Opens a fresh source over one input the same way for every measurement."""
 
-    def __init__(self, path: Path, decoder: str, max_frames: int | None, upscale: bool, loops: int = 1) -> None:
+    def __init__(self, path: Path, decoder: str, max_frames: int | None, upscale: bool, loops: int = 1,
+                 yuv: bool = True) -> None:
         self.path, self.decoder, self.max_frames, self.upscale = path, decoder, max_frames, upscale
+        self.yuv = yuv  # PyAV hands out 4:2:0 planes, as polyp-live's file mode does
         self.memory: list[np.ndarray] | None = None
         self.fps = 25.0
         if decoder == "opencv":
@@ -128,7 +132,7 @@ class Inputs:
         else:
             from polyp_live.realtime.sources.files import VideoFileSource
 
-            source = VideoFileSource(self.path)
+            source = VideoFileSource(self.path, yuv=self.yuv and not self.upscale)
         source = upscaled(source) if self.upscale else source
         source.open()
         return source
@@ -166,25 +170,23 @@ def stages_alone(engine: Any, inputs: Inputs, sink_kind: str, folder: Path) -> t
     """(c): each stage alone over the same in-memory frames; per-stage fps and latency percentiles."""
     from polyp_live.realtime.core.postprocess import TemporalSmoother
     from polyp_live.realtime.core.stages import (
-        hud_lines,
         inference_stage,
         overlay_stage,
         postprocess_stage,
         preprocess_stage,
     )
-    from polyp_live.realtime.settings import RenderSettings
+    from polyp_live.train.fov import FieldOfViewTracker
 
-    settings, threshold = RenderSettings(), engine.contract.threshold
+    settings, contract, fov = FILE_SETTINGS, engine.contract, FieldOfViewTracker()
     frames, info, decode_ms = read_all(inputs)
-    hud = hud_lines(0.0, 0.0, f"{engine.info.backend} {engine.info.precision}", False)
     times: dict[str, list[float]] = {name: [] for name in STAGE_NAMES}
     times["decode"] = decode_ms
-    batches = [_timed(lambda f=f: preprocess_stage(engine, [f]), times["preprocess"]) for f in frames]
+    batches = [_timed(lambda f=f: preprocess_stage(engine, [f], fov), times["preprocess"]) for f in frames]
     inferences = [_timed(lambda b=b: inference_stage(engine, b), times["infer"])[0] for b in batches]
     smoother = TemporalSmoother()
-    predictions = [_timed(lambda i=i: postprocess_stage(i, settings, threshold, smoother), times["postprocess"])
+    predictions = [_timed(lambda i=i: postprocess_stage(i, settings, contract, smoother), times["postprocess"])
                    for i in inferences]
-    results = [_timed(lambda p=p: overlay_stage(p.frame, p, settings, hud), times["overlay"]) for p in predictions]
+    results = [_timed(lambda p=p: overlay_stage(p.frame, p, settings), times["overlay"]) for p in predictions]
     if sink_kind == "null":
         times["encode"] = []
     else:
@@ -212,16 +214,14 @@ def naive_loop(engine: Any, inputs: Inputs, sink_kind: str, folder: Path) -> dic
     """(b): one frame at a time through the same stage functions, in this thread."""
     from polyp_live.realtime.core.postprocess import TemporalSmoother
     from polyp_live.realtime.core.stages import (
-        hud_lines,
         inference_stage,
         overlay_stage,
         postprocess_stage,
         preprocess_stage,
     )
-    from polyp_live.realtime.settings import RenderSettings
+    from polyp_live.train.fov import FieldOfViewTracker
 
-    settings, threshold, smoother = RenderSettings(), engine.contract.threshold, TemporalSmoother()
-    hud = hud_lines(0.0, 0.0, f"{engine.info.backend} {engine.info.precision}", False)
+    settings, contract, smoother, fov = FILE_SETTINGS, engine.contract, TemporalSmoother(), FieldOfViewTracker()
     start = time.perf_counter()
     source = inputs.open()
     sink = make_sink(sink_kind, source.info, folder)
@@ -231,9 +231,9 @@ def naive_loop(engine: Any, inputs: Inputs, sink_kind: str, folder: Path) -> dic
             frame = source.read()
             if frame is None:
                 break
-            inference = inference_stage(engine, preprocess_stage(engine, [frame]))[0]
-            prediction = postprocess_stage(inference, settings, threshold, smoother)
-            sink.write(overlay_stage(frame, prediction, settings, hud))
+            inference = inference_stage(engine, preprocess_stage(engine, [frame], fov))[0]
+            prediction = postprocess_stage(inference, settings, contract, smoother)
+            sink.write(overlay_stage(frame, prediction, settings))
             done.append(time.perf_counter())
     finally:
         sink.close()
@@ -263,7 +263,8 @@ def threaded_pipeline(engine: Any, inputs: Inputs, sink_kind: str, folder: Path,
     source = inputs.open(limit)
     sink = make_sink(sink_kind, source.info, folder)
     max_frames = limit if limit is not None else inputs.max_frames
-    pipeline = Pipeline(source, engine, PipelineConfig(live=False, max_frames=max_frames), [sink])
+    pipeline = Pipeline(source, engine, PipelineConfig(live=False, max_frames=max_frames, settings=FILE_SETTINGS),
+                        [sink])
     done: list[float] = []
     with pipeline:
         for _ in pipeline:
@@ -277,10 +278,10 @@ def threaded_pipeline(engine: Any, inputs: Inputs, sink_kind: str, folder: Path,
 
 
 def bench_input(engine: Any, path: Path, *, max_frames: int | None, decoder: str, sink_kind: str,
-                upscale: bool, repeat: int = 1, loops: int = 1) -> dict[str, Any]:
+                upscale: bool, repeat: int = 1, loops: int = 1, yuv: bool = True) -> dict[str, Any]:
     """All three measurements for one input; naive and pipeline alternate ``repeat`` times (best kept),
     after an untimed warm-up pipeline run over the first frames."""
-    inputs = Inputs(path, decoder, max_frames, upscale, loops)
+    inputs = Inputs(path, decoder, max_frames, upscale, loops, yuv)
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         folder = Path(tmp)
         threaded_pipeline(engine, inputs, sink_kind, folder, limit=WARMUP_FRAMES)
@@ -292,6 +293,7 @@ def bench_input(engine: Any, path: Path, *, max_frames: int | None, decoder: str
     naive = max(naive_runs, key=lambda r: r["fps"])
     pipe = max(pipe_runs, key=lambda r: r["fps"])
     return {"input": str(path), "frames": frames, "size": _size_of(inputs), "decoder": decoder, "sink": sink_kind,
+            "pictures": "yuv420p" if yuv and decoder == "av" and not upscale else "rgb24",
             "upscale_1080p": upscale, "loops": loops if decoder == "opencv" else 1,
             "stages": stages, "naive": naive, "pipeline": pipe,
             "repeats": {"naive_fps": [r["fps"] for r in naive_runs], "pipeline_fps": [r["fps"] for r in pipe_runs]},
@@ -396,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--upscale-1080p", action="store_true", help="resize every frame to 1920x1080 at capture")
     parser.add_argument("--loops", type=int, default=1, help="with --decoder opencv: play each clip N times")
     parser.add_argument("--repeat", type=int, default=1, help="alternate naive/pipeline runs N times, keep the best")
+    parser.add_argument("--rgb", action="store_true", help="decode to RGB (the path before frames stayed in 4:2:0)")
+    parser.add_argument("--hd", action="store_true", help="add the Full-HD clips (benchmarks/hd_clips.py: the demo "
+                        "clip at 1440x1080 and, with a tower's black bars, at 1920x1080)")
     common.add_output_args(parser, SCRIPT)
     return parser
 
@@ -430,7 +435,11 @@ def run(args: argparse.Namespace, engine: Any = None, engine_note: str = "") -> 
     from polyp_live.train.errors import PolypLiveError
 
     decoder, sink = resolve_io(args)
-    paths = args.input or common.default_videos()
+    paths = list(args.input or ([] if args.hd else common.default_videos()))
+    if args.hd:
+        from benchmarks.hd_clips import hd_clips
+
+        paths += hd_clips()
     if not paths:
         raise PolypLiveError("no input videos: give --input (the CVC-ClinicDB clips and samples/ were not found)")
     missing = [str(p) for p in paths if not Path(p).is_file()]
@@ -450,7 +459,7 @@ def run(args: argparse.Namespace, engine: Any = None, engine_note: str = "") -> 
     try:
         for path in paths:
             item = bench_input(engine, Path(path), max_frames=args.max_frames, decoder=decoder, sink_kind=sink,
-                               upscale=args.upscale_1080p, repeat=args.repeat, loops=args.loops)
+                               upscale=args.upscale_1080p, repeat=args.repeat, loops=args.loops, yuv=not args.rgb)
             report["inputs"].append(item)
             print(f"{Path(path).name}: {item['frames']} frames {item['size']}: pipeline {item['pipeline']['fps']:.1f} "
                   f"fps, naive {item['naive']['fps']:.1f} fps, slowest stage {item['slowest_stage']} "

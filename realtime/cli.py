@@ -345,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     live_device = args.device is not None
     source = open_source(args.device if live_device else args.input, fps=args.fps,
                          resolution=parse_resolution(args.resolution), device=live_device, live=args.live,
-                         reconnect_s=args.reconnect_seconds, rtsp_transport=args.rtsp_transport)
+                         reconnect_s=args.reconnect_seconds, rtsp_transport=args.rtsp_transport,
+                         yuv=not want_view)
     ignored_options(args, source)
     info = source.open()
     location = source.location if isinstance(source, VideoFileSource) else None

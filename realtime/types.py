@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from fractions import Fraction
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 if TYPE_CHECKING:
     from polyp_live.train.fov import FieldOfView
     from polyp_live.train.preprocess import InputPlan
+    from polyp_live.train.yuv import Yuv420
 
 THREAD_PREFIX = "polyp-live-"  # every thread of a run is named so (tests see that none is left after a run)
 STAGES = ("capture", "preprocess", "inference", "postprocess", "overlay", "output")
@@ -91,23 +93,30 @@ class SourceInfo:
 
 @dataclass(frozen=True)
 class Frame:
-    """One decoded picture: RGB ``uint8`` ``(H, W, 3)``, stream timestamp and local capture time."""
+    """One decoded picture -- RGB ``uint8`` ``(H, W, 3)``, or the decoder's 4:2:0 planes
+    (:class:`polyp_live.train.yuv.Yuv420`: file mode without a viewer, so full-HD frames skip two round trips
+    through RGB) -- with its stream timestamp and local capture time. ``rgb`` converts a 4:2:0 picture on first use
+    (the viewer, PNG outputs); the model's input, the overlay and the encoder work on the planes."""
 
     index: int  # 0-based position in the source (counts frames read, dropped ones included)
-    rgb: np.ndarray
+    image: np.ndarray | Yuv420
     # seconds since the first frame (polyp_live.realtime.timebase): stream pts rebased, or the capture clock
     source_ts: float
     capture_time: float  # time.monotonic() when the frame left the source
     capture_s: float = 0.0  # how long reading/decoding it took
     gap: Gap | None = None  # the input broke off (or its clock was re-based) just before this frame
 
+    @cached_property
+    def rgb(self) -> np.ndarray:
+        return self.image if isinstance(self.image, np.ndarray) else self.image.to_rgb()
+
     @property
     def height(self) -> int:
-        return int(self.rgb.shape[0])
+        return int(self.image.shape[0])
 
     @property
     def width(self) -> int:
-        return int(self.rgb.shape[1])
+        return int(self.image.shape[1])
 
 
 @dataclass(frozen=True)
@@ -209,13 +218,18 @@ class Result:
 
     frame: Frame
     prediction: Prediction | None
-    annotated: np.ndarray  # RGB uint8 (H, W, 3)
+    annotated: np.ndarray | Yuv420  # RGB uint8 (H, W, 3), or 4:2:0 planes like the frame's
     times: StageTimes
     gaps: tuple[Gap, ...] = ()  # gaps since the previous result, this frame's and those of dropped frames (output)
 
     @property
     def index(self) -> int:
         return self.frame.index
+
+    @cached_property
+    def annotated_rgb(self) -> np.ndarray:
+        """The annotated picture in RGB (converted once where it is 4:2:0: the viewer, thumbnails)."""
+        return self.annotated if isinstance(self.annotated, np.ndarray) else self.annotated.to_rgb()
 
     @property
     def polyp_present(self) -> bool:

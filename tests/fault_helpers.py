@@ -61,12 +61,12 @@ class RecordingEngine(Engine):
     def load(cls, path: Path, *, device: str = "auto", **options: Any) -> Engine:
         raise NotImplementedError("wraps an engine opened elsewhere")
 
-    def prepare(self, frames: Sequence[np.ndarray]) -> Any:
+    def prepare(self, frames: Sequence[np.ndarray], plans: Any = None) -> Any:
         with self._lock:
             for rgb in frames:
                 self.fed.append(frame_hash(rgb))
                 self.zero_frames += int(not np.any(rgb))
-        return self.inner.prepare(frames)
+        return self.inner.prepare(frames, plans)
 
     def infer(self, batch: Any) -> np.ndarray:
         with self._lock:
@@ -189,6 +189,36 @@ def reference_frames(path: Path) -> list[str]:
             except av.error.FFmpegError:
                 continue
             hashes.extend(frame_hash(f.to_ndarray(format="rgb24")) for f in frames)
+    return hashes
+
+
+def reference_model_inputs(path: Path, contract: Any) -> list[str]:
+    """Hashes of what the model is fed in polyp-live's file mode without a viewer: each frame PyAV decodes, as
+    4:2:0 planes, through the stream's field of view and the contract's crop/letterbox (``resize_frame``)."""
+    from polyp_live.train.fov import FieldOfViewTracker
+    from polyp_live.train.preprocess import plan_input, resize_frame
+    from polyp_live.train.yuv import Yuv420
+
+    hashes: list[str] = []
+    tracker = FieldOfViewTracker()
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError:
+        return hashes
+    with container:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                continue
+            for frame in frames:
+                if frame.width % 2 or frame.height % 2:
+                    return []  # odd sizes are fed as RGB: reference_frames covers them
+                picture = Yuv420(frame.to_ndarray(format="yuv420p"))
+                box = tracker.update(picture) if contract.field_of_view else None
+                plan = plan_input(picture.height, picture.width, contract, box)
+                hashes.append(frame_hash(resize_frame(picture, contract, plan)))
     return hashes
 
 

@@ -173,7 +173,7 @@ class RestartingSender(Source):
         ts, gap = self._clock.place(stream_s, now)
         self._sent += 1
         rgb = disc_frame(self.height, self.width, (self.width // 2, self.height // 2), self.height // 4)
-        return Frame(index=k, rgb=rgb, source_ts=ts, capture_time=now, gap=gap)
+        return Frame(index=k, image=rgb, source_ts=ts, capture_time=now, gap=gap)
 
 
 def mp4_times(path: Path) -> list[float]:

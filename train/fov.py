@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from polyp_live.train.yuv import Yuv420, strided_rgb
+
 logger = logging.getLogger(__name__)
 
 ANALYSIS_WIDTH = 192  # the analysis view is about this wide: the stride is width // ANALYSIS_WIDTH
@@ -87,12 +89,17 @@ def _stride(width: int) -> int:
     return max(1, width // ANALYSIS_WIDTH)
 
 
-def picture_map(rgb: np.ndarray) -> tuple[np.ndarray, int]:
-    """``uint8`` {0, 1} map of picture pixels in the strided analysis view, and the stride."""
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"expected an RGB uint8 frame (H, W, 3), got {rgb.shape} {rgb.dtype}")
-    step = _stride(rgb.shape[1])
-    view = rgb[::step, ::step]
+def picture_map(image: np.ndarray | Yuv420) -> tuple[np.ndarray, int]:
+    """``uint8`` {0, 1} map of picture pixels in the strided analysis view, and the stride (an RGB frame or the
+    decoder's 4:2:0 planes: only the looked-at pixels are converted)."""
+    if isinstance(image, Yuv420):
+        step = _stride(image.width)
+        view = strided_rgb(image, step)
+    else:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 frame (H, W, 3), got {image.shape} {image.dtype}")
+        step = _stride(image.shape[1])
+        view = image[::step, ::step]
     # per channel, not view.max(axis=2): NumPy reduces a 3-long last axis ~20x slower than two maximum() calls
     red, green, blue = (view[..., c].astype(np.int16) for c in range(3))
     green_blue = np.maximum(green, blue)
@@ -123,16 +130,17 @@ def _even_up(value: int) -> int:
     return value + (value % 2)
 
 
-def detect_field_of_view(rgb: np.ndarray) -> FieldOfView | None:
-    """The endoscope's field of view in one RGB ``uint8`` frame, or ``None`` when nothing sensible is found."""
-    picture, step = picture_map(rgb)
-    return box_of_picture(picture, step, rgb.shape[0], rgb.shape[1])
+def detect_field_of_view(image: np.ndarray | Yuv420) -> FieldOfView | None:
+    """The endoscope's field of view in one frame (RGB ``uint8`` or 4:2:0), or ``None`` when nothing sensible is
+    found."""
+    picture, step = picture_map(image)
+    return box_of_picture(picture, step, image.shape[0], image.shape[1])
 
 
-def field_of_view_or_whole(rgb: np.ndarray) -> FieldOfView:
+def field_of_view_or_whole(image: np.ndarray | Yuv420) -> FieldOfView:
     """:func:`detect_field_of_view`, or the whole frame when it finds nothing (single images: training, evaluation)."""
-    found = detect_field_of_view(rgb)
-    return found if found is not None else FieldOfView.whole(rgb.shape[0], rgb.shape[1])
+    found = detect_field_of_view(image)
+    return found if found is not None else FieldOfView.whole(image.shape[0], image.shape[1])
 
 
 class FieldOfViewTracker:
@@ -160,13 +168,13 @@ class FieldOfViewTracker:
         self._memory, self._size, self._current, self._candidate = None, None, None, None
         self._seen = self._missed = 0
 
-    def update(self, rgb: np.ndarray) -> FieldOfView:
-        """This frame's field of view (the stable one), after looking at the frame."""
-        height, width = rgb.shape[:2]
+    def update(self, image: np.ndarray | Yuv420) -> FieldOfView:
+        """This frame's field of view (the stable one), after looking at the frame (RGB or 4:2:0)."""
+        height, width = image.shape[:2]
         if self._size != (height, width):
             self.reset()
             self._size = (height, width)
-        picture, step = picture_map(rgb)
+        picture, step = picture_map(image)
         if self._memory is None or self._memory.shape != picture.shape:
             self._memory = picture.astype(np.float32)
         else:

@@ -24,6 +24,7 @@ import numpy as np
 
 from polyp_live.train.contract import ModelContract
 from polyp_live.train.fov import FieldOfView, field_of_view_or_whole
+from polyp_live.train.yuv import Yuv420, yuv_to_rgb
 
 if TYPE_CHECKING:
     import torch
@@ -31,7 +32,9 @@ if TYPE_CHECKING:
 _CV2_INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
 
 
-def _check_frame(frame: np.ndarray) -> None:
+def _check_frame(frame: np.ndarray | Yuv420) -> None:
+    if isinstance(frame, Yuv420):
+        return
     if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
         got = getattr(frame, "shape", type(frame).__name__), getattr(frame, "dtype", None)
         raise ValueError(f"expected an RGB uint8 frame of shape (H, W, 3), got {got}")
@@ -58,6 +61,12 @@ class InputPlan:
         (top, left), (h, w) = self.offset, self.size
         return array[..., top : top + h, left : left + w]
 
+    @classmethod
+    def identity(cls, contract: ModelContract) -> InputPlan:
+        """The plan of a picture already at the input size (nothing to crop, resize or pad)."""
+        size = tuple(contract.input_size)
+        return cls(size, FieldOfView.whole(*size), size, (0, 0), size)  # type: ignore[arg-type]
+
     def crop(self, frame: np.ndarray) -> np.ndarray:
         """The field of view of ``frame`` (a view, no copy)."""
         return frame[self.fov.y0 : self.fov.y1, self.fov.x0 : self.fov.x1]
@@ -80,7 +89,8 @@ def plan_input(height: int, width: int, contract: ModelContract, fov: FieldOfVie
     return InputPlan((height, width), box, (h, w), offset, target)  # type: ignore[arg-type]
 
 
-def plan_frame(frame: np.ndarray, contract: ModelContract, size: tuple[int, int] | None = None) -> InputPlan:
+def plan_frame(frame: np.ndarray | Yuv420, contract: ModelContract,
+               size: tuple[int, int] | None = None) -> InputPlan:
     """The plan for one image on its own (training, evaluation, calibration): its field of view is detected in it
     when the contract crops (video keeps a stable one: :class:`polyp_live.train.fov.FieldOfViewTracker`)."""
     _check_frame(frame)
@@ -97,16 +107,30 @@ def _place(resized: np.ndarray, plan: InputPlan, fill: int | float = 0) -> np.nd
     return canvas
 
 
-def resize_frame(frame: np.ndarray, contract: ModelContract, plan: InputPlan | None = None) -> np.ndarray:
-    """An RGB ``uint8`` frame as the model sees it (still ``uint8``, HWC, the plan's input size): cropped,
-    resized with the contract's resize mode, letterboxed. ``plan`` defaults to :func:`plan_frame`."""
+def resize_frame(frame: np.ndarray | Yuv420, contract: ModelContract, plan: InputPlan | None = None) -> np.ndarray:
+    """A frame as the model sees it (RGB ``uint8``, HWC, the plan's input size): cropped, resized with the
+    contract's resize mode, letterboxed. ``plan`` defaults to :func:`plan_frame`. A 4:2:0 frame is cropped and
+    resized plane by plane and turned into RGB at the input size: the full frame is never converted."""
     _check_frame(frame)
     plan = plan or plan_frame(frame, contract)
-    crop = plan.crop(frame)
     h, w = plan.size
-    resized = crop if crop.shape[:2] == (h, w) else cv2.resize(
-        crop, (w, h), interpolation=_CV2_INTERPOLATION[contract.resize])
+    interpolation = _CV2_INTERPOLATION[contract.resize]
+    if isinstance(frame, Yuv420):
+        return _place(_resize_yuv(frame, plan.fov, (h, w), interpolation), plan)
+    crop = plan.crop(frame)
+    resized = crop if crop.shape[:2] == (h, w) else cv2.resize(crop, (w, h), interpolation=interpolation)
     return _place(resized, plan)
+
+
+def _resize_yuv(frame: Yuv420, box: FieldOfView, size: tuple[int, int], interpolation: int) -> np.ndarray:
+    """The field of view of a 4:2:0 picture at ``size`` in RGB: each plane cropped (the box's corners are even)
+    and resized to ``size``, then converted (BT.601 limited, as FFmpeg's RGB)."""
+    h, w = size
+    y = frame.y[box.y0 : box.y1, box.x0 : box.x1]
+    x0, y0, x1, y1 = box.x0 // 2, box.y0 // 2, (box.x1 + 1) // 2, (box.y1 + 1) // 2
+    planes = [cv2.resize(p, (w, h), interpolation=interpolation) if p.shape != (h, w) else p
+              for p in (y, frame.u[y0:y1, x0:x1], frame.v[y0:y1, x0:x1])]
+    return yuv_to_rgb(*planes)
 
 
 def resize_mask_planned(mask: np.ndarray, plan: InputPlan) -> np.ndarray:

@@ -296,7 +296,7 @@ def _run_into(job: VideoJob, engine: Any, options: TaskOptions, staging: Path) -
     from polyp_live.realtime.sources.files import VideoFileSource
 
     stamp = input_stamp(job.path)  # before reading: a file replaced meanwhile is not marked done
-    source = VideoFileSource(job.path)
+    source = VideoFileSource(job.path, yuv=True)
     info = source.open()
     try:
         alarm = AlarmConfig(options.alarm_on, options.alarm_off)

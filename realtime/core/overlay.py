@@ -1,4 +1,5 @@
-"""Draw masks, contours, boxes and a status line on frames, cheaply at 1080p.
+"""Draw masks, contours, boxes and a status line on frames, cheaply at 1080p -- on RGB frames, or on 4:2:0 planes
+(file mode), where the fill and contour go into Y at full size and into U and V at half size.
 
 Work is confined to the bounding box of the regions (blend with ``cv2.addWeighted`` on that crop, copy
 back where the mask is set), so a small polyp costs little on a large frame. The fill and the
@@ -14,6 +15,7 @@ import cv2
 import numpy as np
 
 from polyp_live.realtime.types import Region
+from polyp_live.train.yuv import Yuv420, rgb_to_yuv
 
 _HUD_FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -85,10 +87,15 @@ def draw_hud(image: np.ndarray, lines: Sequence[str]) -> None:
         cv2.putText(image, line, (6, (i + 1) * line_h), _HUD_FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
 
 
+def alarm_border_width(height: int) -> int:
+    """About 1 % of the image's height, even (4:2:0 chroma covers it exactly)."""
+    return max(4, round(height / 90) // 2 * 2)
+
+
 def draw_alarm_border(image: np.ndarray, color: tuple[int, int, int]) -> None:
-    """In place: a border around the whole image (about 1 % of its height), the alarm where the eye is."""
-    width = max(3, round(image.shape[0] / 90))
-    cv2.rectangle(image, (0, 0), (image.shape[1] - 1, image.shape[0] - 1), color, width)
+    """In place: a band around the whole image, inside it, the alarm where the eye is."""
+    w = alarm_border_width(image.shape[0])
+    image[:w], image[-w:], image[:, :w], image[:, -w:] = color, color, color, color
 
 
 def draw_overlay(
@@ -116,4 +123,75 @@ def draw_overlay(
         if boxes:
             draw_boxes(out, regions, color)
     draw_hud(out, hud)
+    return out
+
+
+def _even_box(box: tuple[int, int, int, int], margin: int, height: int, width: int) -> tuple[int, int, int, int]:
+    """The box grown by ``margin`` and aligned to even pixels (4:2:0 chroma covers 2x2 luma pixels)."""
+    x0, y0 = max(0, box[0] - margin) // 2 * 2, max(0, box[1] - margin) // 2 * 2
+    x1, y1 = min(width, (box[2] + margin + 1) // 2 * 2), min(height, (box[3] + margin + 1) // 2 * 2)
+    return x0, y0, x1, y1
+
+
+def _half(mask: np.ndarray) -> np.ndarray:
+    """A 0/1 mask of even size at half size: a chroma sample is set when any of its 2x2 pixels is."""
+    h, w = mask.shape
+    return mask.reshape(h // 2, 2, w // 2, 2).max(axis=(1, 3))
+
+
+def _paint(plane: np.ndarray, inside: np.ndarray, edge: np.ndarray | None, value: int, opacity: float) -> None:
+    if opacity > 0.0:
+        blended = cv2.convertScaleAbs(plane, alpha=1.0 - opacity, beta=opacity * value)
+        cv2.copyTo(blended, inside, plane)
+    if edge is not None:
+        plane[edge > 0] = value
+
+
+def blend_mask_yuv(image: Yuv420, mask: np.ndarray, regions: Sequence[Region], color: tuple[int, int, int],
+                   opacity: float, contour: bool = True) -> None:
+    """:func:`blend_mask` on 4:2:0 planes, in place: the fill blended into Y at full size and into U and V at half
+    size, the contour band set to the colour, only inside the regions' box (aligned to even pixels)."""
+    box = regions_bbox(regions)
+    if box is None:
+        return
+    size = 2 * _line_width(image.height, image.width) + 1
+    x0, y0, x1, y1 = _even_box(box, size, image.height, image.width)
+    inside = np.ascontiguousarray(mask[y0:y1, x0:x1])
+    edge = cv2.subtract(inside, cv2.erode(inside, np.ones((size, size), dtype=np.uint8))) if contour else None
+    y_value, u_value, v_value = rgb_to_yuv(color)
+    _paint(image.y[y0:y1, x0:x1], inside, edge, y_value, opacity)
+    inside_c = _half(inside)
+    edge_c = _half(edge) if edge is not None else None
+    for plane, value in ((image.u, u_value), (image.v, v_value)):
+        _paint(plane[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2], inside_c, edge_c, value, opacity)
+
+
+def draw_alarm_border_yuv(image: Yuv420, color: tuple[int, int, int]) -> None:
+    """:func:`draw_alarm_border` on 4:2:0 planes, in place (the border's width rounded to even pixels)."""
+    width = alarm_border_width(image.height)
+    for plane, value, w in zip((image.y, image.u, image.v), rgb_to_yuv(color), (width, width // 2, width // 2),
+                               strict=True):
+        plane[:w], plane[-w:], plane[:, :w], plane[:, -w:] = value, value, value, value
+
+
+def draw_overlay_yuv(
+    image: Yuv420,
+    mask: np.ndarray | None,
+    regions: Sequence[Region],
+    *,
+    color: tuple[int, int, int] = (40, 230, 90),
+    opacity: float = 0.4,
+    show_overlay: bool = True,
+    contour: bool = True,
+    alarm_border: bool = False,
+) -> Yuv420:
+    """:func:`draw_overlay` for a 4:2:0 frame (file mode: no HUD, no boxes): a copy with the mask drawn in its
+    planes, so the encoder takes it without a round trip through RGB."""
+    out = image.copy()
+    if alarm_border:
+        draw_alarm_border_yuv(out, color)
+    if show_overlay and mask is not None and regions:
+        if mask.shape != out.shape:
+            raise ValueError(f"mask {mask.shape} does not match the frame {out.shape}")
+        blend_mask_yuv(out, mask, regions, color, opacity, contour)
     return out

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from polyp_live.engines.base import Engine
-from polyp_live.realtime.core.overlay import draw_overlay
+from polyp_live.realtime.core.overlay import draw_overlay, draw_overlay_yuv
 from polyp_live.realtime.core.postprocess import TemporalSmoother, postprocess_logits
 from polyp_live.realtime.errors import PipelineError
 from polyp_live.realtime.settings import RenderSettings
@@ -22,7 +22,8 @@ from polyp_live.realtime.types import Batch, Frame, Inference, Prediction, Resul
 from polyp_live.train.contract import ModelContract
 from polyp_live.train.decision import OperatingPoint
 from polyp_live.train.fov import FieldOfViewTracker, field_of_view_or_whole
-from polyp_live.train.preprocess import InputPlan, plan_input
+from polyp_live.train.preprocess import InputPlan, plan_input, resize_frame
+from polyp_live.train.yuv import Yuv420
 
 
 def plan_frames(contract: ModelContract, frames: Sequence[Frame], fov: FieldOfViewTracker | None,
@@ -33,7 +34,7 @@ def plan_frames(contract: ModelContract, frames: Sequence[Frame], fov: FieldOfVi
     for frame in frames:
         box = None
         if contract.field_of_view and crop:
-            box = fov.update(frame.rgb) if fov is not None else field_of_view_or_whole(frame.rgb)
+            box = fov.update(frame.image) if fov is not None else field_of_view_or_whole(frame.image)
         plans.append(plan_input(frame.height, frame.width, contract, box))
     return tuple(plans)
 
@@ -42,8 +43,15 @@ def preprocess_stage(engine: Engine, frames: Sequence[Frame], fov: FieldOfViewTr
                      crop: bool = True) -> Batch:
     """Frames -> the engine's prepared input (CPU NumPy batch or a device tensor), each through its plan."""
     start = time.perf_counter()
-    plans = plan_frames(engine.contract, frames, fov, crop)
-    data = engine.prepare([frame.rgb for frame in frames], plans)
+    contract = engine.contract
+    plans = plan_frames(contract, frames, fov, crop)
+    if any(isinstance(frame.image, Yuv420) for frame in frames):
+        # 4:2:0 frames become RGB at the input size only (train.preprocess.resize_frame), then the engine's own
+        # preparation has nothing left to crop or resize
+        small = [resize_frame(frame.image, contract, plan) for frame, plan in zip(frames, plans, strict=True)]
+        data = engine.prepare(small, [InputPlan.identity(contract)] * len(small))
+    else:
+        data = engine.prepare([frame.image for frame in frames], plans)
     return Batch(tuple(frames), data, time.perf_counter() - start, plans)
 
 
@@ -103,16 +111,20 @@ def overlay_stage(
     drawn.
     """
     start = time.perf_counter()
-    usable = (prediction is not None and prediction.mask.shape == frame.rgb.shape[:2]
+    usable = (prediction is not None and prediction.mask.shape == (frame.height, frame.width)
               and prediction.alarm is not False)
-    annotated = draw_overlay(
-        frame.rgb,
-        prediction.mask if usable and prediction is not None else None,
-        prediction.regions if usable and prediction is not None else (),
-        color=settings.color, opacity=settings.opacity, show_overlay=settings.show_overlay,
-        contour=settings.show_contour, boxes=settings.show_boxes, hud=hud if settings.show_hud else (),
-        alarm_border=usable and prediction is not None and prediction.alarm is True and settings.show_overlay,
-    )
+    mask = prediction.mask if usable and prediction is not None else None
+    regions = prediction.regions if usable and prediction is not None else ()
+    border = usable and prediction is not None and prediction.alarm is True and settings.show_overlay
+    hud = hud if settings.show_hud else ()
+    if isinstance(frame.image, Yuv420) and not hud and not settings.show_boxes:
+        annotated: np.ndarray | Yuv420 = draw_overlay_yuv(
+            frame.image, mask, regions, color=settings.color, opacity=settings.opacity,
+            show_overlay=settings.show_overlay, contour=settings.show_contour, alarm_border=border)
+    else:  # RGB frames, and text or boxes (drawn in RGB)
+        annotated = draw_overlay(frame.rgb, mask, regions, color=settings.color, opacity=settings.opacity,
+                                 show_overlay=settings.show_overlay, contour=settings.show_contour,
+                                 boxes=settings.show_boxes, hud=hud, alarm_border=border)
     if prediction is not None and prediction.frame is frame:
         times = prediction.times
     else:

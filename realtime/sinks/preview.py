@@ -60,7 +60,7 @@ class PreviewSink(SinkBase):
             return
         height, width = result.annotated.shape[:2]
         size = (THUMB_WIDTH, max(1, round(height * THUMB_WIDTH / width)))
-        image = cv2.resize(result.annotated, size, interpolation=cv2.INTER_AREA)
+        image = cv2.resize(result.annotated_rgb, size, interpolation=cv2.INTER_AREA)
         self.thumbs.append(Thumb(seen, result.index, result.frame.source_ts, result.shows_polyp, image))
         if len(self.thumbs) >= 4 * self.cells:
             self._every *= 2

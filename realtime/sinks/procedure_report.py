@@ -91,7 +91,7 @@ class ReportSink(SinkBase):
             best = self.best.get(region.track_id)
             if best is None or region.area_fraction > best.area:
                 self.best[region.track_id] = _Best(region.area_fraction, result.index, result.frame.source_ts,
-                                                   _thumbnail(result.annotated, region))
+                                                   _thumbnail(result.annotated_rgb, region))
 
     def close(self) -> None:  # the page is written after the run, when the summary is known
         pass

@@ -32,6 +32,7 @@ from polyp_live.realtime.sinks.recording import (
 )
 from polyp_live.realtime.types import Gap, Result, SourceInfo
 from polyp_live.train.media_paths import ffmpeg_local
+from polyp_live.train.yuv import Yuv420
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +116,12 @@ class VideoWriterSink(SinkBase):
                                "black bars); masks and JSONL boxes stay in each frame's own pixels", result.index,
                                image.shape[1], image.shape[0], self.path, *self.source_size)
             self.resized += 1
-        image = place(image, self.width, self.height)
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        if isinstance(image, Yuv420) and image.shape == (self.height, self.width):
+            # the decoder's planes, drawn on in place: straight to the encoder, no round trip through RGB
+            frame = av.VideoFrame.from_ndarray(image.data, format="yuv420p")
+        else:
+            placed = place(result.annotated_rgb, self.width, self.height)
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(placed), format="rgb24")
         if self._first_ts is None:
             self._first_ts = result.frame.source_ts
         pts = round((result.frame.source_ts - self._first_ts) / self.time_base)
@@ -317,8 +322,8 @@ class MaskPngSink(SinkBase):
 
     def write(self, result: Result) -> None:
         mask = result.mask
-        if mask is None or mask.shape != result.frame.rgb.shape[:2]:
-            mask = np.zeros(result.frame.rgb.shape[:2], dtype=np.uint8)
+        if mask is None or mask.shape != (result.frame.height, result.frame.width):
+            mask = np.zeros((result.frame.height, result.frame.width), dtype=np.uint8)
         target = self.path / mask_name(result.index)
         if not cv2.imwrite(str(target), mask * np.uint8(255)):
             raise OutputError(f"cannot write {target}")

@@ -32,6 +32,7 @@ from polyp_live.realtime.sources.video_streams import (
 from polyp_live.realtime.timebase import StreamClock
 from polyp_live.realtime.types import Frame, GapReason, SourceInfo
 from polyp_live.train.media_paths import MediaLocation
+from polyp_live.train.yuv import Yuv420
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class VideoFileSource(Source):
     """
 
     def __init__(self, path: str | Path | MediaLocation, *, live: bool | None = None,
-                 open_timeout_s: float = 10.0, options: dict[str, str] | None = None) -> None:
+                 open_timeout_s: float = 10.0, options: dict[str, str] | None = None, yuv: bool = False) -> None:
         super().__init__()
         # demuxer / protocol options for av.open (polyp_live.realtime.sources.network)
         self.options = dict(options or {})
@@ -65,6 +66,10 @@ class VideoFileSource(Source):
         self._pending: Any = None  # a frame decoded by open() and not read yet
         self._fifo: Any = None  # the read end of a FIFO input, open while FFmpeg reads it
         self._turns = 0  # quarter turns that make the stored pictures upright
+        # hand out the decoder's 4:2:0 planes (polyp_live.train.yuv.Yuv420), not RGB: file mode without a viewer,
+        # where the model's input, the overlay and the encoder all work on planes; live streams (the HUD is drawn
+        # in RGB) and pictures that are rotated, anamorphic or of odd size still come as RGB
+        self.yuv = yuv and not self.live
 
     def open(self) -> SourceInfo:
         if self.location.path is not None:
@@ -162,16 +167,23 @@ class VideoFileSource(Source):
             if self.live:
                 raise SourceDisconnected(f"{self.path}: stream interrupted: {exc}") from None
             raise SourceError(f"{self.path}: read failed after {self._index} frames: {exc}") from None
-        rgb = upright(av_frame.to_ndarray(format="rgb24"), self._turns)
+        image = self._picture(av_frame)
         now = time.monotonic()
         if av_frame.pts is not None and av_frame.time_base is not None:
             stream_s = float(av_frame.pts * av_frame.time_base)
         else:
             stream_s = self._index / self.info.fps
         ts, gap = self._clock.place(stream_s, now if self.live else None)  # live: the arrival time counts too
-        frame = Frame(index=self._index, rgb=rgb, source_ts=ts, capture_time=now, capture_s=now - start, gap=gap)
+        frame = Frame(index=self._index, image=image, source_ts=ts, capture_time=now, capture_s=now - start,
+                      gap=gap)
         self._index += 1
         return frame
+
+    def _picture(self, av_frame: Any) -> np.ndarray | Yuv420:
+        if (self.yuv and not self._turns and not av_frame.width % 2 and not av_frame.height % 2
+                and self.info.sample_aspect is None):
+            return Yuv420(av_frame.to_ndarray(format="yuv420p"))
+        return upright(av_frame.to_ndarray(format="rgb24"), self._turns)
 
     def close(self) -> None:
         if self._container is not None:

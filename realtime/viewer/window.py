@@ -210,7 +210,7 @@ class ViewerWindow(QMainWindow):
             if self.beep and result.shows_polyp and not was_on:
                 QApplication.beep()
                 self.alarm_sounds += 1
-            self._pixmap = to_pixmap(result.annotated)
+            self._pixmap = to_pixmap(result.annotated_rgb)
             self._rescale()
         finally:
             self.display.done()
@@ -256,7 +256,7 @@ class ViewerWindow(QMainWindow):
             return None
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = self.output_dir / f"polyp-live-snapshot-{stamp}-{self.last_result.index:06d}.png"
-        if not cv2.imwrite(str(path), cv2.cvtColor(self.last_result.annotated, cv2.COLOR_RGB2BGR)):
+        if not cv2.imwrite(str(path), cv2.cvtColor(self.last_result.annotated_rgb, cv2.COLOR_RGB2BGR)):
             self.statusBar().showMessage(f"cannot write {path}")
             return None
         self.snapshots.append(path)
