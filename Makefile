@@ -1,7 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make test   create .venv, install with the dev extras, run the test suite
 #   make demo   create .venv, install, annotate the bundled polyp clip with the default model: an annotated MP4,
-#               a contact sheet PNG (look at it first) and the run summary
+#               a contact sheet PNG (look at it first), the procedure report (HTML + JSON) and the run summary
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -30,8 +30,9 @@ lint: venv
 
 demo: venv
 	$(BIN)/polyp-live --input $(SAMPLE) --output demo_annotated.mp4 --stats demo_summary.json \
-		--preview demo_preview.png
-	@echo "make demo: look at demo_preview.png (frames with the polyp masks, the episodes), then demo_annotated.mp4"
+		--preview demo_preview.png --report demo_report.html
+	@echo "make demo: look at demo_preview.png (frames with the polyp masks, the alarm), demo_report.html (the" \
+		"procedure report: open it in a browser), then demo_annotated.mp4"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -31,6 +31,7 @@ from polyp_live.calibration.report import to_markdown
 from polyp_live.train.cli_utils import make_parser, run_cli, setup_logging
 
 EXAMPLES = (
+    "polyp-calibrate --mix train/splits/generalization.json --out model.int8.onnx  # the bundled default's way",
     "polyp-calibrate --data ../shared/data/kvasir-seg --split train --split-file train/splits/kvasir_seg_600_200.json "
     "--out model.int8.onnx",
     "polyp-calibrate --checkpoint runs/atto --video clip.mp4 --target tensorrt --out model_qdq.onnx",
@@ -48,8 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--images", type=Path, help="folder of calibration images (or DIR/images)")
     src.add_argument("--video", type=Path, help="video file; frames are spread over the whole clip")
     src.add_argument("--data", type=Path, help="dataset folder (images/ + masks/); use with --split")
+    src.add_argument("--mix", type=Path, help="a training mix (train/splits/generalization.json): calibrate on its "
+                     "train parts, polyp-free frames included, and evaluate on its validation parts")
     p.add_argument("--split", default="train", help="part of the dataset split to calibrate on (default train)")
     p.add_argument("--split-file", type=Path, help="split JSON (default: polyp-train's 60/20/20 split, seed 0)")
+    p.add_argument("--data-root", type=Path, help="--mix: the folder its data sets are under (default: "
+                   "$POLYP_LIVE_DATA, else ../shared/data)")
     p.add_argument("--out", type=Path, required=True, help="INT8 ONNX file to write (.onnx)")
     p.add_argument("--method", choices=sorted(METHODS), default="entropy", help="range calibration (default entropy)")
     p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
@@ -64,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-samples", type=int, default=DEFAULT_EVAL_SAMPLES,
                    help=f"frames in the accuracy report (default {DEFAULT_EVAL_SAMPLES})")
     p.add_argument("--max-dice-drop", type=float, default=0.01, help="largest allowed Dice loss vs FP32 (0.01)")
+    p.add_argument("--max-false-alarm-rise", type=float, default=0.01,
+                   help="largest allowed rise of the false-alarm rate on polyp-free evaluation frames (0.01)")
     p.add_argument("--cache", type=Path,
                    help="calibration cache JSON (default OUT.calib.json; an explicit cache of another model is "
                    "refused)")
@@ -82,11 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> CalibrationConfig:
-    kind, path = next((k, getattr(args, k)) for k in ("images", "video", "data") if getattr(args, k) is not None)
+    kind, path = next((k, getattr(args, k)) for k in ("images", "video", "data", "mix") if getattr(args, k) is not None)
     return CalibrationConfig(
         checkpoint=args.checkpoint,
         out=args.out,
-        source=SourceSpec(kind, path, args.split, args.split_file),
+        source=SourceSpec(kind, path, args.split, args.split_file, args.data_root),
         method=args.method,
         samples=args.samples,
         target=args.target or default_target(),
@@ -94,6 +101,7 @@ def config_from_args(args: argparse.Namespace) -> CalibrationConfig:
         eval_data=args.eval_data,
         eval_samples=args.eval_samples,
         max_dice_drop=args.max_dice_drop,
+        max_false_alarm_rise=args.max_false_alarm_rise,
         cache=args.cache,
         size=args.size,
         seed=args.seed,

@@ -245,3 +245,30 @@ def frames_from_split(
     origin = f"split file {split_file}" if split_file is not None else "default 60/20/20 split, seed 0"
     note = f"seeded sample (seed {seed}) of {len(frames)} of the {len(chosen)} {split} pairs ({origin})"
     return FrameSet(f"{split} split of {data}", tuple(frames), note)
+
+
+def frames_from_mix(mix_file: str | Path, root: str | Path | None, part: str, count: int, contract: ModelContract, *,
+                    seed: int = 0, with_masks: bool = False) -> FrameSet:
+    """A seeded sample of one part (``train`` or ``val``) of every data set of a training mix
+    (:mod:`polyp_live.train.mix`), polyp-free frames included (empty masks), each data set in proportion to its
+    size; frames and masks through the contract's geometry."""
+    from polyp_live.train.data import read_pair
+    from polyp_live.train.media_paths import shared_data_dir
+    from polyp_live.train.mix import load_mix
+
+    mix = load_mix(mix_file)
+    folder = Path(root) if root is not None else shared_data_dir()
+    pools = [(p.name, p.select(folder, part)) for p in mix.parts]
+    total = sum(len(pairs) for _, pairs in pools)
+    rng = np.random.default_rng(seed)
+    frames, parts = [], []
+    for name, pairs in pools:
+        take = min(len(pairs), max(1, round(count * len(pairs) / max(total, 1))))
+        parts.append(f"{take} {name}")
+        for i in sorted(rng.permutation(len(pairs))[:take]):
+            image, mask = read_pair(pairs[i])
+            plan = plan_frame(image, contract)
+            frames.append(CalibrationFrame(f"{name}/{pairs[i].key}", resize_frame(image, contract, plan),
+                                           resize_mask_planned(mask, plan) if with_masks else None))
+    note = f"seeded sample (seed {seed}) of the {part} parts of {Path(mix_file).name}: {', '.join(parts)}"
+    return FrameSet(f"{part} parts of mix {Path(mix_file).name}", tuple(frames), note)

@@ -24,6 +24,7 @@ from polyp_live.calibration.errors import AccuracyGateError, CalibrationError
 from polyp_live.calibration.frames import (
     FrameSet,
     frames_from_images,
+    frames_from_mix,
     frames_from_split,
     frames_from_video,
     masked_frames,
@@ -73,6 +74,7 @@ class SourceSpec:
     path: Path
     split: str = "train"
     split_file: Path | None = None
+    data_root: Path | None = None  # kind "mix": the folder the mix's data sets are under (default: shared data)
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class CalibrationConfig:
     eval_data: Path | None = None
     eval_samples: int = DEFAULT_EVAL_SAMPLES
     max_dice_drop: float = 0.01
+    max_false_alarm_rise: float = 0.01  # INT8 may report a region on at most this share more polyp-free frames
     cache: Path | None = None  # None: OUT with suffix .calib.json, used with the lenient policy
     size: int | None = None
     seed: int = 0
@@ -124,10 +127,15 @@ def _data(spec: SourceSpec, count: int, contract: ModelContract, seed: int) -> F
     return frames_from_split(spec.path, spec.split, spec.split_file, count, contract, seed=seed)
 
 
+def _mix(spec: SourceSpec, count: int, contract: ModelContract, seed: int) -> FrameSet:
+    return frames_from_mix(spec.path, spec.data_root, spec.split, count, contract, seed=seed)
+
+
 SOURCES: dict[str, Callable[[SourceSpec, int, ModelContract, int], FrameSet]] = {
     "images": _images,
     "video": _video,
     "data": _data,
+    "mix": _mix,
 }
 
 
@@ -142,6 +150,8 @@ def _check_config(config: CalibrationConfig) -> None:
         raise CalibrationError(f"--eval-samples must be at least 1, got {config.eval_samples}")
     if not 0.0 <= config.max_dice_drop <= 1.0:
         raise CalibrationError(f"--max-dice-drop must be in [0, 1], got {config.max_dice_drop}")
+    if not 0.0 <= config.max_false_alarm_rise <= 1.0:
+        raise CalibrationError(f"--max-false-alarm-rise must be in [0, 1], got {config.max_false_alarm_rise}")
     if config.out.suffix != ".onnx":
         raise CalibrationError(f"--out {config.out} must end in .onnx")
 
@@ -160,7 +170,7 @@ def _load_contract(config: CalibrationConfig) -> tuple[Path, ModelContract, str]
 def _split_frames(config: CalibrationConfig, contract: ModelContract) -> tuple[FrameSet, FrameSet, list[str]]:
     """Calibration frames and evaluation frames (with masks when there is ground truth), plus notes."""
     notes: list[str] = []
-    held_out = config.eval_data is None and config.source.kind != "data"
+    held_out = config.eval_data is None and config.source.kind not in ("data", "mix")
     wanted = config.samples + (config.eval_samples if held_out else 0)
     pool = SOURCES[config.source.kind](config.source, wanted, contract, config.seed)
     frames = list(pool.frames)
@@ -178,6 +188,10 @@ def _split_frames(config: CalibrationConfig, contract: ModelContract) -> tuple[F
                        RECOMMENDED_SAMPLES)
     if config.eval_data is not None:
         evaluation = masked_frames(config.eval_data, config.eval_samples, contract, seed=config.seed)
+    elif config.source.kind == "mix":
+        evaluation = frames_from_mix(config.source.path, config.source.data_root, "val", config.eval_samples,
+                                     contract, seed=config.seed, with_masks=True)
+        notes.append("evaluated on the mix's validation parts with their masks (polyp-free frames: empty masks)")
     elif config.source.kind == "data":
         other = "val" if config.source.split != "val" else "test"
         evaluation = frames_from_split(
@@ -278,7 +292,7 @@ def _evaluate(
     truths = [frame.mask for frame in evaluation.frames] if has_truth else None
     threads = config.threads or default_threads()
     rows = score_models(models, inputs, truths, contract, threads=threads, latency_runs=config.latency_runs)
-    result = gate(rows, config.max_dice_drop)
+    result = gate(rows, config.max_dice_drop, config.max_false_alarm_rise)
     if not result.passed:
         feeds = [{INPUT_NAME: x} for x in inputs[:LAYER_ERROR_FRAMES]]
         worst = worst_layers(prepared, quantized.path, feeds)
@@ -306,10 +320,14 @@ def enforce_gate(outcome: CalibrationOutcome) -> CalibrationOutcome:
     rejected = outcome.out.with_name(outcome.out.name.removesuffix(".onnx") + ".rejected.onnx")
     os.replace(outcome.out, rejected)
     worst = f"; worst layers: {', '.join(result.worst_layers)}" if result.worst_layers else ""
-    raise AccuracyGateError(
-        f"INT8 Dice drops by {result.dice_drop:.4f} ({result.basis}), more than --max-dice-drop "
-        f"{result.max_dice_drop}{worst}; model moved to {rejected} (try --keep-float or more calibration frames)"
-    )
+    if result.dice_drop > result.max_dice_drop:
+        problem = (f"INT8 Dice drops by {result.dice_drop:.4f} ({result.basis}), more than --max-dice-drop "
+                   f"{result.max_dice_drop}")
+    else:
+        problem = (f"INT8 raises false alarms by {result.false_alarm_rise:.4f} of the polyp-free frames, more than "
+                   f"--max-false-alarm-rise {result.max_false_alarm_rise}")
+    raise AccuracyGateError(f"{problem}{worst}; model moved to {rejected} (try --keep-float or more calibration "
+                            "frames)")
 
 
 def run_calibration(config: CalibrationConfig) -> CalibrationOutcome:

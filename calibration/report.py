@@ -6,9 +6,12 @@ compared at the model's input size (ground-truth masks are resized with nearest-
 a pixel is polyp when ``sigmoid(logit) >= contract.threshold`` (i.e. ``logit >= logit(threshold)``).
 Dice and IoU are per-image means; an image where both masks are empty scores 1.
 
-With ground truth (``--eval-data``, or the held-out part of a ``--data`` split) the gate compares
-INT8 Dice with FP32 Dice against the truth. Without it the FP32 masks are the reference: FP32 scores 1
-by definition and the "Dice drop" is ``1 - Dice(INT8, FP32)``, a stricter measure.
+With ground truth (``--eval-data``, or the held-out part of a ``--data`` split or a ``--mix``) the gate compares
+INT8 Dice with FP32 Dice against the truth, on the frames that show a polyp. Without it the FP32 masks are the
+reference: FP32 scores 1 by definition and the "Dice drop" is ``1 - Dice(INT8, FP32)``, a stricter measure.
+Polyp-free evaluation frames (an empty truth: a mix's polyp-free part) give each model's false-alarm rate -- the
+share of them with a reported region at the contract's operating point (:mod:`polyp_live.train.decision`) --
+and the gate also bounds how much INT8 raises it over FP32.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class ModelRow:
     dice_gt: float | None = None
     iou_gt: float | None = None
     is_output: bool = False
+    false_alarm_rate: float | None = None  # polyp-free evaluation frames with a reported region (None: none)
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,8 @@ class GateResult:
     basis: str  # "ground truth" | "FP32 masks"
     passed: bool
     worst_layers: tuple[str, ...] = ()
+    max_false_alarm_rise: float = 0.01
+    false_alarm_rise: float = 0.0  # INT8's false-alarm rate minus FP32's (0 without polyp-free frames)
 
 
 @dataclass(frozen=True)
@@ -185,32 +191,46 @@ def score_models(
     latency_runs: int,
 ) -> list[ModelRow]:
     """Score ``(name, path, is_output)`` models; the first one is the FP32 reference."""
+    from polyp_live.train.decision import OperatingPoint, decide
+    from polyp_live.train.preprocess import sigmoid
+
     cut = logit_threshold(contract)
+    point = OperatingPoint.of(contract)
     sessions = [ort_session(path, threads) for _, path, _ in models]
-    masks = [[logits >= cut for logits in run_logits(session, inputs)] for session in sessions]
+    all_logits = [run_logits(session, inputs) for session in sessions]
+    masks = [[logits >= cut for logits in model_logits] for model_logits in all_logits]
     latencies = interleaved_latency_ms(sessions, inputs[0], latency_runs)
     del sessions
+    polyp = [i for i in range(len(inputs)) if truths is None or truths[i].any()]
+    free = [i for i in range(len(inputs)) if truths is not None and not truths[i].any()]
     rows: list[ModelRow] = []
-    for (name, path, is_output), mask, latency in zip(models, masks, latencies, strict=True):
+    for (name, path, is_output), mask, logits, latency in zip(models, masks, all_logits, latencies, strict=True):
         dice_ref, iou_ref = mean_scores(mask, masks[0])
         agreement = float(np.mean([(m == r).mean() for m, r in zip(mask, masks[0], strict=True)]))
-        dice_gt = iou_gt = None
-        if truths is not None:
-            dice_gt, iou_gt = mean_scores(mask, truths)
-        rows.append(ModelRow(name, str(path), latency, dice_ref, iou_ref, agreement, dice_gt, iou_gt, is_output))
+        dice_gt = iou_gt = alarms = None
+        if truths is not None and polyp:
+            dice_gt, iou_gt = mean_scores([mask[i] for i in polyp], [truths[i] for i in polyp])
+        if free:
+            alarms = float(np.mean([decide(sigmoid(logits[i]), point).polyp for i in free]))
+        rows.append(ModelRow(name, str(path), latency, dice_ref, iou_ref, agreement, dice_gt, iou_gt, is_output,
+                             alarms))
         logger.info("%s: %.2f ms, agreement with FP32 %.4f", name, latency, agreement)
     return rows
 
 
-def gate(rows: Sequence[ModelRow], max_drop: float) -> GateResult:
-    """Compare the output INT8 row with FP32 (first row)."""
+def gate(rows: Sequence[ModelRow], max_drop: float, max_false_alarm_rise: float = 0.01) -> GateResult:
+    """Compare the output INT8 row with FP32 (first row): Dice, and false alarms on polyp-free frames."""
     fp32 = rows[0]
     out = next(r for r in rows if r.is_output)
     if fp32.dice_gt is not None and out.dice_gt is not None:
         drop, basis = fp32.dice_gt - out.dice_gt, "ground truth"
     else:
         drop, basis = 1.0 - out.dice_vs_fp32, "FP32 masks"
-    return GateResult(max_drop, float(drop), basis, bool(drop <= max_drop))
+    rise = 0.0
+    if fp32.false_alarm_rate is not None and out.false_alarm_rate is not None:
+        rise = out.false_alarm_rate - fp32.false_alarm_rate
+    passed = drop <= max_drop and rise <= max_false_alarm_rise + 1e-12
+    return GateResult(max_drop, float(drop), basis, bool(passed), (), max_false_alarm_rise, float(rise))
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -232,19 +252,23 @@ def to_markdown(report: CalibrationReport) -> str:
         f"- evaluation: {ev.images} frames, {ev.data}; reference {ev.reference}; "
         f"latency: ONNX Runtime CPU, batch 1, {ev.threads} threads, median of {ev.latency_runs} interleaved runs",
         "",
-        "| model | Dice (GT) | IoU (GT) | Dice vs FP32 | IoU vs FP32 | pixel agreement | latency ms | speed-up |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | Dice (GT) | IoU (GT) | false alarms | Dice vs FP32 | IoU vs FP32 | pixel agreement | latency ms | "
+        "speed-up |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report.rows:
         name = f"**{row.name}** (output)" if row.is_output else row.name
         speed = fp32_ms / row.latency_ms if row.latency_ms > 0 else float("nan")
+        alarms = "-" if row.false_alarm_rate is None else f"{100 * row.false_alarm_rate:.1f}%"
         lines.append(
-            f"| {name} | {_fmt(row.dice_gt)} | {_fmt(row.iou_gt)} | {_fmt(row.dice_vs_fp32)} | "
+            f"| {name} | {_fmt(row.dice_gt)} | {_fmt(row.iou_gt)} | {alarms} | {_fmt(row.dice_vs_fp32)} | "
             f"{_fmt(row.iou_vs_fp32)} | {100 * row.agreement:.2f}% | {row.latency_ms:.1f} | {speed:.2f}x |"
         )
     g = report.gate
     verdict = "PASSED" if g.passed else "FAILED"
-    lines += ["", f"Accuracy gate {verdict}: Dice drop {g.dice_drop:.4f} vs allowed {g.max_dice_drop:.4f} ({g.basis})."]
+    lines += ["", f"Accuracy gate {verdict}: Dice drop {g.dice_drop:.4f} vs allowed {g.max_dice_drop:.4f} ({g.basis}); "
+              f"false alarms rise {g.false_alarm_rise:+.4f} vs allowed {g.max_false_alarm_rise:.4f} (share of the "
+              "polyp-free evaluation frames)."]
     if g.worst_layers:
         lines.append(f"Layers adding the most INT8 error: {'; '.join(g.worst_layers)}.")
     lines += [f"- {note}" for note in report.notes]

@@ -173,23 +173,26 @@ def truncate_half(src: Path, dst: Path) -> Path:
     return dst
 
 
-def reference_frames(path: Path) -> list[str]:
-    """Hashes of the frames PyAV decodes from ``path`` on its own (undecodable packets skipped)."""
-    hashes: list[str] = []
+def decoded_frames(path: Path) -> Iterator[Any]:
+    """The frames PyAV decodes from ``path`` on its own, in order (undecodable packets skipped; none when the
+    file does not open)."""
     try:
         container = av.open(str(path))
     except av.error.FFmpegError:
-        return hashes
+        return
     with container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         for packet in container.demux(stream):
             try:
-                frames = packet.decode()
+                yield from packet.decode()
             except av.error.FFmpegError:
                 continue
-            hashes.extend(frame_hash(f.to_ndarray(format="rgb24")) for f in frames)
-    return hashes
+
+
+def reference_frames(path: Path) -> list[str]:
+    """Hashes of the frames PyAV decodes from ``path`` on its own, in RGB."""
+    return [frame_hash(f.to_ndarray(format="rgb24")) for f in decoded_frames(path)]
 
 
 def reference_model_inputs(path: Path, contract: Any) -> list[str]:
@@ -201,24 +204,13 @@ def reference_model_inputs(path: Path, contract: Any) -> list[str]:
 
     hashes: list[str] = []
     tracker = FieldOfViewTracker()
-    try:
-        container = av.open(str(path))
-    except av.error.FFmpegError:
-        return hashes
-    with container:
-        stream = container.streams.video[0]
-        for packet in container.demux(stream):
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError:
-                continue
-            for frame in frames:
-                if frame.width % 2 or frame.height % 2:
-                    return []  # odd sizes are fed as RGB: reference_frames covers them
-                picture = Yuv420(frame.to_ndarray(format="yuv420p"))
-                box = tracker.update(picture) if contract.field_of_view else None
-                plan = plan_input(picture.height, picture.width, contract, box)
-                hashes.append(frame_hash(resize_frame(picture, contract, plan)))
+    for frame in decoded_frames(path):
+        if frame.width % 2 or frame.height % 2:
+            return []  # odd sizes are fed as RGB: reference_frames covers them
+        picture = Yuv420(frame.to_ndarray(format="yuv420p"))
+        box = tracker.update(picture) if contract.field_of_view else None
+        plan = plan_input(picture.height, picture.width, contract, box)
+        hashes.append(frame_hash(resize_frame(picture, contract, plan)))
     return hashes
 
 

@@ -24,8 +24,8 @@ CVC_SAMPLE = REPO / "samples" / "cvc_clinicdb_seq01-09.mp4"
 
 def fake_result(index: int) -> SimpleNamespace:
     rgb = np.full((90, 120, 3), index % 256, np.uint8)
-    return SimpleNamespace(index=index, annotated=rgb, frame=SimpleNamespace(source_ts=index / 25),
-                           polyp_present=index % 2 == 0)
+    return SimpleNamespace(index=index, annotated=rgb, annotated_rgb=rgb, frame=SimpleNamespace(source_ts=index / 25),
+                           polyp_present=index % 2 == 0, shows_polyp=index % 2 == 0)
 
 
 def test_the_sample_is_kept_small_and_spread_over_the_whole_run() -> None:
@@ -42,10 +42,11 @@ def test_the_sample_is_kept_small_and_spread_over_the_whole_run() -> None:
 
 def test_episode_list_is_capped() -> None:
     episodes = tuple(Episode(10 * i, 10 * i + 3, 0.4 * i, 0.4 * i + 0.12, 4) for i in range(11))
-    summary = SimpleNamespace(frames_with_polyp=44, frames_out=120, episodes=episodes, episode_gap_frames=5)
+    summary = SimpleNamespace(frames_with_polyp=44, frames_out=120, episodes=episodes, episode_gap_frames=0,
+                              polyps=(object(), object()))
     lines = _episode_lines(summary)
-    assert lines[0].startswith("polyp in 44 of 120 frames, 11 episode(s)")
-    assert lines[1] == "1. 0:00.00 - 0:00.12   frames 0-3   (4 with polyp)"
+    assert lines[0].startswith("POLYP alarm: 11 episode(s), 2 distinct polyp(s); a region in 44 of 120 frames")
+    assert lines[1] == "1. 0:00.00 - 0:00.12   frames 0-3   (4 with the alarm on)"
     assert len(lines) == 1 + 8 + 1 and lines[-1].startswith("... and 3 more")
 
 

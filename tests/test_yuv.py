@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from polyp_live.realtime.core.overlay import draw_overlay, draw_overlay_yuv
+from polyp_live.realtime.core.overlay import draw_overlay
 from polyp_live.realtime.core.pipeline import PipelineConfig, run_to_completion
 from polyp_live.realtime.ports import SinkBase
 from polyp_live.realtime.settings import RenderSettings
@@ -67,7 +67,8 @@ def test_overlay_in_planes_looks_like_the_rgb_overlay() -> None:
     mask[301:611, 803:1101] = 1  # odd edges: the chroma box rounds outwards
     regions = (Region(803, 301, 1101, 611, 0.05, 0.9),)
     want = draw_overlay(rgb, mask, regions, opacity=0.4, alarm_border=True)
-    got = draw_overlay_yuv(yuv, mask, regions, opacity=0.4, alarm_border=True)
+    got = draw_overlay(yuv, mask, regions, opacity=0.4, alarm_border=True)
+    assert isinstance(got, Yuv420)
     assert np.array_equal(yuv.data, decoded(1)[0][1].data)  # the frame itself is untouched
     got_rgb = got.to_rgb()
     inside = mask > 0

@@ -222,8 +222,14 @@ def eval_sets(args: argparse.Namespace) -> list[EvalSet]:
     return sets
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+RuntimeFactory = Callable[[Path, argparse.Namespace], tuple[Predict, ModelContract, str]]
+
+
+def main(argv: list[str] | None = None, runtime_factory: RuntimeFactory | None = None,
+         parser: argparse.ArgumentParser | None = None) -> int:
+    """``polyp-eval``; ``runtime_factory(path, args) -> (predict, contract, label)`` runs the model another way
+    than PyTorch (the engines are above this package: their caller passes them in)."""
+    args = (parser or build_parser()).parse_args(argv)
     setup_logging(args.verbose)
     from polyp_live.train.checkpoint import load_checkpoint
     from polyp_live.train.eval_report import report_results
@@ -231,18 +237,22 @@ def main(argv: list[str] | None = None) -> int:
 
     path = resolve_checkpoint(args.checkpoint)
     sets = eval_sets(args)
-    device = torch.device(resolve_device(args.device))
-    model, contract, _ = load_checkpoint(path, device=device)
-    if args.size is not None:
-        contract = contract.with_size(args.size)
+    if runtime_factory is None:
+        device = torch.device(resolve_device(args.device))
+        model, contract, _ = load_checkpoint(path, device=device)
+        if args.size is not None:
+            contract = contract.with_size(args.size)
+        predict, runtime = torch_predictor(model, device), "PyTorch fp32"
+    else:  # another runtime (benchmarks/eval_engine.py: polyp-live's own engines)
+        predict, contract, runtime = runtime_factory(path, args)
     if args.no_crop:
         contract = contract.with_geometry(False, contract.keep_aspect)
     point = OperatingPoint.of(contract, threshold=args.threshold, min_area=args.min_area, min_score=args.min_score)
-    predict = torch_predictor(model, device)
     results = {s.name: evaluate_frames(predict, contract, point, s.pairs, batch_size=args.batch_size,
                                        resolution=args.resolution, progress=not args.no_progress,
                                        workers=args.workers, desc=s.name) for s in sets}
-    name = f"PEFNet-{contract.variant} {contract.height}x{contract.width} ({Path(path).with_suffix('').name})"
+    stem = Path(path).with_suffix("").name
+    name = f"PEFNet-{contract.variant} {contract.height}x{contract.width} ({stem}, {runtime})"
     return report_results(args, path, name, contract, point, sets, results)
 
 

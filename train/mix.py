@@ -17,13 +17,13 @@ it (:mod:`polyp_live.train.make_splits`); a ``negatives`` part is a folder of po
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from polyp_live.train.data import Pair, Split, find_negatives, find_pairs, load_split, select
 from polyp_live.train.errors import DatasetError
+from polyp_live.train.jsonfile import read_json_file
 
 MIX_SCHEMA = "polyp-live.mix/1"
 
@@ -97,10 +97,7 @@ def load_mix(path: str | Path) -> Mix:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"mix file not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: not a JSON mix file ({exc})") from None
+    data = read_json_file(path, what="mix file", error=DatasetError)
     if not isinstance(data, dict) or data.get("schema") != MIX_SCHEMA:
         raise DatasetError(f"{path}: not a mix file (expected schema {MIX_SCHEMA!r})")
     parts = tuple(_part(e, path.parent, str(path)) for e in data.get("parts") or [])

@@ -99,7 +99,7 @@ def draw_alarm_border(image: np.ndarray, color: tuple[int, int, int]) -> None:
 
 
 def draw_overlay(
-    rgb: np.ndarray,
+    image: np.ndarray | Yuv420,
     mask: np.ndarray | None,
     regions: Sequence[Region],
     *,
@@ -110,19 +110,24 @@ def draw_overlay(
     boxes: bool = False,
     hud: Sequence[str] = (),
     alarm_border: bool = False,
-) -> np.ndarray:
-    """A copy of ``rgb`` with the mask drawn on it (the input frame is never modified); ``alarm_border``: the
-    POLYP alarm's border around the image."""
-    out = rgb.copy()
+) -> np.ndarray | Yuv420:
+    """A copy of the frame with the mask drawn on it (the input frame is never modified); ``alarm_border``: the
+    POLYP alarm's border around the image. A 4:2:0 frame is drawn on in its planes and stays 4:2:0 (file mode:
+    the encoder takes it as it is), unless boxes or status text are asked for (drawn in RGB)."""
+    if isinstance(image, Yuv420) and (boxes or hud):
+        image = image.to_rgb()
+    planes = isinstance(image, Yuv420)
+    out = image.copy()
     if alarm_border:
-        draw_alarm_border(out, color)
+        (draw_alarm_border_yuv if planes else draw_alarm_border)(out, color)  # type: ignore[operator]
     if show_overlay and mask is not None and regions:
         if mask.shape != out.shape[:2]:
             raise ValueError(f"mask {mask.shape} does not match the frame {out.shape[:2]}")
-        blend_mask(out, mask, regions, color, opacity, contour)
+        (blend_mask_yuv if planes else blend_mask)(out, mask, regions, color, opacity, contour)  # type: ignore[operator]
         if boxes:
-            draw_boxes(out, regions, color)
-    draw_hud(out, hud)
+            draw_boxes(out, regions, color)  # type: ignore[arg-type]
+    if not planes:
+        draw_hud(out, hud)  # type: ignore[arg-type]
     return out
 
 
@@ -172,26 +177,3 @@ def draw_alarm_border_yuv(image: Yuv420, color: tuple[int, int, int]) -> None:
     for plane, value, w in zip((image.y, image.u, image.v), rgb_to_yuv(color), (width, width // 2, width // 2),
                                strict=True):
         plane[:w], plane[-w:], plane[:, :w], plane[:, -w:] = value, value, value, value
-
-
-def draw_overlay_yuv(
-    image: Yuv420,
-    mask: np.ndarray | None,
-    regions: Sequence[Region],
-    *,
-    color: tuple[int, int, int] = (40, 230, 90),
-    opacity: float = 0.4,
-    show_overlay: bool = True,
-    contour: bool = True,
-    alarm_border: bool = False,
-) -> Yuv420:
-    """:func:`draw_overlay` for a 4:2:0 frame (file mode: no HUD, no boxes): a copy with the mask drawn in its
-    planes, so the encoder takes it without a round trip through RGB."""
-    out = image.copy()
-    if alarm_border:
-        draw_alarm_border_yuv(out, color)
-    if show_overlay and mask is not None and regions:
-        if mask.shape != out.shape:
-            raise ValueError(f"mask {mask.shape} does not match the frame {out.shape}")
-        blend_mask_yuv(out, mask, regions, color, opacity, contour)
-    return out

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from polyp_live.engines.base import Engine
-from polyp_live.realtime.core.overlay import draw_overlay, draw_overlay_yuv
+from polyp_live.realtime.core.overlay import draw_overlay
 from polyp_live.realtime.core.postprocess import TemporalSmoother, postprocess_logits
 from polyp_live.realtime.errors import PipelineError
 from polyp_live.realtime.settings import RenderSettings
@@ -116,15 +116,9 @@ def overlay_stage(
     mask = prediction.mask if usable and prediction is not None else None
     regions = prediction.regions if usable and prediction is not None else ()
     border = usable and prediction is not None and prediction.alarm is True and settings.show_overlay
-    hud = hud if settings.show_hud else ()
-    if isinstance(frame.image, Yuv420) and not hud and not settings.show_boxes:
-        annotated: np.ndarray | Yuv420 = draw_overlay_yuv(
-            frame.image, mask, regions, color=settings.color, opacity=settings.opacity,
-            show_overlay=settings.show_overlay, contour=settings.show_contour, alarm_border=border)
-    else:  # RGB frames, and text or boxes (drawn in RGB)
-        annotated = draw_overlay(frame.rgb, mask, regions, color=settings.color, opacity=settings.opacity,
-                                 show_overlay=settings.show_overlay, contour=settings.show_contour,
-                                 boxes=settings.show_boxes, hud=hud, alarm_border=border)
+    annotated = draw_overlay(frame.image, mask, regions, color=settings.color, opacity=settings.opacity,
+                             show_overlay=settings.show_overlay, contour=settings.show_contour,
+                             boxes=settings.show_boxes, hud=hud if settings.show_hud else (), alarm_border=border)
     if prediction is not None and prediction.frame is frame:
         times = prediction.times
     else:
