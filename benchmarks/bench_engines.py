@@ -58,6 +58,7 @@ def int8_onnx(checkpoint: Path, target: str = "cpu", frames: Sequence[np.ndarray
     from polyp_live.engines.onnx_export import export_onnx
     from polyp_live.engines.onnx_format import read_onnx_props
     from polyp_live.train.checkpoint import read_checkpoint
+    from polyp_live.train.preprocess import resize_frame
 
     info = read_checkpoint(checkpoint)
     h, w = info.contract.input_size
@@ -75,7 +76,8 @@ def int8_onnx(checkpoint: Path, target: str = "cpu", frames: Sequence[np.ndarray
         keep = select_keep_float(onnx.load(str(prepared), load_external_data=False),
                                  parse_keep_float(DEFAULT_KEEP_FLOAT))
         exclude = tuple(dict.fromkeys(name for names in keep.values() for name in names))
-        ranges = compute_ranges(prepared, list(frames), info.contract, INT8_METHOD, progress=False)
+        pixels = [resize_frame(frame, info.contract) for frame in frames]  # at the input size, as calibration does
+        ranges = compute_ranges(prepared, pixels, info.contract, INT8_METHOD, progress=False)
         quantize_model(prepared, out, ranges, target, exclude=exclude, metadata=read_onnx_props(fp32))
     return out, f"calibrated ({INT8_METHOD}, {origin}, keep-float {DEFAULT_KEEP_FLOAT})"
 

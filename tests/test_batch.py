@@ -131,7 +131,10 @@ def test_one_video_renamed_into_place_skipped_until_input_or_model_changes(cvc_c
     engine = BrightSpotEngine(64)
     done = annotate_video(VideoJob(clip, "case.mp4"), engine, options, out)
     assert done.status is VideoStatus.OK and done.row["frames"] == frame_count(clip)
-    assert sorted(p.name for p in (out / "case.mp4").iterdir()) == ["annotated.mp4", "frames.jsonl", "summary.json"]
+    assert sorted(p.name for p in (out / "case.mp4").iterdir()) == ["annotated.mp4", "frames.jsonl", "report.html",
+                                                                    "report.json", "summary.json"]
+    report = json.loads((out / "case.mp4" / "report.json").read_text())
+    assert report["complete"] and report["summary"]["counts"]["out"] == frame_count(clip)
     assert frame_count(out / "case.mp4" / "annotated.mp4") == frame_count(clip)
     assert not [p for p in out.iterdir() if PARTIAL in p.name]
     job = VideoJob(clip, "case.mp4")

@@ -55,6 +55,18 @@ def test_a_frame_scored_as_the_product_decides() -> None:
     assert not quiet.alarm and quiet.false_area == 0.0  # 25 map pixels < min area
 
 
+def test_a_letterboxed_frame_is_scored_in_its_own_pixels() -> None:
+    """A 400x200 frame letterboxed into 64x64 (content 64x32 at row 16): a region in the content comes back onto the
+    frame where the truth is (a wrong mapping -- the content cropped twice -- scored 0.5 here)."""
+    letterbox = ModelContract("lite0", (64, 64), keep_aspect=True)
+    plan = plan_input(200, 400, letterbox)
+    assert plan.size == (32, 64) and plan.offset == (16, 0)
+    truth = np.zeros((200, 400), np.uint8)
+    truth[50:150, 100:300] = 1  # content rows 8..24, columns 16..48
+    scored = score_frame(logits_with([(16, 16 + 8, 48, 16 + 24)]), truth, plan, OperatingPoint(0.5, 0.0, 0.0))
+    assert scored.hit and scored.dice == pytest.approx(1.0, abs=0.03)
+
+
 def frame(seq: str, order: int, has: bool, hit: bool, alarm: bool, dice: float = 0.0) -> FrameScore:
     return FrameScore(f"{seq}/{order}", seq, order, has, dice, dice, alarm, hit, 0.01 if alarm and not has else 0.0)
 
@@ -82,7 +94,8 @@ def test_operating_point_choice_known_answer() -> None:
     points = sweep(polyp, free, thresholds=(0.5,), areas=(0.0, 0.0035, 0.01), scores=(0.0, 0.65, 0.8))
     best = choose_operating_point(points, 0.97)
     assert best is not None and best.sensitivity == 1.0 and best.specificity == 1.0
-    assert (best.min_area, best.min_score) in ((0.0, 0.65), (0.0035, 0.0))
+    # the plateau (0, .65), (.0035, 0), (.0035, .65): its middle area, then the middle score there
+    assert (best.threshold, best.min_area, best.min_score) == (0.5, 0.0035, 0.65)
     assert choose_operating_point(points, 1.01) is None
 
 

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from polyp_live.train.alarm import DEFAULT_ON_FRAMES
 from tests.fault_helpers import check_message, documented_rows, onnx_cache, read_jsonl  # noqa: F401 - fixture
 from tests.realtime_fakes import BrightSpotEngine, disc_image, polyp_live, ts_segment, write_disc_video
 
@@ -261,7 +262,7 @@ def test_a_size_change_mid_stream_is_scaled_not_cropped(joined_ts: Path, tmp_pat
 
     out, jsonl = tmp_path / "o.mp4", tmp_path / "o.jsonl"
     code, _, err = polyp_live(["--input", str(joined_ts), "--output", str(out), "--jsonl", str(jsonl),
-                               "--opacity", "0"], capsys)
+                               "--opacity", "0", "--alarm-on", "1000"], capsys)  # no alarm border: the picture alone
     assert code == 0, err
     assert caplog.text.count("such frames are scaled to fit") == 1  # warned once
     records = read_jsonl(jsonl)
@@ -293,8 +294,11 @@ def test_timestamps_going_backward_are_rebased_monotonic(joined_ts: Path, tmp_pa
     assert [(g["event"], g["reason"], g["time"]) for g in gaps] == [("gap", "clock jump", pytest.approx(0.4))]
     assert [g["reason"] for g in json.loads(stats.read_text())["gaps"]] == ["clock jump"]
     assert probe(out)["duration"] == pytest.approx(0.8, abs=0.05)  # not the second half squeezed into 1/90000 s
-    episode = json.loads(stats.read_text())["episodes"][0]
-    assert (episode["start_time"], episode["end_time"]) == pytest.approx((0.0, 0.76), abs=1e-6)
+    # the alarm turns on after DEFAULT_ON_FRAMES frames with a region and off at the clock jump (another moment of
+    # the procedure), then on again: two episodes, both in the re-based time
+    late = (DEFAULT_ON_FRAMES - 1) * 0.04
+    episodes = [(e["start_time"], e["end_time"]) for e in json.loads(stats.read_text())["episodes"]]
+    assert episodes == [pytest.approx((late, 0.36), abs=1e-6), pytest.approx((0.4 + late, 0.76), abs=1e-6)]
 
 
 def test_a_start_offset_is_removed_from_every_output(tmp_path: Path, fake_engine, capsys) -> None:
@@ -307,7 +311,8 @@ def test_a_start_offset_is_removed_from_every_output(tmp_path: Path, fake_engine
                                "--stats", str(stats)], capsys)
     assert code == 0, err
     assert [r["time"] for r in read_jsonl(jsonl)] == pytest.approx([i * 0.04 for i in range(10)], abs=1e-6)
-    assert json.loads(stats.read_text())["episodes"][0]["start_time"] == pytest.approx(0.0)
+    late = (DEFAULT_ON_FRAMES - 1) * 0.04  # the alarm's first frame, counted from the clip's own start
+    assert json.loads(stats.read_text())["episodes"][0]["start_time"] == pytest.approx(late)
     assert probe(out)["duration"] == pytest.approx(0.4, abs=0.05)
 
 

@@ -31,7 +31,7 @@ import torch
 
 from polyp_live.train.decision import OperatingPoint, decide
 from polyp_live.train.metrics import per_image_scores
-from polyp_live.train.preprocess import InputPlan, resize_mask_planned, sigmoid, to_frame
+from polyp_live.train.preprocess import InputPlan, content_to_frame, resize_mask_planned, sigmoid
 
 MISSED_DICE = 0.1
 SWEEP_THRESHOLDS = (0.4, 0.5, 0.6, 0.7)
@@ -78,7 +78,7 @@ def score_frame(logits: np.ndarray, mask: np.ndarray, plan: InputPlan, point: Op
         shown = np.ascontiguousarray(decision.cleaned) >= point.threshold
         truth = plan.content(resize_mask_planned(mask, plan)) > 0
     else:
-        shown = to_frame(np.ascontiguousarray(decision.cleaned), plan) >= point.threshold
+        shown = content_to_frame(decision.cleaned, plan) >= point.threshold
         truth = mask > 0
     scores = per_image_scores(torch.from_numpy(shown)[None], torch.from_numpy(truth)[None])
     candidates: list[Candidate] = []
@@ -189,10 +189,21 @@ def sweep(polyp_frames: Sequence[FrameScore], free_frames: Sequence[FrameScore],
     return points
 
 
-def choose_operating_point(points: Sequence[SweepPoint], min_specificity: float) -> SweepPoint | None:
-    """The point of best sensitivity among those with at least ``min_specificity`` (ties: higher specificity, then
-    the lower threshold, area and score); ``None`` when no point reaches it."""
+def choose_operating_point(points: Sequence[SweepPoint], min_specificity: float,
+                           prefer_threshold: float = 0.5) -> SweepPoint | None:
+    """The point of best sensitivity among those with at least ``min_specificity`` (then the best specificity);
+    ``None`` when no point reaches it. Among tied points (a plateau: on validation data many settings do equally
+    well), the pixel threshold closest to ``prefer_threshold`` (the one training scored masks at), then the middle
+    of the plateau's minimum areas and, at that area, of its minimum scores: the edges of a plateau are where
+    unseen data first loses sensitivity (the strict edge) or gains false alarms (the lenient one)."""
     ok = [p for p in points if p.specificity >= min_specificity]
     if not ok:
         return None
-    return min(ok, key=lambda p: (-p.sensitivity, -p.specificity, p.threshold, p.min_area, p.min_score))
+    best = max((p.sensitivity, p.specificity) for p in ok)
+    tied = [p for p in ok if (p.sensitivity, p.specificity) == best]
+    threshold = min({p.threshold for p in tied}, key=lambda v: (abs(v - prefer_threshold), v))
+    tied = [p for p in tied if p.threshold == threshold]
+    areas = sorted({p.min_area for p in tied})
+    area = areas[len(areas) // 2]
+    scores = sorted(p.min_score for p in tied if p.min_area == area)
+    return next(p for p in tied if p.min_area == area and p.min_score == scores[len(scores) // 2])

@@ -145,14 +145,19 @@ def to_frame(values: np.ndarray, plan: InputPlan, fill: float = 0.0,
              interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
     """An input-size ``float32`` map (logits, probabilities) -> the whole frame: the field of view's part resized
     onto it (bilinear by default), ``fill`` outside it."""
-    content = plan.content(values)
+    return content_to_frame(plan.content(values), plan, fill, interpolation)
+
+
+def content_to_frame(content: np.ndarray, plan: InputPlan, fill: float = 0.0,
+                     interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """The field of view's part of a map (``plan.content(map)``, the plan's ``size``) -> the whole frame."""
     height, width = plan.frame
     if plan.squashes_whole_frame:
         if content.shape == (height, width):
             return content
-        return cv2.resize(content, (width, height), interpolation=interpolation)
+        return cv2.resize(np.ascontiguousarray(content), (width, height), interpolation=interpolation)
     box = plan.fov
-    out = np.full((height, width), fill, dtype=values.dtype)
+    out = np.full((height, width), fill, dtype=content.dtype)
     patch = content if content.shape == (box.height, box.width) else cv2.resize(
         np.ascontiguousarray(content), (box.width, box.height), interpolation=interpolation)
     out[box.y0 : box.y1, box.x0 : box.x1] = patch
