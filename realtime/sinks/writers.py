@@ -36,9 +36,12 @@ from polyp_live.train.yuv import Yuv420
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PRESET = "veryfast"  # files: offline, smaller output
+# files: ultrafast at CRF 20 matches veryfast at CRF 23 in quality (Y-PSNR +0.9 dB at 1440x1080, +1.4 dB at
+# 1920x1080) at half the encode time and twice the bit rate (~7.5-8.4 Mbit/s at 1080p): on 2 cores the encoder's
+# time is the pipeline's (benchmarks/results/bench_encoder-cpu-2core.md)
+DEFAULT_PRESET = "ultrafast"
 LIVE_PRESET = "ultrafast"  # live recording: ~2.5x cheaper than veryfast, keeps up with 1080p30 on 2 cores
-DEFAULT_CRF = 23
+DEFAULT_CRF = 20
 GAP_EVENT = "gap"  # the "event" of a JSON Lines gap record
 
 
