@@ -13,6 +13,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,21 +26,22 @@ logger = logging.getLogger("benchmarks.overlay_compare")
 OUT = REPO / "benchmarks" / "results" / "overlay-rgb-vs-yuv"
 
 
-def run(path: Path, frames: int, yuv: bool) -> list:
+def run(path: Path, frames: int, yuv: bool) -> list[Any]:
     """The bundled default on ``path`` as polyp-live's file mode runs it, in planes or in RGB."""
     from polyp_live.engines.registry import open_engine
     from polyp_live.realtime.core.pipeline import PipelineConfig, run_to_completion
     from polyp_live.realtime.ports import SinkBase
     from polyp_live.realtime.settings import RenderSettings
     from polyp_live.realtime.sources.files import VideoFileSource
+    from polyp_live.realtime.types import Result
 
     class Keep(SinkBase):
         name = "keep"
 
         def __init__(self) -> None:
-            self.results: list = []
+            self.results: list[Result] = []
 
-        def write(self, result) -> None:  # noqa: ANN001 - a Result
+        def write(self, result: Result) -> None:
             self.results.append(result)
 
         def close(self) -> None:

@@ -34,7 +34,8 @@ from polyp_live.engines.base import Engine
 PROG = "polyp-live"
 ERROR_PREFIX = f"{PROG}: error: "
 WARNING_PREFIX = f"{PROG}: warning: "
-# frames libx264 holds before its first packet, at most (the bound covers --preset veryfast): its 10-frame lookahead + its frame threads (1.5 per core)
+# frames libx264 holds before its first packet, at most (the bound covers --preset veryfast): its 10-frame
+# lookahead + its frame threads (1.5 per core)
 # - 1; measured 12 on 2 cores with veryfast (2 with ultrafast), bf=0, any size; +2 to spare
 MAX_ENCODER_DELAY_FRAMES = 10 + math.ceil(1.5 * (os.cpu_count() or 1)) + 2
 
