@@ -21,33 +21,36 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import REPO
+from polyp_live.realtime.ports import SinkBase
+from polyp_live.realtime.types import Result
 
 logger = logging.getLogger("benchmarks.overlay_compare")
 OUT = REPO / "benchmarks" / "results" / "overlay-rgb-vs-yuv"
+
+
+class KeepResults(SinkBase):
+    """A sink that keeps every result in memory (short clips only)."""
+
+    name = "keep"
+
+    def __init__(self) -> None:
+        self.results: list[Result] = []
+
+    def write(self, result: Result) -> None:
+        self.results.append(result)
+
+    def close(self) -> None:
+        pass
 
 
 def run(path: Path, frames: int, yuv: bool) -> list[Any]:
     """The bundled default on ``path`` as polyp-live's file mode runs it, in planes or in RGB."""
     from polyp_live.engines.registry import open_engine
     from polyp_live.realtime.core.pipeline import PipelineConfig, run_to_completion
-    from polyp_live.realtime.ports import SinkBase
     from polyp_live.realtime.settings import RenderSettings
     from polyp_live.realtime.sources.files import VideoFileSource
-    from polyp_live.realtime.types import Result
 
-    class Keep(SinkBase):
-        name = "keep"
-
-        def __init__(self) -> None:
-            self.results: list[Result] = []
-
-        def write(self, result: Result) -> None:
-            self.results.append(result)
-
-        def close(self) -> None:
-            pass
-
-    keep = Keep()
+    keep = KeepResults()
     with open_engine("default") as engine:
         source = VideoFileSource(path, yuv=yuv)
         source.open()

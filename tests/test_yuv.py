@@ -10,13 +10,13 @@ import av
 import numpy as np
 import pytest
 
+from benchmarks.overlay_compare import KeepResults
 from polyp_live.realtime.core.overlay import draw_overlay
 from polyp_live.realtime.core.pipeline import PipelineConfig, run_to_completion
-from polyp_live.realtime.ports import SinkBase
 from polyp_live.realtime.settings import RenderSettings
 from polyp_live.realtime.sinks.writers import VideoWriterSink
 from polyp_live.realtime.sources.files import VideoFileSource
-from polyp_live.realtime.types import Region, Result
+from polyp_live.realtime.types import Region
 from polyp_live.train.contract import ModelContract
 from polyp_live.train.preprocess import plan_frame, resize_frame
 from polyp_live.train.yuv import Yuv420, rgb_to_yuv, strided_rgb
@@ -79,19 +79,6 @@ def test_overlay_in_planes_looks_like_the_rgb_overlay() -> None:
     assert np.array_equal(got.data[:1080][outside], yuv.y[outside])  # untouched away from the mask and border
 
 
-class Keep(SinkBase):
-    name = "keep"
-
-    def __init__(self) -> None:
-        self.results: list[Result] = []
-
-    def write(self, result: Result) -> None:
-        self.results.append(result)
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.mark.slow
 def test_file_mode_in_planes_matches_rgb(tmp_path: Path) -> None:
     """The bundled model on the 1080p clip, file mode: planes end to end against RGB end to end."""
@@ -102,7 +89,7 @@ def test_file_mode_in_planes_matches_rgb(tmp_path: Path) -> None:
         for yuv in (False, True):
             source = VideoFileSource(SAMPLE_CLIP, yuv=yuv)
             info = source.open()
-            keep = Keep()
+            keep = KeepResults()
             video = VideoWriterSink(tmp_path / f"{yuv}.mp4", info)
             config = PipelineConfig(live=False, settings=RenderSettings(show_hud=False))  # as polyp-live's file mode
             run_to_completion(source, engine, config, [keep, video])
