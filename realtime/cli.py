@@ -24,15 +24,14 @@ import dataclasses
 import importlib.util
 import json
 import os
-import signal
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from polyp_live.realtime.core.pipeline import Pipeline, PipelineConfig
+from polyp_live.realtime.core.signals import StopRequests, handling_stop_signals
 from polyp_live.realtime.errors import OptionError, PipelineError, SourceError
 from polyp_live.realtime.settings import RenderSettings, SettingsBox
 from polyp_live.realtime.sinks.output_paths import (
@@ -74,7 +73,6 @@ EXAMPLES = (
 
 MIN_FPS, MAX_FPS = 0.1, 1000.0
 MAX_RESOLUTION_SIDE = 16384
-SIGNAL_BURST_S = 0.5  # SIGINT/SIGTERM copies within this of the first are one stop request (StopRequests)
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
@@ -284,44 +282,15 @@ def make_sinks(args: argparse.Namespace, info: Any) -> list[Any]:
     return sinks
 
 
-class StopRequests:
-    """SIGINT/SIGTERM as stop requests. The first stops capture and lets the pipeline drain; copies that arrive
-    within ``burst_s`` of it are the same request (``timeout -s INT``, a service manager or a terminal signal the
-    process and its process group: two copies, milliseconds apart); a SIGINT after that aborts at once."""
-
-    def __init__(self, stop: Callable[[], None], burst_s: float = SIGNAL_BURST_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.stop, self.burst_s, self.clock = stop, burst_s, clock
-        self.first: float | None = None  # when the first signal came (clock)
-        self.copies = 0  # signals taken as part of the first request
-
-    @property
-    def requested(self) -> bool:
-        return self.first is not None
-
-    def __call__(self, signum: int, _frame: Any = None) -> None:
-        now = self.clock()
-        if self.first is None:
-            self.first = now
-            print(f"\n{PROG}: stopping (finishing frames in flight; Ctrl+C again to abort)",  # noqa: T201
-                  file=sys.stderr)
-            self.stop()
-        elif now - self.first <= self.burst_s or signum != signal.SIGINT:
-            self.copies += 1  # the same request (or a SIGTERM while stopping: already stopping)
-        else:
-            raise KeyboardInterrupt
+def _announce_stop() -> None:
+    print(f"\n{PROG}: stopping (finishing frames in flight; Ctrl+C again to abort)", file=sys.stderr)  # noqa: T201
 
 
 @contextmanager
 def stop_on_signals(pipeline: Pipeline) -> Iterator[StopRequests]:
     """SIGINT/SIGTERM stop capture and let the pipeline drain (:class:`StopRequests`); a later SIGINT aborts."""
-    requests = StopRequests(pipeline.stop)
-    previous = {sig: signal.signal(sig, requests) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with handling_stop_signals(StopRequests(pipeline.stop, _announce_stop)) as requests:
         yield requests
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def run_headless(pipeline: Pipeline, total: int | None) -> RunSummary:

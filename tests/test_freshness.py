@@ -113,7 +113,7 @@ def test_no_mask_is_drawn_across_a_reconnect() -> None:
 
 # --------------------------------------------------------------------------- signals
 def test_signal_copies_within_the_window_are_one_stop_request() -> None:
-    from polyp_live.realtime.cli import StopRequests
+    from polyp_live.realtime.core.signals import StopRequests
 
     now = [0.0]
     stops: list[int] = []
@@ -148,5 +148,23 @@ def test_real_sigint_burst_stops_once_and_a_later_one_aborts() -> None:
         time.sleep(0.6)
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_polyp_batch_takes_a_supervisors_signal_burst_as_one_stop_request() -> None:
+    """polyp-batch under ``timeout -s INT``: the copy to the process group must not abandon the running videos."""
+    from polyp_live.realtime.batch.ray_pool import graceful_interrupt
+
+    with graceful_interrupt() as stop:
+        assert not stop.requested
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.04)
+        os.kill(os.getpid(), signal.SIGINT)  # the group's copy: no KeyboardInterrupt
+        time.sleep(0.04)
+        assert stop.requested and stop.copies == 1
+        time.sleep(0.6)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # a later Ctrl+C: stop the running videos now
             time.sleep(0.5)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

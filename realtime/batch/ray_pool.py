@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from polyp_live.realtime.batch.archive import (
     annotate_video,
     failed_outcome,
 )
+from polyp_live.realtime.core.signals import StopRequests, handling_stop_signals
 from polyp_live.realtime.errors import OptionError
 from polyp_live.train.errors import PolypLiveError
 
@@ -119,23 +119,15 @@ def _make_actor(ray: Any, plan: ClusterPlan, gpus: float, init_args: tuple[Any, 
 
 
 @contextmanager
-def graceful_interrupt() -> Iterator[dict[str, int]]:
-    """The first SIGINT/SIGTERM asks to stop after the running videos; the second one to stop now."""
-    state = {"signals": 0}
+def graceful_interrupt() -> Iterator[StopRequests]:
+    """The first SIGINT/SIGTERM asks to stop after the running videos (copies of it from a supervisor are the same
+    request, :mod:`polyp_live.realtime.core.signals`); a later SIGINT stops them now (``KeyboardInterrupt``)."""
 
-    def handler(signum: int, _frame: Any) -> None:
-        state["signals"] += 1
-        if state["signals"] == 1:
-            logger.warning("stopping: no new videos; the running ones finish (Ctrl+C again to stop them now)")
-        else:
-            raise KeyboardInterrupt
+    def announce() -> None:
+        logger.warning("stopping: no new videos; the running ones finish (Ctrl+C again to stop them now)")
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield state
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    with handling_stop_signals(StopRequests(lambda: None, announce)) as requests:
+        yield requests
 
 
 def _first_line(exc: BaseException) -> str:
@@ -196,10 +188,10 @@ def _drive(ray: Any, pending: list[VideoJob], actors: list[Any], make: Callable[
     idle = list(actors)
     running: dict[Any, tuple[VideoJob, Any]] = {}
     pending.reverse()  # pop() from the end takes them in order
-    with graceful_interrupt() as state:
+    with graceful_interrupt() as stop:
         try:
-            while running or (pending and not state["signals"]):
-                while idle and pending and not state["signals"]:
+            while running or (pending and not stop.requested):
+                while idle and pending and not stop.requested:
                     job, actor = pending.pop(), idle.pop()
                     running[actor.annotate.remote(job)] = (job, actor)
                 ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
