@@ -66,6 +66,17 @@ def test_tracker_keeps_two_polyps_apart_and_a_gap_ends_tracks() -> None:
     assert after.track_ids[0] not in update.track_ids  # after a gap: another moment, a new track
 
 
+def test_a_fleeting_region_beside_a_polyp_does_not_take_its_track() -> None:
+    """As on CVC-ClinicDB's sequence 1: a small false region appears beside a confirmed polyp, then the polyp jumps
+    towards it. The confirmed track keeps the polyp; the false region's tentative track is left to expire."""
+    tracker = PolypTracker(confirm_hits=3, max_misses=12)
+    for i in range(4):
+        polyp = tracker.update(i, i / 25, [Box(140, 200, 300, 280)]).track_ids[0]
+    tracker.update(4, 4 / 25, [Box(140, 200, 300, 280), Box(135, 215, 150, 235)])  # a fleeting region at the left
+    moved = tracker.update(5, 5 / 25, [Box(40, 60, 135, 270)])  # the polyp jumped left and grew (big motion)
+    assert moved.track_ids == (polyp,) and len(tracker.polyps) == 1
+
+
 def frames(decisions: str, truth: str, hits: str | None = None, sequence: str = "s") -> list[FrameScore]:
     hits = hits or "".join("1" if d == "1" and t == "1" else "0" for d, t in zip(decisions, truth, strict=True))
     return [FrameScore(f"{sequence}/{i}", sequence, i, t == "1", 0.0, 0.0, d == "1", h == "1", 0.0)

@@ -7,12 +7,14 @@ OpenCV) and brings scipy, filterpy and rich for a Kalman model of pedestrians. A
 two polyp regions that move smoothly between frames; matching them needs box overlap and centre distance, not a
 motion model.
 
-Per frame, each reported region's box (frame pixels) is matched greedily, best first, to the live tracks: a pair
+Per frame, each reported region's box (frame pixels) is matched greedily to the live tracks, confirmed tracks
+first and best first among them: a pair
 matches when the boxes overlap by IoU >= :data:`MIN_IOU` or their centres are closer than :data:`CENTRE_FRACTION`
 of the larger box's diagonal (a polyp sliding across the view). Unmatched regions start tentative tracks. A track
 is *confirmed* -- a polyp -- after ``confirm_hits`` matched frames; it ends after ``max_misses`` frames without a
-match, or at a gap in the input. A polyp that leaves the view for longer than that and comes back is counted again:
-the counts are an upper bound on distinct polyps, as in deployed systems' per-procedure reports.
+match, or at a gap in the input. The count is an estimate, as in deployed systems' per-procedure reports: a polyp
+that leaves the view for longer than that and comes back is counted again, and a polyp that takes the place of
+another within that time (a hard cut in an edited clip) can continue its track.
 """
 
 from __future__ import annotations
@@ -111,11 +113,13 @@ class PolypTracker:
         clinician is told of it)."""
         if gap:
             self.live = []
-        pairs = sorted(((self._similarity(t, b), ti, bi) for ti, t in enumerate(self.live) for bi, b in
-                        enumerate(boxes)), reverse=True)
+        # confirmed tracks first (ByteTrack's priority): a tentative track started by a fleeting false region
+        # beside a polyp must not take the polyp's region from the polyp's own track when the polyp moves
+        pairs = sorted(((t.confirmed, self._similarity(t, b), ti, bi) for ti, t in enumerate(self.live)
+                        for bi, b in enumerate(boxes)), reverse=True)
         matched: dict[int, Track] = {}
         used: set[int] = set()
-        for score, ti, bi in pairs:
+        for _, score, ti, bi in pairs:
             if score <= 0.0 or ti in used or bi in matched:
                 continue
             used.add(ti)
