@@ -166,3 +166,22 @@ def test_bench_live_with_a_real_engine(cache_dir: Path, tmp_path: Path) -> None:
     assert session["trend"]["display_ms_per_min"] is not None and "any" in session["drift"]
     assert session["leftover_pipeline_threads"] == []
     assert plot.plot_file(out, tmp_path).stat().st_size > 5000
+
+
+def test_bench_viewer_paints_what_the_pipeline_hands_it(tmp_path: Path) -> None:
+    """The viewer benchmark on the offscreen platform: a real window paints a simulated camera's results; every
+    result handed to it is painted or counted as a display drop, and the report says so."""
+    pytest.importorskip("PyQt6")
+    from benchmarks import bench_viewer
+
+    out = tmp_path / "viewer.json"
+    assert bench_viewer.main(["--engine", "random:atto", "--size", "64", "--fps", "30", "--seconds", "1.5",
+                              "--warmup-seconds", "0.5", "--resolution", "320x240", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    check_machine(report)
+    session = report["sessions"][0]
+    assert session["platform"] == "offscreen" and session["camera_ticks"] >= 30
+    assert session["painted"] > 0 and session["handed_to_window"] <= session["camera_ticks"]
+    assert abs(session["handed_to_window"] - session["painted"] - session["display_drops"]) <= 1  # one in flight
+    assert session["capture_to_painted"]["count"] == session["painted"]
+    assert "display drops" in out.with_suffix(".md").read_text()

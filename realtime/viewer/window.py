@@ -24,7 +24,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PyQt6.QtCore import QObject, Qt, QTimer, pyqtSignal, pyqtSlot
+from PyQt6.QtCore import QEventLoop, QObject, Qt, QTimer, pyqtSignal, pyqtSlot
 from PyQt6.QtGui import QCloseEvent, QImage, QKeySequence, QPixmap, QResizeEvent, QShortcut
 from PyQt6.QtWidgets import (
     QApplication,
@@ -288,10 +288,24 @@ def attach_viewer(
     return window
 
 
+def application() -> QApplication:
+    """The process's QApplication, made on first use."""
+    app = QApplication.instance()
+    return app if isinstance(app, QApplication) else QApplication(["polyp-live"])
+
+
+def run_events_for(seconds: float) -> None:
+    """Run the Qt event loop on this (the GUI) thread for ``seconds``: for code that drives a window itself, such
+    as ``benchmarks/bench_viewer.py``."""
+    loop = QEventLoop()
+    QTimer.singleShot(max(1, int(seconds * 1000)), loop.quit)
+    loop.exec()
+
+
 def run_viewer(pipeline: Pipeline, settings: SettingsBox, output_dir: str | Path = ".",
                beep: bool = False) -> RunSummary:
     """Open the window, run the pipeline until the window closes, shut down cleanly, return the summary."""
-    app = QApplication.instance() or QApplication(["polyp-live"])
+    app = application()
     window = attach_viewer(pipeline, settings, output_dir, beep)
     window.show()
     try:
