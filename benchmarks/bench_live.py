@@ -3,6 +3,7 @@
     python benchmarks/bench_live.py                          # 30 and 60 fps, 20 s each, 640x480
     python benchmarks/bench_live.py --fps 60 --seconds 60 --resolution 1920x1080 --engine default
     python benchmarks/bench_live.py --network udp --seconds 600 --engine default   # the 10-minute network target
+    python benchmarks/bench_live.py --viewer --fps 60 --resolution 1920x1080 --engine default  # the window painting
 
 ``--network udp``: a sender process (``python -m tests.stream_sender``: x264 zerolatency, MPEG-TS over UDP on the
 loopback, paced in real time, looping ``--clip``) feeds ``polyp-live``'s network source
@@ -20,6 +21,7 @@ The measurement machinery (:func:`live_session`, :func:`drift`) is shared with `
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import math
 import socket
@@ -323,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--network", choices=("udp",), help="measure a network stream instead of the camera")
     parser.add_argument("--clip", type=Path, default=Path(__file__).resolve().parents[1] / "samples" /
                         "cvc_clinicdb_seq01-09.mp4", help="--network: the clip the sender loops (the sample)")
+    parser.add_argument("--viewer", action="store_true",
+                        help="the PyQt6 window paints every result (benchmarks/bench_viewer.py: display drops, "
+                             "capture -> painted)")
     common.add_engine_args(parser)
     common.add_output_args(parser, SCRIPT)
     return parser
@@ -345,8 +350,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     width, height = parse_resolution(args.resolution)
+    if args.viewer and args.network:
+        from polyp_live.train.errors import PolypLiveError
+
+        raise PolypLiveError("--viewer measures the simulated camera; leave out --network")
+    viewer = importlib.import_module("benchmarks.bench_viewer") if args.viewer else None  # Qt only when asked
+    script = viewer.SCRIPT if viewer else SCRIPT
     engine, note = open_bench_engine(args.engine, args.size, args.backend, args.precision, args.device, args.threads)
-    report: dict[str, Any] = {"kind": SCRIPT, "machine": common.machine_info(engine.info.device),
+    report: dict[str, Any] = {"kind": script, "machine": common.machine_info(engine.info.device),
                               "engine": engine.describe(), "engine_note": note, "seconds": args.seconds,
                               "warmup_s": args.warmup_seconds, "sessions": []}
     try:
@@ -356,14 +367,17 @@ def main(argv: list[str] | None = None) -> int:
             report["sessions"].append(session)
             print(" ".join(str(v) for v in session_rows(session)), flush=True)
         for fps in (float(f) for f in args.fps.split(",") if f.strip() and not args.network):
-            session = live_session(engine, fps=fps, width=width, height=height, seconds=args.seconds,
-                                   window_s=args.window_seconds, warmup_s=args.warmup_seconds)
+            if viewer:
+                session = viewer.viewer_session(engine, fps, width, height, args.seconds, args.warmup_seconds)
+            else:
+                session = live_session(engine, fps=fps, width=width, height=height, seconds=args.seconds,
+                                       window_s=args.window_seconds, warmup_s=args.warmup_seconds)
             report["sessions"].append(session)
-            print(" ".join(str(v) for v in session_rows(session)), flush=True)
+            print(" ".join(str(v) for v in (viewer.session_row if viewer else session_rows)(session)), flush=True)
     finally:
         engine.close()
     report["machine"]["load_average_end"] = common.load_average()
-    common.write_report(SCRIPT, args, report, to_markdown(report))
+    common.write_report(script, args, report, (viewer.to_markdown if viewer else to_markdown)(report))
     return 0
 
 

@@ -1,7 +1,7 @@
 """The live view with the viewer painting: a simulated camera feeds the live pipeline, and the PyQt6 window paints
 every result it is handed, as ``polyp-live --device ...`` does.
 
-    QT_QPA_PLATFORM=offscreen python benchmarks/bench_viewer.py --fps 60 --resolution 1920x1080 --engine default
+    QT_QPA_PLATFORM=offscreen python benchmarks/bench_viewer.py --engine default     # = bench_live.py --viewer
 
 Per run: camera ticks, results handed to the window, frames painted, **display drops** (results that arrived while
 the window was still painting the previous one: latest-frame-wins drops them, :class:`QtDisplaySink`), the pipeline's
@@ -12,8 +12,6 @@ window); a real screen adds the compositor's, which this does not measure.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 import tempfile
 import time
@@ -24,7 +22,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/bench_viewer.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import common
-from benchmarks.bench_live import LatencyRecorder, parse_resolution
+from benchmarks.bench_live import LatencyRecorder
 
 SCRIPT = "bench_viewer"
 WINDOW_SIZE = (1280, 720)
@@ -89,45 +87,29 @@ HEADERS = ("camera fps", "size", "camera ticks", "to the window", "painted", "di
            "capture->painted p50 ms", "p95 ms", "0 display drops")
 
 
+def session_row(s: dict[str, Any]) -> list[Any]:
+    return [s["fps"], s["resolution"], s["camera_ticks"], s["handed_to_window"], s["painted"], s["display_drops"],
+            s["pipeline_drops"], s["capture_to_painted"].get("p50_ms"), s["capture_to_painted"].get("p95_ms"),
+            common.pass_fail(s["pass"])]
+
+
 def to_markdown(report: dict[str, Any]) -> str:
-    rows = [(s["fps"], s["resolution"], s["camera_ticks"], s["handed_to_window"], s["painted"], s["display_drops"],
-             s["pipeline_drops"], s["capture_to_painted"].get("p50_ms"), s["capture_to_painted"].get("p95_ms"),
-             common.pass_fail(s["pass"])) for s in report["sessions"]]
     platform = report["sessions"][0]["platform"] if report["sessions"] else "?"
     return "\n".join([f"# Live view with the viewer painting ({report['machine']['tag']})", "",
                       common.machine_line(report["machine"]), "",
                       f"Engine: {report['engine']} ({report['engine_note']}). Simulated camera, live mode, the "
                       f"PyQt6 window ({platform} platform, {WINDOW_SIZE[0]}x{WINDOW_SIZE[1]}) painting every result "
                       f"it is handed; {report['seconds']} s after {report['warmup_s']} s warm-up.", "",
-                      common.markdown_table(HEADERS, rows), "",
+                      common.markdown_table(HEADERS, [session_row(s) for s in report["sessions"]]), "",
                       f"Load average at the end: {report['machine'].get('load_average_end')}"])
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.bench_pipeline import open_bench_engine
+    """``bench_live.py --viewer`` at 60 fps and 1920x1080 unless ``argv`` says otherwise (later options win)."""
+    from benchmarks import bench_live
 
-    parser = argparse.ArgumentParser(prog="python benchmarks/bench_viewer.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fps", type=float, default=60.0, help="camera rate (60)")
-    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds (20)")
-    parser.add_argument("--warmup-seconds", type=float, default=2.0, help="discarded start (2)")
-    parser.add_argument("--resolution", default="1920x1080", help="camera WxH (1920x1080)")
-    common.add_engine_args(parser)
-    common.add_output_args(parser, SCRIPT)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    width, height = parse_resolution(args.resolution)
-    engine, note = open_bench_engine(args.engine, args.size, args.backend, args.precision, args.device, args.threads)
-    report: dict[str, Any] = {"kind": SCRIPT, "machine": common.machine_info(engine.info.device),
-                              "engine": engine.describe(), "engine_note": note, "seconds": args.seconds,
-                              "warmup_s": args.warmup_seconds, "sessions": []}
-    try:
-        report["sessions"].append(viewer_session(engine, args.fps, width, height, args.seconds, args.warmup_seconds))
-    finally:
-        engine.close()
-    report["machine"]["load_average_end"] = common.load_average()
-    common.write_report(SCRIPT, args, report, to_markdown(report))
-    return 0
+    given = sys.argv[1:] if argv is None else argv
+    return bench_live.main(["--viewer", "--fps", "60", "--resolution", "1920x1080", *given])
 
 
 if __name__ == "__main__":
