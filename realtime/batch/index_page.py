@@ -7,13 +7,13 @@ Self-contained like the reports (inline style, no script, relative links only), 
 from __future__ import annotations
 
 import html
-import os
-import secrets
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from polyp_live.realtime.sinks.output_paths import write_text_atomically
 
 STYLE = ("body{font-family:system-ui,sans-serif;margin:24px 32px;color:#1d2630;background:#f5f7fa}"
          "table{border-collapse:collapse;background:#fff;box-shadow:0 1px 3px #0002}"
@@ -43,7 +43,5 @@ def index_html(rows: Sequence[dict[str, Any]]) -> str:
 
 def write_index(out_dir: Path, rows: Sequence[dict[str, Any]]) -> Path:
     path = out_dir / "index.html"
-    tmp = path.with_name(f".index.html.partial-{secrets.token_hex(4)}")
-    tmp.write_text(index_html(rows), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomically(path, index_html(rows))
     return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -115,3 +116,11 @@ def check_distinct_outputs(files: Sequence[tuple[str, str]], masks: str | None =
         if _same(path, folder) or (_same(path.parent, folder) and MASK_PATTERN.fullmatch(path.name)):
             raise OutputError(f"{flag} {text} collides with the mask PNGs of --masks {masks}; "
                               "give it a path outside that folder's frame_NNNNNN.png names")
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """``text`` into ``path`` under a temporary name beside it, then renamed: the path holds the whole file or
+    what it held before, never a half-written one (a run killed mid-way, two writers)."""
+    tmp = path.with_name(f".{path.name}.partial-{secrets.token_hex(4)}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +25,7 @@ import cv2
 import numpy as np
 
 from polyp_live.realtime.ports import SinkBase
+from polyp_live.realtime.sinks.output_paths import write_text_atomically
 from polyp_live.realtime.sinks.report import format_time
 from polyp_live.realtime.types import PolypRecord, Result, RunSummary, StopReason
 from polyp_live.train.alarm import AlarmConfig
@@ -214,12 +214,6 @@ def report_facts(summary: RunSummary, context: ReportContext) -> dict[str, Any]:
             "context": asdict(context)}
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def report_json_path(path: str | Path) -> Path:
     """The JSON beside a report: ``visit.html`` -> ``visit.json``."""
     return Path(path).with_suffix(".json")
@@ -231,6 +225,6 @@ def write_report(sink: ReportSink, summary: RunSummary, context: ReportContext) 
     page = render_html(summary, context, sink.best, duration)
     facts = json.dumps(report_facts(summary, context), indent=1) + "\n"
     json_path = report_json_path(sink.path)
-    _write_atomically(json_path, facts)
-    _write_atomically(sink.path, page)
+    write_text_atomically(json_path, facts)
+    write_text_atomically(sink.path, page)
     return sink.path, json_path
