@@ -133,6 +133,11 @@ def test_the_committed_mix_and_its_errors(tmp_path: Path) -> None:
     assert [p.name for p in mix.parts] == ["kvasir-seg", "neopolyp-small", "polypgen-negatives"]
     assert [p.name for p in mix.held_out] == ["cvc-clinicdb"] and mix.parts[2].negatives
     assert "cvc-clinicdb" in mix.data_seen() and "non-commercial" in mix.terms()
+    fold = load_mix(REPO / "train" / "splits" / "generalization-neopolyp-out.json")  # the second fold
+    assert [p.name for p in fold.held_out] == ["neopolyp-small"]
+    assert "neopolyp-small" not in [p.name for p in fold.parts] and "cvc-clinicdb" in [p.name for p in fold.parts]
+    cvc = fold.part("cvc-clinicdb").load_split()  # by sequence: no sequence on both sides
+    assert len(cvc.val) > 0 and not {k.split("/")[0] for k in cvc.train} & {k.split("/")[0] for k in cvc.val}
     bad = tmp_path / "mix.json"
     bad.write_text(json.dumps({"schema": "polyp-live.mix/1", "parts": [{"name": "x", "folder": "y"}]}))
     with pytest.raises(DatasetError, match="no split file"):

@@ -4,10 +4,12 @@
   group, never by frame (the groups of more than one frame are listed in the file);
 * PolypGen negatives: by sequence, never by frame: a seeded choice of about ``--negative-val-sequences`` of the 12
   sequences, stratified by frame size (each tower layout gives validation its share), is validation, the rest
-  training.
+  training;
+* CVC-ClinicDB: by sequence the same way (about ``--cvc-val-sequences`` of its 9 sequences for validation), for the
+  mix that trains on CVC and holds NeoPolyp out whole (``generalization-neopolyp-out.json``).
 
-Kvasir-SEG keeps its 600/200 split (``kvasir_seg_600_200.json``); CVC-ClinicDB is held out whole (the cross-hospital
-check, see ``generalization.json``). Example::
+Kvasir-SEG keeps its 600/200 split (``kvasir_seg_600_200.json``); ``generalization.json`` holds CVC-ClinicDB out
+whole (the cross-hospital check). Example::
 
     python -m polyp_live.train.make_splits --data-root ../shared/data --out train/splits
 """
@@ -34,6 +36,7 @@ logger = logging.getLogger(__name__)
 PROG = "python -m polyp_live.train.make_splits"
 NEOPOLYP_FILE = "neopolyp_small_grouped_80_20.json"
 NEGATIVES_FILE = "polypgen_negatives_by_sequence.json"
+CVC_FILE = "cvc_clinicdb_by_sequence.json"
 
 
 def grouped_split(pairs: Sequence[Pair], groups: Sequence[int], val_fraction: float, seed: int,
@@ -88,7 +91,7 @@ def _write(split: Split, path: Path, extra: dict[str, Any]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = make_parser(PROG, "Make the split files of the generalization mix: NeoPolyp by near-duplicate group, the "
-                    "polyp-free PolypGen frames by sequence.",
+                    "polyp-free PolypGen frames and CVC-ClinicDB by sequence.",
                     [f"{PROG} --data-root ../shared/data --out train/splits"])
     p.add_argument("--data-root", type=Path, required=True, help="folder holding neopolyp-small/ and "
                    "polypgen-negatives/")
@@ -96,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of both cuts")
     p.add_argument("--neopolyp-val", type=float, default=0.2, help="NeoPolyp validation fraction (by group)")
     p.add_argument("--negative-val-sequences", type=int, default=4, help="polyp-free sequences for validation")
+    p.add_argument("--cvc-val-sequences", type=int, default=3, help="CVC-ClinicDB sequences for validation")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--verbose", action="store_true", help="debug logging")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -121,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
         "method": f"{PROG}: by sequence, never by frame: about {args.negative_val_sequences} of "
                   f"{len({p.sequence for p in negatives})} sequences for validation, a seeded choice (seed "
                   f"{args.seed}) stratified by frame size (tower), each size its share",
+        "val_sequences": chosen})
+    cvc = find_pairs(args.data_root / "cvc-clinicdb")
+    split, chosen = sequence_split(cvc, args.cvc_val_sequences, args.seed, "cvc-clinicdb")
+    _write(split, args.out / CVC_FILE, {
+        "method": f"{PROG}: by sequence, never by frame: {len(chosen)} of {len({p.sequence for p in cvc})} "
+                  f"sequences for validation, a seeded choice (seed {args.seed})",
         "val_sequences": chosen})
     return 0
 
