@@ -93,10 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = make_parser(PROG, "Make the split files of the generalization mix: NeoPolyp by near-duplicate group, the "
                     "polyp-free PolypGen frames and CVC-ClinicDB by sequence.",
                     [f"{PROG} --data-root ../shared/data --out train/splits"])
-    p.add_argument("--data-root", type=Path, required=True, help="folder holding neopolyp-small/ and "
+    p.add_argument("--data-root", type=Path, required=True, help="folder holding neopolyp-small/, cvc-clinicdb/ and "
                    "polypgen-negatives/")
     p.add_argument("--out", type=Path, default=Path("train/splits"), help="where the split files go")
-    p.add_argument("--seed", type=int, default=0, help="seed of both cuts")
+    p.add_argument("--seed", type=int, default=0, help="seed of every cut")
     p.add_argument("--neopolyp-val", type=float, default=0.2, help="NeoPolyp validation fraction (by group)")
     p.add_argument("--negative-val-sequences", type=int, default=4, help="polyp-free sequences for validation")
     p.add_argument("--cvc-val-sequences", type=int, default=3, help="CVC-ClinicDB sequences for validation")
