@@ -144,3 +144,19 @@ def test_colour_jitter_changes_the_image_only() -> None:
     changed = (jit_img.float() - images.float()).abs().mean(dim=(1, 2, 3))
     assert bool((changed > 1.0).all())
     assert "colour jitter" in cfg.describe() and "colour" not in NO_AUGMENT.describe()
+
+
+def test_white_balance_moves_the_hue_and_leaves_the_mask() -> None:
+    """Per-channel gains change the ratio between channels (a colour cast, unlike the jitter), within the range."""
+    images = torch.full((8, 16, 16, 3), 100, dtype=torch.uint8)
+    masks = (torch.rand(8, 16, 16) > 0.5).to(torch.uint8) * 255
+    _, plain_mask = augment_batch(images, masks, (16, 16), NO_AUGMENT, torch.Generator().manual_seed(1))
+    cfg = dataclasses.replace(NO_AUGMENT, white_balance=0.2, color_p=1.0)
+    out, out_mask = augment_batch(images, masks, (16, 16), cfg, torch.Generator().manual_seed(1))
+    assert torch.equal(out_mask, plain_mask)
+    channel_means = out.float().mean(dim=(1, 2))  # (8, 3)
+    assert bool((channel_means >= 80 - 1e-3).all()) and bool((channel_means <= 120 + 1e-3).all())
+    casts = (channel_means.max(dim=1).values - channel_means.min(dim=1).values)
+    assert bool((casts > 1.0).all())  # every sample got a cast: R, G, B no longer equal
+    assert bool((out[:, 0, 0] == out[:, 7, 9]).all())  # one gain per channel and sample, not per pixel
+    assert "white balance" in cfg.describe()

@@ -49,9 +49,12 @@ class AugmentConfig:
     cutout_p: float = 0.5
     color_jitter: float = 0.0  # brightness / contrast / saturation each scaled by 1 ± this (0: off)
     color_p: float = 0.8
+    white_balance: float = 0.0  # per-channel gains 1 ± this: light sources and processors (FICE, LCI) (0: off)
 
     def describe(self) -> str:
         jitter = f", colour jitter ±{self.color_jitter:g} p={self.color_p:g}" if self.color_jitter > 0 else ""
+        if self.white_balance > 0:
+            jitter += f", white balance ±{self.white_balance:g} p={self.color_p:g}"
         return (
             f"crop {self.crop_scale[0]:g}-{self.crop_scale[1]:g}, rotate ±{self.rotate_deg:g}° p={self.rotate_p:g}, "
             f"hflip/vflip p={self.flip_p:g}, grid distortion {self.distort:g} p={self.distort_p:g}, "
@@ -144,6 +147,8 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor, size: tuple[int, in
         out = out.masked_fill(holes[..., None], 0)
     if cfg.color_jitter > 0 and cfg.color_p > 0:
         out = color_jitter(out, cfg, gen)
+    if cfg.white_balance > 0 and cfg.color_p > 0:
+        out = white_balance(out, cfg, gen)
     return out, target
 
 
@@ -160,4 +165,17 @@ def color_jitter(images: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator 
     x = grey + (x - grey) * factors[1]
     luma = x.mean(dim=3, keepdim=True)
     x = luma + (x - luma) * factors[2]
+    return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def white_balance(images: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator | None) -> torch.Tensor:
+    """Random per-channel gains ``1 ± cfg.white_balance`` per sample (``uint8`` NHWC in and out), image only.
+
+    Towers differ in light source and colour processing (white light, FICE, LCI: yellow to orange casts); a
+    brightness/contrast/saturation jitter keeps the hue, this moves it. The mask is untouched.
+    """
+    n, device, j = images.shape[0], images.device, cfg.white_balance
+    on = _bernoulli(n, cfg.color_p, gen, device)[:, None]
+    gains = 1.0 + on * (2.0 * torch.rand(n, 3, device=device, generator=gen) - 1.0) * j
+    x = images.float() * gains[:, None, None, :]
     return x.round_().clamp_(0, 255).to(torch.uint8)

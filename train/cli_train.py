@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="encoder learning rate as a fraction of --lr (e.g. 0.3 for a pretrained encoder)")
     p.add_argument("--color-jitter", type=float, default=0.0,
                    help="brightness/contrast/saturation jitter 1±X on the image (0: off, e.g. 0.2)")
+    p.add_argument("--white-balance", type=float, default=0.0,
+                   help="per-channel colour gains 1±X on the image: other light sources (0: off, e.g. 0.1)")
     p.add_argument("--init", type=Path, metavar="CHECKPOINT",
                    help="fine-tune: start from all weights of this checkpoint (same variant, any --size)")
     p.add_argument("--resume", type=Path, metavar="RUN",
@@ -145,7 +147,8 @@ def config_from_args(args: argparse.Namespace, command: str) -> TrainConfig:
         pretrained=args.pretrained, encoder_lr_scale=args.encoder_lr_scale,
         resume=args.resume,
         time_budget_min=args.time_budget, cache_scale=args.cache_scale,
-        augment=NO_AUGMENT if args.no_augment else AugmentConfig(color_jitter=args.color_jitter),
+        augment=NO_AUGMENT if args.no_augment else AugmentConfig(color_jitter=args.color_jitter,
+                                                                     white_balance=args.white_balance),
         tensorboard=args.tensorboard,
         progress=not args.no_progress, save_interval_s=args.save_interval, workers=args.workers,
         compile=args.compile, save_dtype=args.save_dtype, license=args.license,
