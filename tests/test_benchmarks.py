@@ -92,8 +92,24 @@ def test_bench_pipeline_measures_all_three_ways(pipeline_report: tuple[dict, Pat
     assert item["slowest_stage_fps"] == slowest["fps"]
     assert math.isclose(item["pipeline_vs_naive"], item["pipeline"]["fps"] / item["naive"]["fps"], rel_tol=0.01)
     assert report["aggregate"]["frames"] == 10
+    cpu = [item["stages"][name]["cpu_ms"] for name in bench_pipeline.STAGE_NAMES]
+    assert all(ms >= 0 for ms in cpu) and sum(cpu) > 0
+    assert math.isclose(item["cpu_ceiling_fps"], report["machine"]["cores"] * 1000 / sum(cpu), rel_tol=0.01)
     assert any(line.endswith(("PASS", "FAIL")) for line in report["verdict"])
     assert "pipeline fps" in path.with_suffix(".md").read_text()
+
+
+def test_cpu_ceiling_counts_every_stage_the_pipeline_runs() -> None:
+    """Known answer: 5 + 20 + 15 CPU ms per frame on 2 cores is 50 frames/s; a stage decoded ahead of the run
+    (not in the pipeline) and a skipped one do not count."""
+    stages = {"decode": {"status": "ok", "fps": 200.0, "cpu_ms": 5.0},
+              "infer": {"status": "ok", "fps": 90.0, "cpu_ms": 20.0},
+              "encode": {"status": "ok", "fps": 100.0, "cpu_ms": 15.0},
+              "preprocess": {"status": "ok", "fps": 900.0, "cpu_ms": 1.0, "in_pipeline": False},
+              "overlay": {"status": "skipped"}}
+    assert bench_pipeline.cpu_ceiling_fps(stages, cores=2) == 50.0
+    verdict = bench_pipeline.judge(45.0, 30.0, stages)
+    assert verdict["slowest_stage"] == "infer" and verdict["cpu_ms_per_frame"] == 40.0
 
 
 def test_bench_pipeline_missing_input_is_one_error(tmp_path: Path) -> None:
