@@ -105,6 +105,25 @@ def test_iterating_results_and_breaking_early_shuts_down(cvc_clip: Callable[[str
     assert run.summary().stopped in ("stopped", "end of input", "max frames")
 
 
+def test_opencv_runs_on_one_thread_while_pipelines_run(cvc_clip: Callable[[str], Path]) -> None:
+    """Stages run in parallel, so OpenCV's pool is one thread while any pipeline runs (two overlapping ones
+    here) and OpenCV's own setting comes back after the last one closes."""
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(3)
+    try:
+        seen = []
+        with Pipeline(VideoFileSource(cvc_clip("seq03")), BrightSpotEngine(64), PipelineConfig(max_frames=3)) as a:
+            with Pipeline(VideoFileSource(cvc_clip("seq05")), BrightSpotEngine(64), PipelineConfig(max_frames=3)) as b:
+                seen += [cv2.getNumThreads() for _ in b]
+            seen += [cv2.getNumThreads() for _ in a]
+        assert seen == [1] * 6
+        assert cv2.getNumThreads() == 3
+    finally:
+        cv2.setNumThreads(before)
+
+
 @pytest.mark.parametrize("failure", ["source", "engine"])
 def test_mid_stream_failure_keeps_what_was_processed(cvc_clip: Callable[[str], Path], tmp_path: Path,
                                                       failure: str) -> None:

@@ -61,6 +61,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from polyp_live.engines.base import Engine
+from polyp_live.realtime.core import cv_threads
 from polyp_live.realtime.core.freshness import MaskFreshness
 from polyp_live.realtime.core.postprocess import TemporalSmoother
 from polyp_live.realtime.core.procedure import ProcedureTracker
@@ -191,6 +192,7 @@ class Pipeline:
             thread = threading.Thread(target=target, name=THREAD_PREFIX + name, daemon=True)
             self._threads.append(thread)
         self._started = True
+        cv_threads.acquire()  # stages run in parallel: OpenCV's own pool would oversubscribe the cores
         for thread in self._threads:
             thread.start()
         logger.debug("pipeline started: %s mode, batch %d, source %s", self.mode, self.batch, info.description)
@@ -294,6 +296,7 @@ class Pipeline:
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 logger.warning("pipeline thread %s did not stop within %.0f s", thread.name, self.config.join_timeout_s)
+        cv_threads.release()
         if not self._threads[0].is_alive():  # never close a source under a reader that is still in read()
             self.source.close()
 
