@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from typing import Any
 
@@ -127,6 +128,21 @@ def test_signal_copies_within_the_window_are_one_stop_request() -> None:
     requests(signal.SIGTERM)  # still stopping: not an abort
     with pytest.raises(KeyboardInterrupt):
         requests(signal.SIGINT)  # a later Ctrl+C aborts
+
+
+def test_a_copy_after_a_fast_stop_is_still_the_same_request() -> None:
+    """The block ends 10 ms after the first SIGINT (a pipeline that drained at once); the process group's copy 50 ms
+    later must not reach Python's default handler (a KeyboardInterrupt traceback while the process exits)."""
+    from polyp_live.realtime.core.signals import StopRequests, handling_stop_signals
+
+    requests = StopRequests(lambda: None, burst_s=0.3)
+    late = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+    with handling_stop_signals(requests):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)
+        late.start()
+    late.join()
+    assert requests.copies == 1 and signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_real_sigint_burst_stops_once_and_a_later_one_aborts() -> None:

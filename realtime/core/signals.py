@@ -47,10 +47,19 @@ class StopRequests:
 
 @contextmanager
 def handling_stop_signals(requests: StopRequests) -> Iterator[StopRequests]:
-    """``requests`` handles SIGINT and SIGTERM inside the block; the previous handlers come back after it."""
+    """``requests`` handles SIGINT and SIGTERM inside the block; the previous handlers come back after it.
+
+    A block that ends inside a stop request's burst window (a fast drain) keeps the handler until the window has
+    passed: a copy of the signal that arrives then is the same request, not a ``KeyboardInterrupt`` from Python's
+    default handler while the process exits (a traceback after a clean stop).
+    """
     previous = {sig: signal.signal(sig, requests) for sig in STOP_SIGNALS}
     try:
         yield requests
     finally:
+        if requests.first is not None:
+            left = requests.burst_s - (requests.clock() - requests.first)
+            if 0.0 < left <= requests.burst_s:
+                time.sleep(left)
         for sig, old in previous.items():
             signal.signal(sig, old)
