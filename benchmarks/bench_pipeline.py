@@ -165,14 +165,13 @@ def read_all(inputs: Inputs) -> tuple[list[Any], Any, list[float], list[float]]:
     return frames, info, times, cpu
 
 
-def _timed(fn: Callable[[], Any], times: list[float], cpu: list[float] | None = None) -> Any:
+def _timed(fn: Callable[[], Any], times: list[float], cpu: list[float]) -> Any:
     """``fn()``, its wall time appended to ``times`` and the process's CPU time (every thread: ONNX Runtime's,
     x264's, OpenCV's pool) to ``cpu`` (ms)."""
     start, start_cpu = time.perf_counter(), time.process_time()
     value = fn()
     times.append((time.perf_counter() - start) * 1000.0)
-    if cpu is not None:
-        cpu.append((time.process_time() - start_cpu) * 1000.0)
+    cpu.append((time.process_time() - start_cpu) * 1000.0)
     return value
 
 
