@@ -135,7 +135,7 @@ def test_box_mean_equals_the_square_average_pool() -> None:
     assert torch.allclose(box_mean(x, 31), F.avg_pool2d(x, 31, stride=1, padding=15), atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["jaccard", "bce-dice", "structure"])
+@pytest.mark.parametrize("name", ["jaccard", "bce-dice", "structure", "structure-topk"])
 def test_every_loss_behaves_on_an_empty_target(name: str) -> None:
     """A polyp-free frame (empty mask) in training: every loss is finite, about zero for a clean prediction,
     larger for a false mask the bigger it is, and its gradient pushes the false pixels down."""
@@ -155,3 +155,35 @@ def test_every_loss_behaves_on_an_empty_target(name: str) -> None:
     # a batch mixing a polyp frame and a polyp-free frame stays finite too
     mixed = torch.cat([TARGET.expand(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)])
     assert torch.isfinite(loss(torch.zeros(2, 1, 2, 2), mixed))
+
+
+def test_structure_topk_is_structure_on_polyps_and_frame_level_on_polyp_free_frames() -> None:
+    """``structure-topk``: the structure loss where a polyp is; on a polyp-free frame that is already clean it
+    stops pushing (the structure loss's empty-target IoU term pushes hardest there), while a confident false
+    region (what would be reported) is pushed down far harder than the rest of the frame."""
+    structure, topk = get_loss("structure"), get_loss("structure-topk")
+    gen = torch.Generator().manual_seed(1)
+    polyp = torch.zeros(2, 1, 64, 64)
+    polyp[..., 20:40, 24:44] = 1.0
+    logits = torch.randn(2, 1, 64, 64, generator=gen)
+    assert float(topk(logits, polyp)) == pytest.approx(float(structure(logits, polyp)), rel=1e-6)
+
+    empty = torch.zeros(1, 1, 64, 64)
+
+    def grad(fn: object, x0: torch.Tensor) -> torch.Tensor:
+        x = x0.clone().requires_grad_(True)
+        fn(x, empty).backward()  # type: ignore[operator]
+        assert x.grad is not None
+        return x.grad
+
+    clean = torch.full((1, 1, 64, 64), -10.0)  # nothing would be reported here (p = 4.5e-5 everywhere)
+    assert float(grad(topk, clean).sum()) < 0.01 * float(grad(structure, clean).sum())
+    neg = clean.clone()
+    neg[..., 30:34, 30:34] = 2.0  # one small confident false region
+    g = grad(topk, neg)
+    assert float(g[..., 30:34, 30:34].min()) > 100 * float(g[..., :10, :10].max())
+
+    # a mixed batch is the mean of the per-image losses
+    both_t, both_x = torch.cat([polyp[:1], empty]), torch.cat([logits[:1], neg])
+    expected = (float(structure(logits[:1], polyp[:1])) + float(topk(neg, empty))) / 2
+    assert float(topk(both_x, both_t)) == pytest.approx(expected, rel=1e-6)

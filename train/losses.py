@@ -6,6 +6,13 @@
   prediction a zero loss.
 * ``bce-dice``: binary cross-entropy (mean over pixels) plus the soft Dice loss
   ``1 - (2*sum(y*p) + a) / (sum(y) + sum(p) + a)`` per image, averaged.
+* ``structure``: PraNet's structure loss (below).
+* ``structure-topk``: the structure loss on frames with a polyp; on a polyp-free frame (empty target) the
+  pixel-mean BCE plus a frame-level term, the BCE of its ``TOPK_FRACTION`` most confident pixels against 0.
+  On an empty target the soft IoU term is ``1 - a / (sum(p) + a)``: its gradient on every pixel's probability
+  is ``a / (sum(p) + a)^2``, largest when the frame is already clean, so polyp-free frames keep pushing all
+  of their 65 k pixels toward ``p = 0`` long after nothing would be reported. The top-k term acts where the
+  model would report something (a region needs about the top 0.1 % of the frame above the threshold).
 
 Both are computed in float32 whatever the autocast dtype.
 """
@@ -64,6 +71,10 @@ def structure_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 1.
     A pixel's weight is ``1 + 5 |avgpool31(target) - target|``: pixels near a polyp's edge count up to
     six times, so the boundary, where masks differ most, is learnt first.
     """
+    return _structure_per_image(logits, target, alpha).mean()
+
+
+def _structure_per_image(logits: torch.Tensor, target: torch.Tensor, alpha: float) -> torch.Tensor:
     logits, target = logits.float(), target.float()
     weight = 1.0 + 5.0 * torch.abs(box_mean(target, 31) - target)
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
@@ -72,13 +83,40 @@ def structure_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 1.
     inter = (p * target * weight).sum(dim=(2, 3))
     union = ((p + target) * weight).sum(dim=(2, 3))
     wiou = 1.0 - (inter + alpha) / (union - inter + alpha)
-    return (wbce + wiou).mean()
+    return (wbce + wiou).flatten()
+
+
+TOPK_FRACTION = 0.005
+"""Share of a polyp-free frame's pixels (the most confident ones) in ``structure-topk``'s frame-level term."""
+
+
+def topk_negative_loss(logits: torch.Tensor, fraction: float = TOPK_FRACTION) -> torch.Tensor:
+    """Per image: pixel-mean BCE against 0 plus the BCE of the ``fraction`` most confident pixels against 0."""
+    flat = logits.float().flatten(1)
+    k = max(1, round(fraction * flat.shape[1]))
+    bce = F.softplus(flat)  # BCE with logits against a 0 target
+    return bce.mean(1) + F.softplus(flat.topk(k, dim=1).values).mean(1)
+
+
+def structure_topk_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """``structure`` on frames with a polyp, :func:`topk_negative_loss` on polyp-free frames; batch mean."""
+    if logits.shape != target.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ in shape")
+    empty = target.flatten(1).amax(1) <= 0
+    per_image = torch.empty(logits.shape[0], device=logits.device, dtype=torch.float32)
+    if (~empty).any():
+        keep = ~empty
+        per_image[keep] = _structure_per_image(logits[keep], target[keep], alpha)
+    if empty.any():
+        per_image[empty] = topk_negative_loss(logits[empty])
+    return per_image.mean()
 
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "jaccard": jaccard_loss,
     "bce-dice": bce_dice_loss,
     "structure": structure_loss,
+    "structure-topk": structure_topk_loss,
 }
 
 
