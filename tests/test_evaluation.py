@@ -138,7 +138,13 @@ def test_the_committed_mix_and_its_errors(tmp_path: Path) -> None:
     assert "neopolyp-small" not in [p.name for p in fold.parts] and "cvc-clinicdb" in [p.name for p in fold.parts]
     cvc = fold.part("cvc-clinicdb").load_split()  # by sequence: no sequence on both sides
     assert len(cvc.val) > 0 and not {k.split("/")[0] for k in cvc.train} & {k.split("/")[0] for k in cvc.val}
+    ablation = load_mix(REPO / "train" / "splits" / "generalization-neopolyp-out-nonegs.json")
+    assert ablation.part("polypgen-negatives").repeat == 0  # validation only: scored, never trained on
     bad = tmp_path / "mix.json"
+    part = {"name": "x", "folder": "y", "split": "s.json"}
+    bad.write_text(json.dumps({"schema": "polyp-live.mix/1", "parts": [{**part, "repeat": -1}]}))
+    with pytest.raises(DatasetError, match="0..10"):
+        load_mix(bad)
     bad.write_text(json.dumps({"schema": "polyp-live.mix/1", "parts": [{"name": "x", "folder": "y"}]}))
     with pytest.raises(DatasetError, match="no split file"):
         load_mix(bad)

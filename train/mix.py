@@ -37,7 +37,8 @@ class MixPart:
     split: Path | None
     negatives: bool = False
     terms: str = ""
-    repeat: int = 1  # training draws this part's frames this many times per epoch (the polyp-free frames: 2)
+    repeat: int = 1  # training draws this part's frames this many times per epoch (the polyp-free frames: 2);
+    # 0: validation only (an ablation that keeps the best-epoch choice the same)
 
     def pairs(self, root: Path) -> list[Pair]:
         folder = root / self.folder
@@ -86,8 +87,8 @@ def _part(entry: Any, base: Path, where: str) -> MixPart:
     if split is not None and not isinstance(split, str):
         raise DatasetError(f"{where}: part {entry['name']}: 'split' must be a file name")
     repeat = entry.get("repeat", 1)
-    if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= 10:
-        raise DatasetError(f"{where}: part {entry['name']}: 'repeat' must be a whole number 1..10")
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or not 0 <= repeat <= 10:
+        raise DatasetError(f"{where}: part {entry['name']}: 'repeat' must be a whole number 0..10 (0: validation only)")
     return MixPart(entry["name"], entry["folder"], base / split if split else None, bool(entry.get("negatives")),
                    str(entry.get("terms", "")), repeat)
 
