@@ -143,7 +143,7 @@ def test_the_committed_mix_and_its_errors(tmp_path: Path) -> None:
     bad = tmp_path / "mix.json"
     part = {"name": "x", "folder": "y", "split": "s.json"}
     bad.write_text(json.dumps({"schema": "polyp-live.mix/1", "parts": [{**part, "repeat": -1}]}))
-    with pytest.raises(DatasetError, match="0..10"):
+    with pytest.raises(DatasetError, match=r"0\.\.10"):
         load_mix(bad)
     bad.write_text(json.dumps({"schema": "polyp-live.mix/1", "parts": [{"name": "x", "folder": "y"}]}))
     with pytest.raises(DatasetError, match="no split file"):
