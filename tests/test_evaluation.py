@@ -140,6 +140,8 @@ def test_the_committed_mix_and_its_errors(tmp_path: Path) -> None:
     assert len(cvc.val) > 0 and not {k.split("/")[0] for k in cvc.train} & {k.split("/")[0] for k in cvc.val}
     ablation = load_mix(REPO / "train" / "splits" / "generalization-neopolyp-out-nonegs.json")
     assert ablation.part("polypgen-negatives").repeat == 0  # validation only: scored, never trained on
+    assert "polypgen-negatives: validation only" in ablation.data_seen()
+    assert "kvasir-seg: the train ids of" in ablation.data_seen()
     bad = tmp_path / "mix.json"
     part = {"name": "x", "folder": "y", "split": "s.json"}
     bad.write_text(json.dumps({"schema": "polyp-live.mix/1", "parts": [{**part, "repeat": -1}]}))

@@ -74,7 +74,9 @@ class Mix:
 
     def data_seen(self) -> str:
         """What training on this mix sees, for the checkpoint's JSON."""
-        seen = "; ".join(f"{p.name}: the train ids of {p.split.name if p.split else '-'}" for p in self.parts)
+        seen = "; ".join(
+            f"{p.name}: {'validation only, the val ids of' if p.repeat == 0 else 'the train ids of'} "
+            f"{p.split.name if p.split else '-'}" for p in self.parts)
         held = ", ".join(p.name for p in self.held_out)
         return seen + (f"; held out whole (never seen): {held}" if held else "")
 
