@@ -54,6 +54,8 @@ def test_losses_have_gradients_and_check_shapes() -> None:
     assert logits.grad is not None and bool((logits.grad < 0).all())  # raise every logit toward the target
     with pytest.raises(ValueError, match="differ in shape"):
         jaccard_loss(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 5))
+    with pytest.raises(ValueError, match="differ in shape"):
+        get_loss("structure-topk")(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 5))
 
 
 def _scores(pred: list[int], target: list[int]) -> dict[str, float]:

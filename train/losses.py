@@ -29,9 +29,13 @@ from polyp_live.train.errors import PolypLiveError
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _flat(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _check_shapes(logits: torch.Tensor, target: torch.Tensor) -> None:
     if logits.shape != target.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ in shape")
+
+
+def _flat(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    _check_shapes(logits, target)
     return torch.sigmoid(logits.float()).flatten(1), target.float().flatten(1)
 
 
@@ -100,8 +104,7 @@ def topk_negative_loss(logits: torch.Tensor, fraction: float = TOPK_FRACTION) ->
 
 def structure_topk_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     """``structure`` on frames with a polyp, :func:`topk_negative_loss` on polyp-free frames; batch mean."""
-    if logits.shape != target.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ in shape")
+    _check_shapes(logits, target)
     empty = target.flatten(1).amax(1) <= 0
     per_image = torch.empty(logits.shape[0], device=logits.device, dtype=torch.float32)
     if (~empty).any():
